@@ -1,0 +1,57 @@
+# The one way in: `make run` (the service locally), `make test` (every test), `make lint`.
+SHELL := /bin/bash
+VENV := .venv
+EMULATOR := $(VENV)/bin/moto_server
+SAM_VENV := .venv-sam
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: run test lint fmt emulator build template-lint sam-build clean
+
+## The whole service on 127.0.0.1:$${PORT:-3000}, with the local AWS emulator. Ctrl-C stops it.
+run: emulator
+	cargo build -p tools --bin webhooks-local
+	./target/debug/webhooks-local
+
+## Every test: unit, handler and end-to-end (against the emulator on a free port).
+test: emulator
+	cargo build --workspace --bins --tests
+	./scripts/with-emulator cargo test --workspace -- --test-threads 8
+
+## Formatting, clippy with warnings as errors, and the template's linters.
+lint: template-lint
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+## The local AWS emulator (moto's server mode) in the ignored .venv/.
+emulator: $(EMULATOR)
+
+$(EMULATOR): scripts/emulator-requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/emulator-requirements.txt
+	touch $(EMULATOR)
+
+## cfn-lint and `sam validate --lint`, each from PyPI in its own virtualenv.
+template-lint: $(SAM_VENV)/bin/sam
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+
+$(SAM_VENV)/bin/sam: scripts/sam-requirements.txt
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/sam-requirements.txt
+	touch $@
+
+## The deployable artifacts: cargo-lambda and zig from PyPI, plus the Rust target for arm64.
+sam-build: $(SAM_VENV)/bin/sam $(SAM_VENV)/bin/cargo-lambda
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam build
+
+$(SAM_VENV)/bin/cargo-lambda: $(SAM_VENV)/bin/sam scripts/build-requirements.txt
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/build-requirements.txt
+	touch $@
+
+clean:
+	cargo clean
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam

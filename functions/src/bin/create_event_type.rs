@@ -1,0 +1,6 @@
+//! Lambda: Add an event type to the catalogue.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("create_event_type").await
+}

@@ -1,0 +1,6 @@
+//! Lambda: Register a webhook.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("create_webhook").await
+}

@@ -1,0 +1,6 @@
+//! Lambda: Set a webhook's Basic credentials.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("put_webhook_auth").await
+}

@@ -1,0 +1,6 @@
+//! Lambda: Unpause a webhook.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("unpause_webhook").await
+}

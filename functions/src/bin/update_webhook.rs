@@ -1,0 +1,6 @@
+//! Lambda: Change a webhook.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("update_webhook").await
+}

@@ -1,0 +1,97 @@
+//! The tenant's event-type catalogue: list, create, delete.
+
+use serde_json::json;
+
+use crate::api::Reply;
+use crate::api::pagination::{CursorScope, PageRequest, paginate};
+use crate::api::request::Call;
+use crate::domain::event_type::EventType;
+use crate::domain::validation::{MAX_DESCRIPTION_LENGTH, check_length, is_valid_event_type_name};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
+use crate::storage::StoreError;
+
+fn cursor_scope(call: &Call) -> CursorScope<'_> {
+    CursorScope {
+        list: "event-types",
+        tenant_id: call.tenant(),
+    }
+}
+
+pub async fn list_event_types(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let scope = cursor_scope(&call);
+    let request = PageRequest::from_call(&call, scope)?;
+    let all = state.store.list_event_types(call.tenant()).await?;
+    let page = paginate(all, |et| et.sort_key.as_str(), &request);
+    Ok(Reply::ok(page.to_json(scope, EventType::to_json)))
+}
+
+pub async fn create_event_type(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let mut body = call.body()?;
+    let name = body.require_string("name")?;
+    let description = body.take_string("description")?.unwrap_or_default();
+    let schema = body.take("schema");
+    body.finish("")?;
+    if !is_valid_event_type_name(&name) {
+        return Err(ApiError::invalid_field(
+            "name",
+            "name must match ^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$ and be at most 128 characters",
+        ));
+    }
+    check_length("description", &description, MAX_DESCRIPTION_LENGTH)?;
+    if schema.as_ref().is_some_and(|s| !s.is_object()) {
+        return Err(ApiError::invalid_field(
+            "schema",
+            "schema must be a JSON object",
+        ));
+    }
+    let event_type = EventType {
+        name,
+        description,
+        schema,
+        created_at: crate::domain::now(),
+        sort_key: crate::ids::new_ulid().to_string(),
+    };
+    match state
+        .store
+        .create_event_type(call.tenant(), &event_type)
+        .await
+    {
+        Ok(()) => Ok(Reply::created(event_type.to_json())),
+        Err(StoreError::ConditionFailed(_)) => Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("event type {:?} already exists", event_type.name),
+        )
+        .with_field("name")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn delete_event_type(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let name = call.path("name")?;
+    if state.store.delete_event_type(call.tenant(), &name).await? {
+        Ok(Reply::ok(json!({"name": name, "deleted": true})))
+    } else {
+        Err(ApiError::new(
+            ErrorCode::EventTypeNotFound,
+            "no such event type",
+        ))
+    }
+}
+
+/// The names of `wanted` missing from the tenant's catalogue.
+pub async fn missing_event_types<'a>(
+    state: &AppState,
+    tenant_id: &str,
+    wanted: impl Iterator<Item = &'a str>,
+) -> ApiResult<Vec<&'a str>> {
+    let wanted: Vec<&str> = wanted.collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let catalogue = state.store.list_event_types(tenant_id).await?;
+    Ok(wanted
+        .into_iter()
+        .filter(|name| !catalogue.iter().any(|et| et.name == *name))
+        .collect())
+}

@@ -1,0 +1,451 @@
+//! Webhooks: list, create, read, update, delete, credentials, pause and unpause, and the
+//! signing secret.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use serde_json::{Map, Value, json};
+
+use super::event_types::missing_event_types;
+use crate::api::Reply;
+use crate::api::pagination::{CursorScope, PageRequest, paginate};
+use crate::api::request::{Call, JsonObject};
+use crate::domain::event_type::subscription_matches;
+use crate::domain::validation::{
+    MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, check_length, exact_names, is_valid_event_type_name,
+    parse_basic_auth, parse_metadata, parse_secret, parse_subscription, parse_webhook_url,
+    unknown_types_error,
+};
+use crate::domain::webhook::{BasicAuth, Secret, Webhook, WebhookStatus};
+use crate::domain::{format_time, now};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::ids::IdKind;
+use crate::netguard;
+use crate::state::AppState;
+use crate::storage::{ChangeWebhookError, CreateWebhookError};
+
+/// How long a rotated-out secret keeps signing beside the new one.
+pub const ROTATION_OVERLAP: TimeDelta = TimeDelta::hours(24);
+
+/// How many times a change is re-applied when another request changed the webhook first.
+const CHANGE_ATTEMPTS: usize = 3;
+
+fn cursor_scope(call: &Call) -> CursorScope<'_> {
+    CursorScope {
+        list: "webhooks",
+        tenant_id: call.tenant(),
+    }
+}
+
+// ---- reading and checking fields ----
+
+fn parse_status(text: &str) -> ApiResult<WebhookStatus> {
+    WebhookStatus::parse(text).ok_or_else(|| {
+        ApiError::invalid_field("status", "status must be active, paused or disabled")
+    })
+}
+
+/// The fields create and update share, as sent.
+#[derive(Default)]
+struct WebhookFields {
+    /// `Some(None)` clears (PATCH with null).
+    name: Option<Option<String>>,
+    description: Option<Option<String>>,
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    status: Option<WebhookStatus>,
+    metadata: Option<Map<String, Value>>,
+}
+
+impl WebhookFields {
+    fn read(body: &mut JsonObject) -> ApiResult<Self> {
+        let nullable =
+            |body: &mut JsonObject, field: &str, max: usize| -> ApiResult<Option<Option<String>>> {
+                let present = body.has(field);
+                let value = body.take_string(field)?;
+                if let Some(text) = &value {
+                    check_length(field, text, max)?;
+                }
+                Ok(present.then_some(value))
+            };
+        let name = nullable(body, "name", MAX_NAME_LENGTH)?;
+        let description = nullable(body, "description", MAX_DESCRIPTION_LENGTH)?;
+        let url = body.take_string("url")?;
+        let events = body.take_string_list("events")?;
+        let status = body
+            .take_string("status")?
+            .map(|s| parse_status(&s))
+            .transpose()?;
+        let metadata = match (body.has("metadata"), body.take("metadata")) {
+            (_, Some(value)) => Some(parse_metadata(value)?),
+            (true, None) => Some(Map::new()),
+            (false, None) => None,
+        };
+        Ok(WebhookFields {
+            name,
+            description,
+            url,
+            events,
+            status,
+            metadata,
+        })
+    }
+
+    /// Checks what needs the network or the catalogue: the URL's target and the event types.
+    async fn check(&mut self, state: &AppState, tenant_id: &str) -> ApiResult<()> {
+        if let Some(url) = &self.url {
+            self.url = Some(check_url(state, url).await?);
+        }
+        if let Some(events) = self.events.take() {
+            self.events = Some(check_subscription(state, tenant_id, events).await?);
+        }
+        Ok(())
+    }
+
+    fn apply(&self, wh: &mut Webhook) {
+        if let Some(name) = &self.name {
+            wh.name.clone_from(name);
+        }
+        if let Some(description) = &self.description {
+            wh.description.clone_from(description);
+        }
+        if let Some(url) = &self.url {
+            wh.url.clone_from(url);
+        }
+        if let Some(events) = &self.events {
+            wh.events.clone_from(events);
+        }
+        if let Some(status) = self.status {
+            set_status(wh, status);
+        }
+        if let Some(metadata) = &self.metadata {
+            wh.metadata.clone_from(metadata);
+        }
+    }
+}
+
+fn set_status(wh: &mut Webhook, status: WebhookStatus) {
+    if wh.status != status {
+        wh.status = status;
+        wh.disabled_reason = None;
+    }
+}
+
+/// The URL, normalised, if it may be a webhook target here.
+async fn check_url(state: &AppState, text: &str) -> ApiResult<String> {
+    let allow_insecure = state.config.allow_insecure_targets;
+    let url = parse_webhook_url(text, allow_insecure)?;
+    if !allow_insecure && netguard::check_registration_target(&url).await.is_err() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidUrl,
+            "url points to a private, loopback, link-local or reserved address",
+        )
+        .with_field("url"));
+    }
+    Ok(url.to_string())
+}
+
+/// The subscription, if well-formed and every exact name is in the catalogue.
+async fn check_subscription(
+    state: &AppState,
+    tenant_id: &str,
+    events: Vec<String>,
+) -> ApiResult<Vec<String>> {
+    let events = parse_subscription(events)?;
+    let missing = missing_event_types(state, tenant_id, exact_names(&events)).await?;
+    if missing.is_empty() {
+        Ok(events)
+    } else {
+        Err(unknown_types_error(&missing))
+    }
+}
+
+fn read_auth(mut auth: JsonObject) -> ApiResult<BasicAuth> {
+    let username = auth
+        .take_string("username")
+        .map_err(|e| e.with_field("auth.username"))?
+        .ok_or_else(|| ApiError::invalid_field("auth.username", "auth.username is required"))?;
+    let password = auth
+        .take_string("password")
+        .map_err(|e| e.with_field("auth.password"))?
+        .ok_or_else(|| ApiError::invalid_field("auth.password", "auth.password is required"))?;
+    auth.finish("auth")?;
+    parse_basic_auth(username, password)
+}
+
+/// Probes the URL's TLS: a handshake with a certificate the platform trusts.
+async fn verify_tls(state: &AppState, url: &str) -> ApiResult<()> {
+    let failed =
+        |message: String| ApiError::new(ErrorCode::TlsValidationFailed, message).with_field("url");
+    if !url.starts_with("https://") {
+        return Err(failed("verify_tls needs an https url".into()));
+    }
+    let probe = state
+        .http
+        .head(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    match probe {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::info!(error = %e.without_url(), "TLS probe failed");
+            Err(failed(
+                "could not complete a verified TLS handshake with the url's host".into(),
+            ))
+        }
+    }
+}
+
+// ---- loading and changing ----
+
+fn webhook_id(call: &Call) -> ApiResult<String> {
+    let id = call.path("id")?;
+    if IdKind::Webhook.is_valid(&id) {
+        Ok(id)
+    } else {
+        Err(ApiError::webhook_not_found())
+    }
+}
+
+async fn load(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<Webhook> {
+    state
+        .store
+        .get_webhook(tenant_id, id)
+        .await?
+        .ok_or_else(ApiError::webhook_not_found)
+}
+
+/// Reads the webhook, applies `change`, and writes it back if anything changed and nobody
+/// else wrote it in between (re-reading and re-applying when somebody did).
+async fn modify(
+    state: &AppState,
+    tenant_id: &str,
+    id: &str,
+    change: impl Fn(&mut Webhook),
+) -> ApiResult<Webhook> {
+    for _ in 0..CHANGE_ATTEMPTS {
+        let current = load(state, tenant_id, id).await?;
+        let mut next = current.clone();
+        change(&mut next);
+        if next == current {
+            return Ok(current);
+        }
+        next.version = current.version + 1;
+        next.updated_at = now();
+        match state.store.replace_webhook(&current, &next).await {
+            Ok(()) => return Ok(next),
+            Err(ChangeWebhookError::Conflict) => continue,
+            Err(ChangeWebhookError::DuplicateUrl) => return Err(duplicate_url()),
+            Err(ChangeWebhookError::Store(e)) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        ErrorCode::Conflict,
+        "the webhook is being changed by another request; retry",
+    ))
+}
+
+fn duplicate_url() -> ApiError {
+    ApiError::new(
+        ErrorCode::DuplicateUrl,
+        "a webhook with this url already exists",
+    )
+    .with_field("url")
+}
+
+// ---- handlers ----
+
+pub async fn list_webhooks(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let scope = cursor_scope(&call);
+    let request = PageRequest::from_call(&call, scope)?;
+    let show_auth = call.show_authentication()?;
+    let status = call.query("status").map(|s| parse_status(&s)).transpose()?;
+    let event = call.query("event");
+    if let Some(event) = &event
+        && !is_valid_event_type_name(event)
+    {
+        return Err(ApiError::invalid_field(
+            "event",
+            "event must be an event type name",
+        ));
+    }
+    let webhooks: Vec<Webhook> = state
+        .store
+        .list_webhooks(call.tenant())
+        .await?
+        .into_iter()
+        .filter(|wh| status.is_none_or(|s| wh.status == s))
+        .filter(|wh| {
+            event
+                .as_ref()
+                .is_none_or(|e| subscription_matches(&wh.events, e))
+        })
+        .collect();
+    let page = paginate(webhooks, |wh| wh.id.as_str(), &request);
+    Ok(Reply::ok(page.to_json(scope, |wh| wh.to_json(show_auth))))
+}
+
+pub async fn create_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let mut body = call.body()?;
+    if !body.has("url") {
+        return Err(ApiError::invalid_field("url", "url is required"));
+    }
+    if !body.has("events") {
+        return Err(ApiError::invalid_field("events", "events is required"));
+    }
+    let mut fields = WebhookFields::read(&mut body)?;
+    let auth = body.take_object("auth")?.map(read_auth).transpose()?;
+    let secret = body.take_string("secret")?;
+    let verify = body.take_bool("verify_tls")?.unwrap_or(false);
+    body.finish("")?;
+    let secret = secret.as_deref().map(parse_secret).transpose()?;
+    fields.check(state, call.tenant()).await?;
+    let (Some(url), Some(events)) = (fields.url.clone(), fields.events.clone()) else {
+        return Err(ApiError::invalid_request("url and events are required"));
+    };
+    if verify {
+        verify_tls(state, &url).await?;
+    }
+    let at = now();
+    let mut webhook = Webhook {
+        id: IdKind::Webhook.generate(),
+        tenant_id: call.tenant().to_string(),
+        name: None,
+        description: None,
+        url,
+        events,
+        status: WebhookStatus::Active,
+        auth,
+        secret: secret.unwrap_or_else(Secret::generate),
+        previous_secret: None,
+        previous_expires_at: None,
+        metadata: Map::new(),
+        created_at: at,
+        updated_at: at,
+        last_triggered_at: None,
+        disabled_reason: None,
+        version: 1,
+    };
+    fields.apply(&mut webhook);
+    match state
+        .store
+        .create_webhook(&webhook, state.config.max_webhooks_per_tenant)
+        .await
+    {
+        Ok(()) => {
+            let mut out = webhook.to_json(false);
+            out["secret"] = json!(webhook.secret.as_str());
+            Ok(Reply::created(out))
+        }
+        Err(CreateWebhookError::DuplicateUrl) => Err(duplicate_url()),
+        Err(CreateWebhookError::LimitReached) => Err(ApiError::new(
+            ErrorCode::TooManyWebhooksRegistered,
+            format!(
+                "a tenant may register at most {} webhooks",
+                state.config.max_webhooks_per_tenant
+            ),
+        )),
+        Err(CreateWebhookError::Store(e)) => Err(e.into()),
+    }
+}
+
+pub async fn get_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let id = webhook_id(&call)?;
+    let show_auth = call.show_authentication()?;
+    let webhook = load(state, call.tenant(), &id).await?;
+    Ok(Reply::ok(webhook.to_json(show_auth)))
+}
+
+pub async fn update_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let id = webhook_id(&call)?;
+    let mut body = call.body()?;
+    let mut fields = WebhookFields::read(&mut body)?;
+    body.finish("")?;
+    // 404 before validation: another tenant's id must not learn what would be refused.
+    load(state, call.tenant(), &id).await?;
+    fields.check(state, call.tenant()).await?;
+    let webhook = modify(state, call.tenant(), &id, |wh| fields.apply(wh)).await?;
+    Ok(Reply::ok(webhook.to_json(false)))
+}
+
+pub async fn delete_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let id = webhook_id(&call)?;
+    for _ in 0..CHANGE_ATTEMPTS {
+        let webhook = load(state, call.tenant(), &id).await?;
+        match state.store.delete_webhook(&webhook).await {
+            Ok(()) => return Ok(Reply::ok(json!({"id": id, "deleted": true}))),
+            Err(ChangeWebhookError::Conflict) => continue,
+            Err(ChangeWebhookError::DuplicateUrl) => return Err(ApiError::internal()),
+            Err(ChangeWebhookError::Store(e)) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        ErrorCode::Conflict,
+        "the webhook is being changed by another request; retry",
+    ))
+}
+
+pub async fn put_webhook_auth(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let id = webhook_id(&call)?;
+    let auth = read_auth(call.body()?)?;
+    let webhook = modify(state, call.tenant(), &id, |wh| wh.auth = Some(auth.clone())).await?;
+    Ok(Reply::ok(webhook.to_json(false)))
+}
+
+pub async fn delete_webhook_auth(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let id = webhook_id(&call)?;
+    let webhook = modify(state, call.tenant(), &id, |wh| wh.auth = None).await?;
+    Ok(Reply::ok(webhook.to_json(false)))
+}
+
+pub async fn pause_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let id = webhook_id(&call)?;
+    let webhook = modify(state, call.tenant(), &id, |wh| {
+        set_status(wh, WebhookStatus::Paused)
+    })
+    .await?;
+    Ok(Reply::ok(webhook.to_json(false)))
+}
+
+pub async fn unpause_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let id = webhook_id(&call)?;
+    let webhook = modify(state, call.tenant(), &id, |wh| {
+        set_status(wh, WebhookStatus::Active)
+    })
+    .await?;
+    let mut out = webhook.to_json(false);
+    // Buffered deliveries arrive with the delivery pipeline; until then none are held.
+    out["released"] = json!(0);
+    Ok(Reply::ok(out))
+}
+
+pub async fn get_webhook_secret(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let id = webhook_id(&call)?;
+    let webhook = load(state, call.tenant(), &id).await?;
+    Ok(Reply::ok(json!({"secret": webhook.secret.as_str()})))
+}
+
+pub async fn rotate_webhook_secret(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let id = webhook_id(&call)?;
+    let mut body = call.optional_body()?;
+    let given = body.take_string("secret")?;
+    body.finish("")?;
+    let secret = match given {
+        Some(text) => parse_secret(&text)?,
+        None => Secret::generate(),
+    };
+    let expires_at = now() + ROTATION_OVERLAP;
+    let webhook = modify(state, call.tenant(), &id, |wh| {
+        if wh.secret != secret {
+            wh.previous_secret = Some(wh.secret.clone());
+            wh.previous_expires_at = Some(expires_at);
+            wh.secret = secret.clone();
+        }
+    })
+    .await?;
+    Ok(Reply::ok(json!({
+        "secret": webhook.secret.as_str(),
+        "previous_expires_at": webhook.previous_expires_at.map(format_time),
+    })))
+}

@@ -1,0 +1,188 @@
+//! The API layer: the route registry (function name to handler and scope), the dispatch
+//! every Lambda binary and the local server share, and the JSON responses.
+
+pub mod handlers;
+pub mod pagination;
+pub mod request;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use lambda_http::{Body, Request, Response};
+use serde_json::Value;
+
+use crate::domain::api_key::Scope;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use request::{AuthContext, Call};
+
+/// A successful answer: a status and a JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn ok(body: Value) -> Self {
+        Reply { status: 200, body }
+    }
+
+    pub fn created(body: Value) -> Self {
+        Reply { status: 201, body }
+    }
+
+    pub fn accepted(body: Value) -> Self {
+        Reply { status: 202, body }
+    }
+}
+
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = ApiResult<Reply>> + Send + 'a>>;
+pub type Handler = for<'a> fn(&'a AppState, Call) -> HandlerFuture<'a>;
+
+/// One API route: the Lambda function (and binary) that serves it, the scope it needs and
+/// its handler. The HTTP method and path come from template.yaml.
+pub struct Route {
+    pub function: &'static str,
+    pub scope: Option<Scope>,
+    pub handler: Handler,
+}
+
+macro_rules! route {
+    ($function:literal, $scope:expr, $handler:path) => {
+        Route {
+            function: $function,
+            scope: $scope,
+            handler: |state, call| Box::pin($handler(state, call)),
+        }
+    };
+}
+
+/// Every API route. A test checks this list, template.yaml and `functions/` agree.
+pub static ROUTES: &[Route] = {
+    use Scope::*;
+    use handlers::{event_types, me, webhooks};
+    &[
+        route!("get_me", None, me::get_me),
+        route!(
+            "list_event_types",
+            Some(WebhooksRead),
+            event_types::list_event_types
+        ),
+        route!(
+            "create_event_type",
+            Some(EventTypesWrite),
+            event_types::create_event_type
+        ),
+        route!(
+            "delete_event_type",
+            Some(EventTypesWrite),
+            event_types::delete_event_type
+        ),
+        route!("list_webhooks", Some(WebhooksRead), webhooks::list_webhooks),
+        route!(
+            "create_webhook",
+            Some(WebhooksWrite),
+            webhooks::create_webhook
+        ),
+        route!("get_webhook", Some(WebhooksRead), webhooks::get_webhook),
+        route!(
+            "update_webhook",
+            Some(WebhooksWrite),
+            webhooks::update_webhook
+        ),
+        route!(
+            "delete_webhook",
+            Some(WebhooksWrite),
+            webhooks::delete_webhook
+        ),
+        route!(
+            "put_webhook_auth",
+            Some(WebhooksWrite),
+            webhooks::put_webhook_auth
+        ),
+        route!(
+            "delete_webhook_auth",
+            Some(WebhooksWrite),
+            webhooks::delete_webhook_auth
+        ),
+        route!(
+            "pause_webhook",
+            Some(WebhooksWrite),
+            webhooks::pause_webhook
+        ),
+        route!(
+            "unpause_webhook",
+            Some(WebhooksWrite),
+            webhooks::unpause_webhook
+        ),
+        route!(
+            "get_webhook_secret",
+            Some(WebhooksWrite),
+            webhooks::get_webhook_secret
+        ),
+        route!(
+            "rotate_webhook_secret",
+            Some(WebhooksWrite),
+            webhooks::rotate_webhook_secret
+        ),
+    ]
+};
+
+/// The route served by a function, by name.
+pub fn route(function: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.function == function)
+}
+
+/// Serves one request on `route`: authentication (401), scope (403), the handler, and the
+/// error shape. Never panics on input and never shows an internal error to the client.
+pub async fn dispatch(state: &AppState, route: &Route, req: Request) -> Response<Body> {
+    let result = async {
+        let auth = AuthContext::from_request(&req)?;
+        if let Some(scope) = route.scope {
+            auth.require(scope)?;
+        }
+        (route.handler)(state, Call { auth, req }).await
+    }
+    .await;
+    match result {
+        Ok(reply) => json_response(reply.status, &reply.body, None),
+        Err(error) => error_response(&error),
+    }
+}
+
+/// The response for an error, with `Retry-After` where the code carries it.
+pub fn error_response(error: &ApiError) -> Response<Body> {
+    if error.status() >= 500 {
+        tracing::warn!(code = error.code.as_str(), "request failed");
+    }
+    json_response(error.status(), &error.body(), error.retry_after())
+}
+
+pub fn json_response(status: u16, body: &Value, retry_after: Option<u64>) -> Response<Body> {
+    let mut builder = Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    if let Some(seconds) = retry_after {
+        builder = builder.header("retry-after", seconds.to_string());
+    }
+    builder
+        .body(Body::Text(body.to_string()))
+        .expect("a status and static headers are always valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_is_registered_once() {
+        let mut names: Vec<_> = ROUTES.iter().map(|r| r.function).collect();
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before);
+        assert!(route("get_me").is_some());
+        assert!(route("nope").is_none());
+    }
+}

@@ -1,0 +1,213 @@
+//! The service's settings, read once from the environment at start.
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// Every setting the service reads. Built once by [`Config::from_env`]; nothing else reads
+/// the environment.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The single DynamoDB table (`TABLE_NAME`).
+    pub table_name: String,
+    /// Allow `http://` targets and private, loopback and link-local addresses
+    /// (`ALLOW_INSECURE_TARGETS`). Off in production, on in local mode.
+    pub allow_insecure_targets: bool,
+    /// Most webhooks a tenant may register (`MAX_WEBHOOKS_PER_TENANT`, default 100).
+    pub max_webhooks_per_tenant: u32,
+    /// Days before events and deliveries expire (`RETENTION_DAYS`, default 30).
+    pub retention_days: u32,
+    /// An AWS endpoint to use instead of the real one (`AWS_ENDPOINT_URL`): the local emulator.
+    pub aws_endpoint_url: Option<String>,
+    /// The region for the local emulator when no region is configured (`AWS_REGION`).
+    pub aws_region: Option<String>,
+    /// Settings only the local stack reads.
+    pub local: LocalSettings,
+}
+
+/// What `make run` and `webhooks-admin --local` read besides the service's own settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalSettings {
+    /// The API's port on 127.0.0.1 (`PORT`, default 3000).
+    pub port: u16,
+    /// The dev key for tenant `dev` (`DEV_API_KEY`); generated when unset.
+    pub dev_api_key: Option<String>,
+    /// The port the local stack starts its emulator on (`EMULATOR_PORT`, default 4566).
+    pub emulator_port: u16,
+}
+
+/// Where the local stack's emulator listens unless `EMULATOR_PORT` says otherwise.
+pub const DEFAULT_EMULATOR_PORT: u16 = 4566;
+
+/// A setting that is missing or cannot be read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration: {}: {}", self.variable, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where the defaults differ: a deployed function must be told its table; the local stack
+/// picks one and allows targets on this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Lambda,
+    Local,
+}
+
+pub const LOCAL_TABLE_NAME: &str = "webhooks-local";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env(mode: Mode) -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_vars(mode, |name| vars.get(name).cloned())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_vars(
+        mode: Mode,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let table_name = match (get("TABLE_NAME"), mode) {
+            (Some(name), _) => name,
+            (None, Mode::Local) => LOCAL_TABLE_NAME.to_string(),
+            (None, Mode::Lambda) => {
+                return Err(ConfigError {
+                    variable: "TABLE_NAME",
+                    reason: "must be set to the DynamoDB table's name".into(),
+                });
+            }
+        };
+        Ok(Config {
+            table_name,
+            allow_insecure_targets: parse_bool(
+                "ALLOW_INSECURE_TARGETS",
+                get("ALLOW_INSECURE_TARGETS"),
+                mode == Mode::Local,
+            )?,
+            max_webhooks_per_tenant: parse_number(
+                "MAX_WEBHOOKS_PER_TENANT",
+                get("MAX_WEBHOOKS_PER_TENANT"),
+                100,
+            )?,
+            retention_days: parse_number("RETENTION_DAYS", get("RETENTION_DAYS"), 30)?,
+            aws_endpoint_url: get("AWS_ENDPOINT_URL"),
+            aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+            local: LocalSettings {
+                port: parse_port("PORT", get("PORT"), 3000)?,
+                dev_api_key: get("DEV_API_KEY"),
+                emulator_port: parse_port(
+                    "EMULATOR_PORT",
+                    get("EMULATOR_PORT"),
+                    DEFAULT_EMULATOR_PORT,
+                )?,
+            },
+        })
+    }
+}
+
+fn parse_bool(
+    variable: &'static str,
+    value: Option<String>,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(ConfigError {
+            variable,
+            reason: format!("expected true or false, got {other:?}"),
+        }),
+    }
+}
+
+fn parse_number(
+    variable: &'static str,
+    value: Option<String>,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError {
+                variable,
+                reason: format!("expected a positive whole number, got {text:?}"),
+            }),
+        },
+    }
+}
+
+fn parse_port(
+    variable: &'static str,
+    value: Option<String>,
+    default: u16,
+) -> Result<u16, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(text) => text.trim().parse::<u16>().map_err(|_| ConfigError {
+            variable,
+            reason: format!("expected a port number, got {text:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mode: Mode, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(mode, |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn lambda_mode_needs_a_table_and_refuses_insecure_targets_by_default() {
+        assert_eq!(
+            config(Mode::Lambda, &[]).unwrap_err().variable,
+            "TABLE_NAME"
+        );
+        let c = config(Mode::Lambda, &[("TABLE_NAME", "t")]).unwrap();
+        assert_eq!(c.table_name, "t");
+        assert!(!c.allow_insecure_targets);
+        assert_eq!(c.max_webhooks_per_tenant, 100);
+        assert_eq!(c.retention_days, 30);
+        assert_eq!(c.local.port, 3000);
+        assert_eq!(c.local.emulator_port, DEFAULT_EMULATOR_PORT);
+    }
+
+    #[test]
+    fn local_mode_allows_insecure_targets_unless_told_false() {
+        let c = config(Mode::Local, &[]).unwrap();
+        assert_eq!(c.table_name, LOCAL_TABLE_NAME);
+        assert!(c.allow_insecure_targets);
+        let c = config(Mode::Local, &[("ALLOW_INSECURE_TARGETS", "false")]).unwrap();
+        assert!(!c.allow_insecure_targets);
+    }
+
+    #[test]
+    fn bad_values_fail_fast_naming_the_variable() {
+        let e = config(Mode::Local, &[("MAX_WEBHOOKS_PER_TENANT", "lots")]).unwrap_err();
+        assert_eq!(e.variable, "MAX_WEBHOOKS_PER_TENANT");
+        let e = config(Mode::Local, &[("ALLOW_INSECURE_TARGETS", "maybe")]).unwrap_err();
+        assert_eq!(e.variable, "ALLOW_INSECURE_TARGETS");
+        assert_eq!(
+            config(Mode::Local, &[("MAX_WEBHOOKS_PER_TENANT", "3")])
+                .unwrap()
+                .max_webhooks_per_tenant,
+            3
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! The domain: API keys and scopes, event types, webhooks, and the validation rules of SPEC §3.
+
+pub mod api_key;
+pub mod event_type;
+pub mod validation;
+pub mod webhook;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// RFC 3339 in UTC with millisecond precision, the API's one timestamp format.
+pub fn format_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Reads a timestamp written by [`format_time`] (or any RFC 3339 time).
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The current time, truncated to what [`format_time`] keeps, so that a value read back
+/// from storage equals the one written.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    parse_time(&format_time(now)).unwrap_or(now)
+}

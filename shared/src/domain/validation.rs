@@ -1,0 +1,313 @@
+//! Validation of what clients send: event type names, subscriptions, URLs, secrets,
+//! credentials and metadata. Each rule answers with the spec's error code.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::webhook::{BasicAuth, SECRET_PREFIX, Secret};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+
+pub const MAX_EVENT_TYPE_NAME: usize = 128;
+pub const MAX_URL_LENGTH: usize = 2048;
+pub const MAX_SUBSCRIPTION_ENTRIES: usize = 100;
+pub const MAX_NAME_LENGTH: usize = 256;
+pub const MAX_DESCRIPTION_LENGTH: usize = 1024;
+pub const MAX_METADATA_KEYS: usize = 50;
+pub const MAX_METADATA_KEY_LENGTH: usize = 40;
+pub const MAX_METADATA_VALUE_LENGTH: usize = 500;
+pub const MAX_CREDENTIAL_LENGTH: usize = 256;
+
+/// `^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`, at most 128 characters.
+pub fn is_valid_event_type_name(name: &str) -> bool {
+    name.len() <= MAX_EVENT_TYPE_NAME
+        && name.split('.').all(|segment| {
+            !segment.is_empty()
+                && segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+}
+
+/// Checks the syntax of a subscription (`*`, `prefix.*` or names), drops repeats and keeps
+/// the order given. Whether the names exist is the caller's check against the catalogue.
+pub fn parse_subscription(entries: Vec<String>) -> ApiResult<Vec<String>> {
+    let invalid = |message: String| {
+        ApiError::new(ErrorCode::InvalidSubscription, message).with_field("events")
+    };
+    if entries.is_empty() {
+        return Err(invalid("events must name at least one event type".into()));
+    }
+    if entries.len() > MAX_SUBSCRIPTION_ENTRIES {
+        return Err(invalid(format!(
+            "events may hold at most {MAX_SUBSCRIPTION_ENTRIES} entries"
+        )));
+    }
+    let malformed: Vec<&String> = entries
+        .iter()
+        .filter(|e| {
+            let name = e.strip_suffix(".*").unwrap_or(e);
+            e.as_str() != "*" && !is_valid_event_type_name(name)
+        })
+        .collect();
+    if !malformed.is_empty() {
+        return Err(invalid(format!(
+            "malformed event types: {}",
+            join_quoted(malformed.iter().map(|s| s.as_str()))
+        )));
+    }
+    let mut unique: Vec<String> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if !unique.contains(&entry) {
+            unique.push(entry);
+        }
+    }
+    Ok(unique)
+}
+
+/// The names of a subscription that must exist in the catalogue (the non-wildcards).
+pub fn exact_names(subscription: &[String]) -> impl Iterator<Item = &str> {
+    subscription
+        .iter()
+        .map(String::as_str)
+        .filter(|e| *e != "*" && !e.ends_with(".*"))
+}
+
+/// The error for subscription names missing from the catalogue.
+pub fn unknown_types_error(unknown: &[&str]) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidSubscription,
+        format!(
+            "unknown event types: {}",
+            join_quoted(unknown.iter().copied())
+        ),
+    )
+    .with_field("events")
+}
+
+/// Parses a webhook URL and checks what can be checked without the network: absolute,
+/// at most 2048 characters, `https` (or `http` when insecure targets are allowed), a host,
+/// and no credentials embedded in it.
+pub fn parse_webhook_url(text: &str, allow_insecure_targets: bool) -> ApiResult<Url> {
+    let invalid = |message: &str| ApiError::new(ErrorCode::InvalidUrl, message).with_field("url");
+    if text.len() > MAX_URL_LENGTH {
+        return Err(invalid("url must be at most 2048 characters"));
+    }
+    let url = Url::parse(text).map_err(|_| invalid("url must be an absolute URL"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_insecure_targets => {}
+        "http" => {
+            return Err(
+                ApiError::new(ErrorCode::InvalidUrlIsNotUsingHttps, "url must use https")
+                    .with_field("url"),
+            );
+        }
+        _ => return Err(invalid("url must be an http(s) URL")),
+    }
+    if url.host().is_none() {
+        return Err(invalid("url must name a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("url must not embed credentials; set auth instead"));
+    }
+    Ok(url)
+}
+
+/// Checks a secret given by the client: `whsec_` plus base64 of 24 to 64 bytes.
+pub fn parse_secret(text: &str) -> ApiResult<Secret> {
+    let key = text
+        .strip_prefix(SECRET_PREFIX)
+        .and_then(|b64| STANDARD.decode(b64).ok());
+    match key {
+        Some(bytes) if (24..=64).contains(&bytes.len()) => Ok(Secret(text.to_string())),
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidSecret,
+            "secret must be whsec_ followed by the base64 of 24 to 64 bytes",
+        )
+        .with_field("secret")),
+    }
+}
+
+/// Checks Basic credentials: a username without ':' and a password, each 1-256 characters.
+pub fn parse_basic_auth(username: String, password: String) -> ApiResult<BasicAuth> {
+    if username.is_empty() || username.len() > MAX_CREDENTIAL_LENGTH || username.contains(':') {
+        return Err(ApiError::invalid_field(
+            "auth.username",
+            "username must be 1-256 characters without ':'",
+        ));
+    }
+    if password.is_empty() || password.len() > MAX_CREDENTIAL_LENGTH {
+        return Err(ApiError::invalid_field(
+            "auth.password",
+            "password must be 1-256 characters",
+        ));
+    }
+    Ok(BasicAuth { username, password })
+}
+
+/// Checks a free-text field's length.
+pub fn check_length(field: &str, value: &str, max: usize) -> ApiResult<()> {
+    if value.chars().count() > max {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Metadata is an object of strings: at most 50 keys of 40 characters, values of 500.
+pub fn parse_metadata(value: Value) -> ApiResult<Map<String, Value>> {
+    let bad = |message: &str| ApiError::invalid_field("metadata", message);
+    let Value::Object(map) = value else {
+        return Err(bad("metadata must be an object of strings"));
+    };
+    if map.len() > MAX_METADATA_KEYS {
+        return Err(bad("metadata may hold at most 50 keys"));
+    }
+    for (key, value) in &map {
+        let Value::String(text) = value else {
+            return Err(bad("metadata values must be strings"));
+        };
+        if key.is_empty() || key.chars().count() > MAX_METADATA_KEY_LENGTH {
+            return Err(bad("metadata keys must be 1-40 characters"));
+        }
+        if text.chars().count() > MAX_METADATA_VALUE_LENGTH {
+            return Err(bad("metadata values must be at most 500 characters"));
+        }
+    }
+    Ok(map)
+}
+
+fn join_quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn event_type_names_follow_the_dotted_pattern() {
+        for good in ["user.created", "a", "A-1_b.c-2", &"x".repeat(128)] {
+            assert!(is_valid_event_type_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".a",
+            "a.",
+            "a..b",
+            "a b",
+            "a.*",
+            "*",
+            "ü",
+            &"x".repeat(129),
+        ] {
+            assert!(!is_valid_event_type_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn subscriptions_accept_wildcards_and_drop_repeats() {
+        let subs = parse_subscription(vec![
+            "user.created".into(),
+            "data.*".into(),
+            "*".into(),
+            "user.created".into(),
+        ])
+        .unwrap();
+        assert_eq!(subs, vec!["user.created", "data.*", "*"]);
+        assert_eq!(exact_names(&subs).collect::<Vec<_>>(), vec!["user.created"]);
+    }
+
+    #[test]
+    fn malformed_or_empty_subscriptions_are_invalid_subscription() {
+        for entries in [
+            vec![],
+            vec!["a.**".to_string()],
+            vec!["*.a".to_string()],
+            vec!["".to_string()],
+        ] {
+            let e = parse_subscription(entries).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidSubscription);
+            assert_eq!(e.field.as_deref(), Some("events"));
+        }
+    }
+
+    #[test]
+    fn urls_must_be_https_unless_insecure_targets_are_allowed() {
+        assert!(parse_webhook_url("https://example.com/hooks", false).is_ok());
+        let e = parse_webhook_url("http://example.com/hooks", false).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidUrlIsNotUsingHttps);
+        assert!(parse_webhook_url("http://127.0.0.1:9000/x", true).is_ok());
+        for bad in [
+            "not a url",
+            "/relative",
+            "ftp://example.com/",
+            "https://user:pw@example.com/",
+            "mailto:a@example.com",
+        ] {
+            assert_eq!(
+                parse_webhook_url(bad, true).unwrap_err().code,
+                ErrorCode::InvalidUrl,
+                "{bad}"
+            );
+        }
+        let long = format!("https://example.com/{}", "a".repeat(2048));
+        assert_eq!(
+            parse_webhook_url(&long, false).unwrap_err().code,
+            ErrorCode::InvalidUrl
+        );
+    }
+
+    #[test]
+    fn secrets_must_decode_to_24_to_64_bytes() {
+        let ok = format!("whsec_{}", STANDARD.encode([7u8; 24]));
+        assert!(parse_secret(&ok).is_ok());
+        assert!(parse_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").is_ok());
+        for bad in [
+            format!("whsec_{}", STANDARD.encode([7u8; 23])),
+            format!("whsec_{}", STANDARD.encode([7u8; 65])),
+            STANDARD.encode([7u8; 32]),
+            "whsec_not base64!".to_string(),
+        ] {
+            assert_eq!(
+                parse_secret(&bad).unwrap_err().code,
+                ErrorCode::InvalidSecret
+            );
+        }
+    }
+
+    #[test]
+    fn basic_auth_refuses_colons_and_empty_values() {
+        assert!(parse_basic_auth("u".into(), "p".into()).is_ok());
+        assert_eq!(
+            parse_basic_auth("a:b".into(), "p".into())
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("auth.username")
+        );
+        assert_eq!(
+            parse_basic_auth("u".into(), "".into())
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("auth.password")
+        );
+    }
+
+    #[test]
+    fn metadata_is_a_small_object_of_strings() {
+        assert!(parse_metadata(json!({"team": "crm"})).is_ok());
+        assert!(parse_metadata(json!({"n": 1})).is_err());
+        assert!(parse_metadata(json!(["x"])).is_err());
+        assert!(parse_metadata(json!({"k": "v".repeat(501)})).is_err());
+    }
+}

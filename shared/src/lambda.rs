@@ -1,0 +1,60 @@
+//! The doorways: what a binary in `functions/` calls to serve its route, the authorizer or
+//! (later) the deliver function on Lambda. Settings and clients are built once per cold start.
+
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use lambda_http::{Request, service_fn};
+use lambda_runtime::LambdaEvent;
+
+use crate::api;
+use crate::config::{Config, Mode};
+use crate::state::AppState;
+
+pub type Error = lambda_http::Error;
+
+/// Logs as JSON lines on stderr (CloudWatch), level from `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second call (tests) finds a subscriber already set; that is fine.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn state() -> Result<&'static AppState, Error> {
+    let config = Config::from_env(Mode::Lambda)?;
+    // One state for the life of the process, shared by every invocation.
+    Ok(Box::leak(Box::new(AppState::new(config).await)))
+}
+
+/// Serves the API route named `function` (the binary's name) on Lambda.
+pub async fn serve_route(function: &str) -> Result<(), Error> {
+    init_tracing();
+    let route = api::route(function)
+        .ok_or_else(|| format!("no API route is registered for function {function:?}"))?;
+    let state = state().await?;
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(api::dispatch(state, route, req).await)
+    }))
+    .await
+}
+
+/// Serves the API Gateway Lambda authorizer.
+pub async fn serve_authorizer() -> Result<(), Error> {
+    init_tracing();
+    let state = state().await?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
+            // A storage failure fails the invocation: API Gateway answers 500 and caches
+            // nothing, rather than caching a denial for a valid key.
+            crate::auth::handle_authorizer_request(&state.store, event.payload)
+                .await
+                .map_err(Error::from)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,291 @@
+//! Reads template.yaml, the single source of truth for routes, functions and resources.
+
+use serde_json::Value;
+
+/// The template, built into the binary so the local stack always matches the code it runs.
+pub const TEMPLATE_YAML: &str = include_str!("../../../template.yaml");
+
+/// One route of the HTTP API: method, path pattern and the function (binary) serving it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRoute {
+    pub method: String,
+    pub path: String,
+    pub function: String,
+}
+
+/// A function of the template and the binary it is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionSpec {
+    pub logical_id: String,
+    pub binary: String,
+}
+
+/// A resource of the template: its logical id and properties, as JSON.
+#[derive(Clone, Debug)]
+pub struct ResourceSpec {
+    pub logical_id: String,
+    pub properties: Value,
+}
+
+#[derive(Clone, Debug)]
+pub struct Template {
+    resources: serde_json::Map<String, Value>,
+}
+
+impl Template {
+    /// The template built into this binary.
+    pub fn built_in() -> Result<Self, String> {
+        Self::parse(TEMPLATE_YAML)
+    }
+
+    /// Parses a template. CloudFormation's short tags (`!Ref`, `!GetAtt`, `!Sub`) are kept
+    /// as `{"!Ref": value}` objects; the local stack needs none of their values.
+    pub fn parse(yaml: &str) -> Result<Self, String> {
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(yaml).map_err(|e| format!("template.yaml: {e}"))?;
+        let json = yaml_to_json(doc);
+        let resources = json
+            .get("Resources")
+            .and_then(Value::as_object)
+            .cloned()
+            .ok_or("template.yaml has no Resources")?;
+        Ok(Template { resources })
+    }
+
+    fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+        self.resources
+            .iter()
+            .filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+    }
+
+    /// Every function with the binary its `BuildProperties` names.
+    pub fn functions(&self) -> Result<Vec<FunctionSpec>, String> {
+        self.of_type("AWS::Serverless::Function")
+            .map(|(id, r)| {
+                let binary = r
+                    .pointer("/Metadata/BuildProperties/Binary")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        format!("function {id}: Metadata.BuildProperties.Binary is missing")
+                    })?;
+                Ok(FunctionSpec {
+                    logical_id: id.clone(),
+                    binary: binary.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every `HttpApi` event of every function.
+    pub fn http_routes(&self) -> Result<Vec<HttpRoute>, String> {
+        let mut routes = Vec::new();
+        for function in self.functions()? {
+            let events = self.resources[&function.logical_id]
+                .pointer("/Properties/Events")
+                .and_then(Value::as_object);
+            for (name, event) in events.into_iter().flatten() {
+                if event.get("Type").and_then(Value::as_str) != Some("HttpApi") {
+                    continue;
+                }
+                let text = |field: &str| {
+                    event
+                        .pointer(&format!("/Properties/{field}"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            format!("{}.{name}: {field} is missing", function.logical_id)
+                        })
+                };
+                routes.push(HttpRoute {
+                    method: text("Method")?.to_ascii_uppercase(),
+                    path: text("Path")?,
+                    function: function.binary.clone(),
+                });
+            }
+        }
+        Ok(routes)
+    }
+
+    /// Resources of one CloudFormation type (`AWS::DynamoDB::Table`, `AWS::SQS::Queue`).
+    pub fn resources_of_type(&self, kind: &str) -> Vec<ResourceSpec> {
+        self.of_type(kind)
+            .map(|(id, r)| ResourceSpec {
+                logical_id: id.clone(),
+                properties: r.get("Properties").cloned().unwrap_or(Value::Null),
+            })
+            .collect()
+    }
+}
+
+fn yaml_to_json(value: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Y;
+    match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| n.as_f64().map(Value::from))
+            .unwrap_or(Value::Null),
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
+        Y::Mapping(map) => Value::Object(
+            map.into_iter()
+                .filter_map(|(k, v)| match k {
+                    Y::String(k) => Some((k, yaml_to_json(v))),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Y::Tagged(tagged) => {
+            let mut object = serde_json::Map::new();
+            object.insert(tagged.tag.to_string(), yaml_to_json(tagged.value));
+            Value::Object(object)
+        }
+    }
+}
+
+/// A route's path pattern matched against a request path: the path parameters, if it matches.
+pub fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let mut params = Vec::new();
+    let mut want = pattern.trim_matches('/').split('/');
+    let mut got = path.trim_matches('/').split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return Some(params),
+            (Some(w), Some(g)) => {
+                if let Some(name) = w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+                    if g.is_empty() {
+                        return None;
+                    }
+                    params.push((name.to_string(), g.to_string()));
+                } else if w != g {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_their_patterns_and_capture_parameters() {
+        assert_eq!(match_path("/v1/webhooks", "/v1/webhooks"), Some(vec![]));
+        assert_eq!(
+            match_path(
+                "/v1/webhooks/{id}/secret/rotate",
+                "/v1/webhooks/wh_1/secret/rotate"
+            ),
+            Some(vec![("id".into(), "wh_1".into())])
+        );
+        assert_eq!(match_path("/v1/webhooks/{id}", "/v1/webhooks"), None);
+        assert_eq!(match_path("/v1/webhooks/{id}", "/v1/webhooks/"), None);
+        assert_eq!(match_path("/v1/webhooks/{id}", "/v1/webhooks/a/b"), None);
+        assert_eq!(match_path("/v1/me", "/v1/you"), None);
+    }
+
+    #[test]
+    fn short_tags_are_kept_as_objects() {
+        let t = Template::parse(
+            "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Metadata:\n      BuildProperties:\n        Binary: get_me\n    Properties:\n      Role: !GetAtt R.Arn\n      Events:\n        Get:\n          Type: HttpApi\n          Properties:\n            Path: /v1/me\n            Method: get\n            ApiId: !Ref Api\n",
+        )
+        .unwrap();
+        assert_eq!(
+            t.http_routes().unwrap(),
+            vec![HttpRoute {
+                method: "GET".into(),
+                path: "/v1/me".into(),
+                function: "get_me".into()
+            }]
+        );
+    }
+
+    /// Binaries in `functions/` that serve no API route.
+    const NON_ROUTE_FUNCTIONS: &[&str] = &["authorizer"];
+
+    /// template.yaml, the handler registry and `functions/` must name the same functions,
+    /// one to one, and every template route must reach a handler.
+    #[test]
+    fn template_routes_binaries_and_handlers_match_one_to_one() {
+        let template = Template::built_in().unwrap();
+        let mut in_template: Vec<String> = template
+            .functions()
+            .unwrap()
+            .into_iter()
+            .map(|f| f.binary)
+            .collect();
+        in_template.sort();
+        let before = in_template.len();
+        in_template.dedup();
+        assert_eq!(
+            before,
+            in_template.len(),
+            "a binary is named by two template functions"
+        );
+
+        let functions_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
+        let mut sources: Vec<String> = std::fs::read_dir(functions_dir.join("src/bin"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        sources.sort();
+        assert_eq!(
+            sources, in_template,
+            "functions/src/bin and template.yaml differ"
+        );
+
+        let manifest = std::fs::read_to_string(functions_dir.join("Cargo.toml")).unwrap();
+        let mut declared: Vec<String> = manifest
+            .lines()
+            .filter_map(|l| l.strip_prefix("name = \""))
+            .map(|l| l.trim_end_matches('"').to_string())
+            .filter(|name| name != "functions")
+            .collect();
+        declared.sort();
+        assert_eq!(
+            declared, in_template,
+            "functions/Cargo.toml [[bin]] entries and template.yaml differ"
+        );
+
+        let mut registered: Vec<String> = crate::api::ROUTES
+            .iter()
+            .map(|r| r.function.to_string())
+            .chain(NON_ROUTE_FUNCTIONS.iter().map(|f| f.to_string()))
+            .collect();
+        registered.sort();
+        assert_eq!(
+            registered, in_template,
+            "the handler registry and template.yaml differ"
+        );
+
+        let routes = template.http_routes().unwrap();
+        for route in crate::api::ROUTES {
+            assert!(
+                routes.iter().any(|r| r.function == route.function),
+                "{} has a handler but no route in template.yaml",
+                route.function
+            );
+        }
+        for route in &routes {
+            assert!(
+                crate::api::route(&route.function).is_some(),
+                "{} {} has no handler",
+                route.method,
+                route.path
+            );
+        }
+    }
+
+    #[test]
+    fn the_built_in_template_parses() {
+        let t = Template::built_in().unwrap();
+        assert!(!t.http_routes().unwrap().is_empty());
+        assert_eq!(t.resources_of_type("AWS::DynamoDB::Table").len(), 1);
+    }
+}

@@ -1,0 +1,484 @@
+//! The DynamoDB item layout: every key and attribute name, and the `From`/`TryFrom`
+//! mappings between domain types and items. The one place that knows how records are stored.
+//!
+//! | item | PK | SK |
+//! |---|---|---|
+//! | API key, looked up by the authorizer | `KEY#<sha256>` | `KEY` |
+//! | API key record (listing, revocation) | `KEYID#<key id>` | `KEYID` (GSI1: `T#<tenant>#KEYS` / key id) |
+//! | webhook | `T#<tenant>` | `WH#<id>` |
+//! | URL uniqueness guard | `T#<tenant>` | `URL#<sha256(url)>` |
+//! | per-tenant webhook counter | `T#<tenant>` | `COUNT` |
+//! | event type | `T#<tenant>` | `ET#<name>` |
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::domain::api_key::{ApiKey, Scope};
+use crate::domain::event_type::EventType;
+use crate::domain::webhook::{BasicAuth, Secret, Webhook, WebhookStatus};
+use crate::domain::{format_time, parse_time};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub const PK: &str = "PK";
+pub const SK: &str = "SK";
+pub const GSI1: &str = "GSI1";
+pub const GSI1_PK: &str = "GSI1PK";
+pub const GSI1_SK: &str = "GSI1SK";
+
+/// Partition of everything a tenant owns that is read together: webhooks, their URL guards,
+/// the webhook counter and the event-type catalogue.
+pub fn tenant_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}")
+}
+
+pub fn webhook_sk(webhook_id: &str) -> String {
+    format!("WH#{webhook_id}")
+}
+pub const WEBHOOK_SK_PREFIX: &str = "WH#";
+
+pub fn url_guard_sk(url: &str) -> String {
+    format!("URL#{}", hex::encode(Sha256::digest(url.as_bytes())))
+}
+
+pub const COUNTER_SK: &str = "COUNT";
+pub const COUNTER_ATTR: &str = "webhooks";
+
+pub fn event_type_sk(name: &str) -> String {
+    format!("ET#{name}")
+}
+pub const EVENT_TYPE_SK_PREFIX: &str = "ET#";
+
+pub fn api_key_lookup_pk(key_hash: &str) -> String {
+    format!("KEY#{key_hash}")
+}
+pub const API_KEY_LOOKUP_SK: &str = "KEY";
+
+pub fn api_key_record_pk(key_id: &str) -> String {
+    format!("KEYID#{key_id}")
+}
+pub const API_KEY_RECORD_SK: &str = "KEYID";
+
+pub fn tenant_keys_gsi_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}#KEYS")
+}
+
+/// The primary key of an item.
+pub fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk.into()))])
+}
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// An item that does not have the shape this module writes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ItemError {
+    pub attribute: String,
+    pub problem: &'static str,
+}
+
+impl std::fmt::Display for ItemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stored item: attribute {}: {}",
+            self.attribute, self.problem
+        )
+    }
+}
+
+impl std::error::Error for ItemError {}
+
+/// Typed reads of an item's attributes.
+struct Attrs<'a>(&'a Item);
+
+impl Attrs<'_> {
+    fn error(name: &str, problem: &'static str) -> ItemError {
+        ItemError {
+            attribute: name.to_string(),
+            problem,
+        }
+    }
+
+    fn opt_string(&self, name: &str) -> Result<Option<String>, ItemError> {
+        match self.0.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::S(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(Self::error(name, "expected a string")),
+        }
+    }
+
+    fn string(&self, name: &str) -> Result<String, ItemError> {
+        self.opt_string(name)?
+            .ok_or_else(|| Self::error(name, "missing"))
+    }
+
+    fn opt_time(&self, name: &str) -> Result<Option<DateTime<Utc>>, ItemError> {
+        self.opt_string(name)?
+            .map(|t| parse_time(&t).ok_or_else(|| Self::error(name, "expected an RFC 3339 time")))
+            .transpose()
+    }
+
+    fn time(&self, name: &str) -> Result<DateTime<Utc>, ItemError> {
+        self.opt_time(name)?
+            .ok_or_else(|| Self::error(name, "missing"))
+    }
+
+    fn number(&self, name: &str) -> Result<u64, ItemError> {
+        match self.0.get(name) {
+            Some(AttributeValue::N(text)) => text
+                .parse()
+                .map_err(|_| Self::error(name, "expected a whole number")),
+            None => Err(Self::error(name, "missing")),
+            Some(_) => Err(Self::error(name, "expected a number")),
+        }
+    }
+
+    fn strings(&self, name: &str) -> Result<Vec<String>, ItemError> {
+        match self.0.get(name) {
+            Some(AttributeValue::L(list)) => list
+                .iter()
+                .map(|v| {
+                    v.as_s()
+                        .cloned()
+                        .map_err(|_| Self::error(name, "expected a list of strings"))
+                })
+                .collect(),
+            None => Ok(Vec::new()),
+            Some(_) => Err(Self::error(name, "expected a list")),
+        }
+    }
+
+    fn string_map(&self, name: &str) -> Result<Map<String, Value>, ItemError> {
+        match self.0.get(name) {
+            Some(AttributeValue::M(map)) => map
+                .iter()
+                .map(|(k, v)| match v {
+                    AttributeValue::S(text) => Ok((k.clone(), Value::String(text.clone()))),
+                    _ => Err(Self::error(name, "expected a map of strings")),
+                })
+                .collect(),
+            None => Ok(Map::new()),
+            Some(_) => Err(Self::error(name, "expected a map")),
+        }
+    }
+
+    fn json(&self, name: &str) -> Result<Option<Value>, ItemError> {
+        self.opt_string(name)?
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|_| Self::error(name, "expected JSON text"))
+            })
+            .transpose()
+    }
+}
+
+/// Builds an item, leaving out the attributes that are absent.
+#[derive(Default)]
+struct ItemBuilder(Item);
+
+impl ItemBuilder {
+    fn new(pk: String, sk: impl Into<String>) -> Self {
+        ItemBuilder(key(pk, sk))
+    }
+
+    fn set(mut self, name: &str, value: AttributeValue) -> Self {
+        self.0.insert(name.to_string(), value);
+        self
+    }
+
+    fn string(self, name: &str, value: impl Into<String>) -> Self {
+        self.set(name, s(value))
+    }
+
+    fn opt_string(self, name: &str, value: Option<impl Into<String>>) -> Self {
+        match value {
+            Some(v) => self.string(name, v),
+            None => self,
+        }
+    }
+
+    fn time(self, name: &str, at: DateTime<Utc>) -> Self {
+        self.string(name, format_time(at))
+    }
+
+    fn opt_time(self, name: &str, at: Option<DateTime<Utc>>) -> Self {
+        self.opt_string(name, at.map(format_time))
+    }
+}
+
+// ---- API keys ----
+
+/// What the authorizer needs of a key, stored under the key's hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub key_id: String,
+    pub tenant_id: String,
+    pub scopes: Vec<Scope>,
+}
+
+fn scopes_from(text: &str) -> Result<Vec<Scope>, ItemError> {
+    Scope::parse_list(text).map_err(|_| Attrs::error("scopes", "unknown scope"))
+}
+
+/// The lookup item the authorizer reads.
+pub fn api_key_lookup_item(key: &ApiKey) -> Item {
+    ItemBuilder::new(api_key_lookup_pk(&key.key_hash), API_KEY_LOOKUP_SK)
+        .string("key_id", &key.key_id)
+        .string("tenant_id", &key.tenant_id)
+        .string("scopes", Scope::join(&key.scopes))
+        .0
+}
+
+impl TryFrom<&Item> for KeyGrant {
+    type Error = ItemError;
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let a = Attrs(item);
+        Ok(KeyGrant {
+            key_id: a.string("key_id")?,
+            tenant_id: a.string("tenant_id")?,
+            scopes: scopes_from(&a.string("scopes")?)?,
+        })
+    }
+}
+
+impl From<&ApiKey> for Item {
+    /// The key's record: listing by tenant (GSI1) and revocation by id.
+    fn from(key: &ApiKey) -> Item {
+        ItemBuilder::new(api_key_record_pk(&key.key_id), API_KEY_RECORD_SK)
+            .string(GSI1_PK, tenant_keys_gsi_pk(&key.tenant_id))
+            .string(GSI1_SK, &key.key_id)
+            .string("key_id", &key.key_id)
+            .string("tenant_id", &key.tenant_id)
+            .string("scopes", Scope::join(&key.scopes))
+            .string("key_hash", &key.key_hash)
+            .time("created_at", key.created_at)
+            .opt_time("revoked_at", key.revoked_at)
+            .0
+    }
+}
+
+impl TryFrom<&Item> for ApiKey {
+    type Error = ItemError;
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let a = Attrs(item);
+        Ok(ApiKey {
+            key_id: a.string("key_id")?,
+            tenant_id: a.string("tenant_id")?,
+            scopes: scopes_from(&a.string("scopes")?)?,
+            key_hash: a.string("key_hash")?,
+            created_at: a.time("created_at")?,
+            revoked_at: a.opt_time("revoked_at")?,
+        })
+    }
+}
+
+// ---- event types ----
+
+/// An event type belongs to a tenant's partition, so its item needs the tenant too.
+pub fn event_type_item(tenant_id: &str, et: &EventType) -> Item {
+    ItemBuilder::new(tenant_pk(tenant_id), event_type_sk(&et.name))
+        .string("name", &et.name)
+        .string("description", &et.description)
+        .opt_string("schema", et.schema.as_ref().map(Value::to_string))
+        .time("created_at", et.created_at)
+        .string("sort_key", &et.sort_key)
+        .0
+}
+
+impl TryFrom<&Item> for EventType {
+    type Error = ItemError;
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let a = Attrs(item);
+        Ok(EventType {
+            name: a.string("name")?,
+            description: a.opt_string("description")?.unwrap_or_default(),
+            schema: a.json("schema")?,
+            created_at: a.time("created_at")?,
+            sort_key: a.string("sort_key")?,
+        })
+    }
+}
+
+// ---- webhooks ----
+
+impl From<&Webhook> for Item {
+    fn from(wh: &Webhook) -> Item {
+        let metadata = wh
+            .metadata
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|text| (k.clone(), s(text))))
+            .collect();
+        ItemBuilder::new(tenant_pk(&wh.tenant_id), webhook_sk(&wh.id))
+            .string("id", &wh.id)
+            .string("tenant_id", &wh.tenant_id)
+            .opt_string("name", wh.name.as_deref())
+            .opt_string("description", wh.description.as_deref())
+            .string("url", &wh.url)
+            .set(
+                "events",
+                AttributeValue::L(wh.events.iter().map(s).collect()),
+            )
+            .string("status", wh.status.as_str())
+            .opt_string("auth_username", wh.auth.as_ref().map(|a| &a.username))
+            .opt_string("auth_password", wh.auth.as_ref().map(|a| &a.password))
+            .string("secret", wh.secret.as_str())
+            .opt_string(
+                "previous_secret",
+                wh.previous_secret.as_ref().map(Secret::as_str),
+            )
+            .opt_time("previous_expires_at", wh.previous_expires_at)
+            .set("metadata", AttributeValue::M(metadata))
+            .time("created_at", wh.created_at)
+            .time("updated_at", wh.updated_at)
+            .opt_time("last_triggered_at", wh.last_triggered_at)
+            .opt_string("disabled_reason", wh.disabled_reason.as_deref())
+            .set("version", n(wh.version))
+            .0
+    }
+}
+
+impl TryFrom<&Item> for Webhook {
+    type Error = ItemError;
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let a = Attrs(item);
+        let status = a.string("status")?;
+        let auth = match (
+            a.opt_string("auth_username")?,
+            a.opt_string("auth_password")?,
+        ) {
+            (Some(username), Some(password)) => Some(BasicAuth { username, password }),
+            _ => None,
+        };
+        Ok(Webhook {
+            id: a.string("id")?,
+            tenant_id: a.string("tenant_id")?,
+            name: a.opt_string("name")?,
+            description: a.opt_string("description")?,
+            url: a.string("url")?,
+            events: a.strings("events")?,
+            status: WebhookStatus::parse(&status)
+                .ok_or_else(|| Attrs::error("status", "unknown status"))?,
+            auth,
+            secret: Secret(a.string("secret")?),
+            previous_secret: a.opt_string("previous_secret")?.map(Secret),
+            previous_expires_at: a.opt_time("previous_expires_at")?,
+            metadata: a.string_map("metadata")?,
+            created_at: a.time("created_at")?,
+            updated_at: a.time("updated_at")?,
+            last_triggered_at: a.opt_time("last_triggered_at")?,
+            disabled_reason: a.opt_string("disabled_reason")?,
+            version: a.number("version")?,
+        })
+    }
+}
+
+/// The guard that makes a URL unique within a tenant: its key names the URL's hash.
+pub fn url_guard_item(wh: &Webhook) -> Item {
+    ItemBuilder::new(tenant_pk(&wh.tenant_id), url_guard_sk(&wh.url))
+        .string("webhook_id", &wh.id)
+        .0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::webhook::tests::sample;
+    use serde_json::json;
+
+    #[test]
+    fn a_webhook_survives_the_round_trip_through_an_item() {
+        let mut wh = sample();
+        wh.previous_secret = Some(Secret("whsec_old".into()));
+        wh.previous_expires_at = wh.last_triggered_at.or(Some(wh.created_at));
+        wh.disabled_reason = Some("failing".into());
+        let item = Item::from(&wh);
+        assert_eq!(item[PK], s("T#acme"));
+        assert_eq!(item[SK], s(format!("WH#{}", wh.id)));
+        assert_eq!(item["version"], n(1));
+        assert!(!item.contains_key("description"));
+        assert_eq!(Webhook::try_from(&item).unwrap(), wh);
+    }
+
+    #[test]
+    fn a_webhook_without_auth_or_metadata_round_trips() {
+        let mut wh = sample();
+        wh.auth = None;
+        wh.metadata = Map::new();
+        wh.name = None;
+        assert_eq!(Webhook::try_from(&Item::from(&wh)).unwrap(), wh);
+    }
+
+    #[test]
+    fn a_damaged_item_names_the_attribute() {
+        let mut item = Item::from(&sample());
+        item.insert("status".into(), s("sleeping"));
+        assert_eq!(Webhook::try_from(&item).unwrap_err().attribute, "status");
+        item.remove("url");
+        assert_eq!(Webhook::try_from(&item).unwrap_err().attribute, "url");
+        let mut item = Item::from(&sample());
+        item.insert("version".into(), s("1"));
+        assert_eq!(Webhook::try_from(&item).unwrap_err().attribute, "version");
+    }
+
+    #[test]
+    fn api_keys_are_stored_by_hash_and_listed_by_tenant() {
+        let (_, key) = crate::domain::api_key::generate_key(
+            "acme",
+            vec![Scope::WebhooksRead, Scope::EventsWrite],
+        );
+        let lookup = api_key_lookup_item(&key);
+        assert_eq!(lookup[PK], s(format!("KEY#{}", key.key_hash)));
+        assert_eq!(
+            KeyGrant::try_from(&lookup).unwrap(),
+            KeyGrant {
+                key_id: key.key_id.clone(),
+                tenant_id: "acme".into(),
+                scopes: key.scopes.clone()
+            }
+        );
+        let record = Item::from(&key);
+        assert_eq!(record[GSI1_PK], s("T#acme#KEYS"));
+        assert_eq!(ApiKey::try_from(&record).unwrap(), key);
+    }
+
+    #[test]
+    fn event_types_round_trip_with_and_without_a_schema() {
+        let mut et = EventType {
+            name: "user.created".into(),
+            description: "A user signed up".into(),
+            schema: Some(json!({"type": "object"})),
+            created_at: crate::domain::now(),
+            sort_key: ulid::Ulid::new().to_string(),
+        };
+        let item = event_type_item("acme", &et);
+        assert_eq!(item[SK], s("ET#user.created"));
+        assert_eq!(EventType::try_from(&item).unwrap(), et);
+        et.schema = None;
+        assert_eq!(
+            EventType::try_from(&event_type_item("acme", &et)).unwrap(),
+            et
+        );
+    }
+
+    #[test]
+    fn url_guards_key_on_the_urls_hash() {
+        let wh = sample();
+        let guard = url_guard_item(&wh);
+        assert_eq!(guard[SK], s(url_guard_sk("https://example.com/hooks")));
+        assert_ne!(
+            url_guard_sk("https://a.example/"),
+            url_guard_sk("https://b.example/")
+        );
+        assert_eq!(guard["webhook_id"], s(wh.id));
+    }
+}

@@ -1,0 +1,238 @@
+//! The commands a newcomer runs: `webhooks-local` (what `make run` starts) and
+//! `webhooks-admin --local`.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::utils::{Stack, workspace_binary};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+/// Stops the child with SIGINT (as Ctrl-C would) if a test fails before it does.
+struct Running(Child);
+
+impl Running {
+    fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_for_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not stop within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            self.interrupt();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && self.0.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_local_stack_starts_its_emulator_prints_url_and_key_and_stops_on_ctrl_c() {
+    let (api_port, emulator_port) = (free_port(), free_port());
+    let dev_key = format!("whk_e2e_{}", ulid::Ulid::new());
+    let mut child = Command::new(workspace_binary("webhooks-local"))
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("TABLE_NAME")
+        .env("PORT", api_port.to_string())
+        .env("EMULATOR_PORT", emulator_port.to_string())
+        .env("DEV_API_KEY", &dev_key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut running = Running(child);
+
+    // Read the banner up to the key, on a thread (the pipe blocks).
+    let banner = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = lines
+                .last()
+                .is_some_and(|l: &String| l.starts_with("Dev API key"));
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::task::spawn_blocking(move || banner.join().unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{api_port}");
+    assert!(
+        lines.iter().any(|l| l == &format!("API URL: {url}")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &dev_key,
+        "the key is the last line: {lines:?}"
+    );
+    assert!(listening(emulator_port), "the emulator it started");
+
+    let me = reqwest::Client::new()
+        .get(format!("{url}/v1/me"))
+        .bearer_auth(&dev_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status().as_u16(), 200);
+    let body: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(body["tenant_id"], "dev");
+    assert_eq!(body["scopes"].as_array().unwrap().len(), 5);
+
+    running.interrupt();
+    let status = running.wait_for_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    assert!(!listening(api_port), "the API stopped");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while listening(emulator_port) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!listening(emulator_port), "the emulator stopped with it");
+}
+
+fn admin(stack: &Stack, args: &[&str]) -> Output {
+    Command::new(workspace_binary("webhooks-admin"))
+        .arg("--local")
+        .args(args)
+        .env("TABLE_NAME", &stack.table)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn webhooks_admin_creates_lists_and_revokes_keys() {
+    let stack = Stack::start().await;
+    let tenant = format!("acme-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let created = admin(
+        &stack,
+        &[
+            "create-key",
+            "--tenant",
+            &tenant,
+            "--scopes",
+            "webhooks:read,webhooks:write",
+        ],
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let text = stdout(&created);
+    let key = text.lines().last().unwrap().to_string();
+    assert!(key.starts_with("whk_"), "{text}");
+    let key_id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("key_id: "))
+        .unwrap()
+        .to_string();
+
+    let client = stack.client(&tenant, Some(key.clone()));
+    let me = client.get("/v1/me").await;
+    assert_eq!(
+        me.assert_status(200),
+        &json!({"tenant_id": tenant, "key_id": key_id, "scopes": ["webhooks:read", "webhooks:write"]})
+    );
+
+    let listed = admin(&stack, &["list-keys", "--tenant", &tenant]);
+    assert!(listed.status.success());
+    let listing = stdout(&listed);
+    assert!(
+        listing.contains(&key_id) && listing.contains("active"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&key), "a listing never shows the key");
+
+    let revoked = admin(&stack, &["revoke-key", "--key-id", &key_id]);
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    client.get("/v1/me").await.assert_error(401, "UNAUTHORIZED");
+    let listing = stdout(&admin(&stack, &["list-keys", "--tenant", &tenant]));
+    assert!(listing.contains("revoked"), "{listing}");
+}
+
+#[tokio::test]
+async fn webhooks_admin_explains_its_refusals() {
+    let stack = Stack::start().await;
+    let bad_scope = admin(
+        &stack,
+        &[
+            "create-key",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "webhooks:admin",
+        ],
+    );
+    assert!(!bad_scope.status.success());
+    assert!(String::from_utf8_lossy(&bad_scope.stderr).contains("webhooks:admin"));
+    let bad_tenant = admin(
+        &stack,
+        &["create-key", "--tenant", "a#b", "--scopes", "webhooks:read"],
+    );
+    assert!(!bad_tenant.status.success());
+    let unknown = admin(
+        &stack,
+        &["revoke-key", "--key-id", "key_01ARZ3NDEKTSV4RRFFQ69G5FAV"],
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no key"));
+    // Without --local it needs the deployed table's name, and says so before calling AWS.
+    let no_table = Command::new(workspace_binary("webhooks-admin"))
+        .args(["list-keys", "--tenant", "acme"])
+        .env_remove("TABLE_NAME")
+        .output()
+        .unwrap();
+    assert!(!no_table.status.success());
+    assert!(String::from_utf8_lossy(&no_table.stderr).contains("TABLE_NAME"));
+}

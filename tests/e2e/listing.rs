@@ -1,0 +1,186 @@
+//! List filters and cursor pagination.
+
+use serde_json::{Value, json};
+
+use crate::utils::{Client, Stack, local_url};
+
+fn ids(reply_body: &Value) -> Vec<String> {
+    reply_body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn five_webhooks(client: &Client) -> Vec<String> {
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let wh = client
+            .webhook(&local_url(&format!("w{i}")), json!("*"))
+            .await;
+        created.push(wh["id"].as_str().unwrap().to_string());
+    }
+    created.reverse(); // newest first
+    created
+}
+
+#[tokio::test]
+async fn pages_walk_forward_and_back_newest_first() {
+    let stack = Stack::start().await;
+    let client = stack.tenant().await;
+    let all = five_webhooks(&client).await;
+
+    let first = client.get("/v1/webhooks?limit=2").await;
+    let body = first.assert_status(200).clone();
+    assert_eq!(ids(&body), all[0..2]);
+    assert_eq!(body["pagination"]["limit"], 2);
+    assert_eq!(body["pagination"]["has_next_page"], true);
+    assert_eq!(body["pagination"]["has_previous_page"], false);
+
+    let end = body["pagination"]["end_cursor"].as_str().unwrap();
+    let second = client
+        .get(&format!("/v1/webhooks?limit=2&after={end}"))
+        .await;
+    let body2 = second.assert_status(200).clone();
+    assert_eq!(ids(&body2), all[2..4]);
+    assert_eq!(body2["pagination"]["has_next_page"], true);
+    assert_eq!(body2["pagination"]["has_previous_page"], true);
+
+    let end2 = body2["pagination"]["end_cursor"].as_str().unwrap();
+    let third = client
+        .get(&format!("/v1/webhooks?limit=2&after={end2}"))
+        .await;
+    let body3 = third.assert_status(200).clone();
+    assert_eq!(ids(&body3), all[4..5]);
+    assert_eq!(body3["pagination"]["has_next_page"], false);
+
+    let start3 = body3["pagination"]["start_cursor"].as_str().unwrap();
+    let back = client
+        .get(&format!("/v1/webhooks?limit=2&before={start3}"))
+        .await;
+    assert_eq!(ids(back.assert_status(200)), all[2..4]);
+    let start2 = back.body["pagination"]["start_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let front = client
+        .get(&format!("/v1/webhooks?limit=2&before={start2}"))
+        .await;
+    assert_eq!(ids(front.assert_status(200)), all[0..2]);
+    assert_eq!(front.body["pagination"]["has_previous_page"], false);
+
+    let default = client.get("/v1/webhooks").await;
+    assert_eq!(ids(default.assert_status(200)), all);
+    assert_eq!(default.body["pagination"]["limit"], 20);
+}
+
+#[tokio::test]
+async fn bad_paging_parameters_and_foreign_or_tampered_cursors_are_400() {
+    let stack = Stack::start().await;
+    let client = stack.tenant().await;
+    five_webhooks(&client).await;
+    let cursor = client.get("/v1/webhooks?limit=1").await.body["pagination"]["end_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for query in ["limit=0", "limit=101", "limit=ten", "limit=-1"] {
+        let reply = client.get(&format!("/v1/webhooks?{query}")).await;
+        reply.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(reply.field(), Some("limit"));
+    }
+    client
+        .get(&format!("/v1/webhooks?after={cursor}&before={cursor}"))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+    let mut tampered = cursor.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for bad in [tampered.as_str(), "garbage", "%00", "AAAA"] {
+        client
+            .get(&format!("/v1/webhooks?after={bad}"))
+            .await
+            .assert_error(400, "INVALID_REQUEST");
+    }
+    // Another tenant's cursor, and a cursor of another list.
+    let other = stack.tenant().await;
+    other
+        .get(&format!("/v1/webhooks?after={cursor}"))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+    client
+        .get(&format!("/v1/event-types?after={cursor}"))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+}
+
+#[tokio::test]
+async fn filters_select_by_status_and_by_the_event_a_webhook_would_receive() {
+    let stack = Stack::start().await;
+    let client = stack.tenant().await;
+    client
+        .event_types(&["user.created", "user.deleted", "data.updated"])
+        .await;
+    let exact = client
+        .webhook(&local_url("exact"), json!("user.created"))
+        .await;
+    let prefix = client.webhook(&local_url("prefix"), json!("data.*")).await;
+    let all = client.webhook(&local_url("all"), json!("*")).await;
+    let id = |w: &Value| w["id"].as_str().unwrap().to_string();
+    client
+        .post_empty(&format!("/v1/webhooks/{}/pause", id(&prefix)))
+        .await
+        .assert_status(200);
+
+    let by_event = client.get("/v1/webhooks?event=user.created").await;
+    assert_eq!(ids(by_event.assert_status(200)), vec![id(&all), id(&exact)]);
+    let by_prefix = client.get("/v1/webhooks?event=data.updated").await;
+    assert_eq!(
+        ids(by_prefix.assert_status(200)),
+        vec![id(&all), id(&prefix)]
+    );
+    let paused = client.get("/v1/webhooks?status=paused").await;
+    assert_eq!(ids(paused.assert_status(200)), vec![id(&prefix)]);
+    let active_data = client
+        .get("/v1/webhooks?status=active&event=data.updated")
+        .await;
+    assert_eq!(ids(active_data.assert_status(200)), vec![id(&all)]);
+    let none = client.get("/v1/webhooks?status=disabled").await;
+    assert_eq!(none.assert_status(200)["data"], json!([]));
+
+    for query in [
+        "status=sleeping",
+        "event=bad%20name",
+        "show_authentication=maybe",
+    ] {
+        client
+            .get(&format!("/v1/webhooks?{query}"))
+            .await
+            .assert_error(400, "INVALID_REQUEST");
+    }
+}
+
+#[tokio::test]
+async fn event_types_paginate_like_every_list() {
+    let stack = Stack::start().await;
+    let client = stack.tenant().await;
+    client.event_types(&["a.one", "a.two", "a.three"]).await;
+    let first = client.get("/v1/event-types?limit=2").await;
+    let names = |b: &Value| -> Vec<String> {
+        b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(first.assert_status(200)), vec!["a.three", "a.two"]);
+    let end = first.body["pagination"]["end_cursor"].as_str().unwrap();
+    let second = client
+        .get(&format!("/v1/event-types?limit=2&after={end}"))
+        .await;
+    assert_eq!(names(second.assert_status(200)), vec!["a.one"]);
+    assert_eq!(second.body["pagination"]["has_next_page"], false);
+    assert_eq!(second.body["pagination"]["has_previous_page"], true);
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests: each starts the local stack (the real handlers behind the real
+//! authorizer, DynamoDB's wire protocol against the local emulator) and drives the API over
+//! HTTP on 127.0.0.1. Run by `make test`, which starts the emulator.
+
+// Test code: an unwrap that fails is a failing test, with its location.
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod commands;
+mod event_types;
+mod listing;
+mod storage_faults;
+mod utils;
+mod webhooks;

@@ -1,0 +1,252 @@
+//! The test harness: a local stack per test (its own table in the emulator, its own API
+//! server on 127.0.0.1), tenants with keys, and a small JSON client.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+use shared::config::{Config, Mode};
+use shared::domain::api_key::Scope;
+use shared::local::stack::LocalStack;
+use shared::state::AppState;
+use tokio::sync::oneshot;
+
+/// The emulator `make test` started (scripts/with-emulator).
+pub fn emulator_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is unset: run the end-to-end tests with `make test`")
+}
+
+/// A binary of this workspace, built by `make test` beside this test binary.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `make test` (it builds every binary first)",
+        path.display()
+    );
+    path
+}
+
+/// A running local stack with its own table.
+pub struct Stack {
+    pub url: String,
+    pub table: String,
+    pub state: Arc<AppState>,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Stack::start_with(&[]).await
+    }
+
+    /// A stack whose settings are the local defaults plus `vars`.
+    pub async fn start_with(vars: &[(&str, &str)]) -> Stack {
+        let table = format!("e2e-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let mut settings: HashMap<String, String> = HashMap::from([
+            ("AWS_ENDPOINT_URL".into(), emulator_endpoint()),
+            ("TABLE_NAME".into(), table.clone()),
+            ("PORT".into(), "0".into()),
+        ]);
+        for (k, v) in vars {
+            settings.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_vars(Mode::Local, |k| settings.get(k).cloned()).unwrap();
+        let stack = LocalStack::prepare(config, |_| {}).await.unwrap();
+        let url = stack.url();
+        let state = Arc::new(stack.state().clone());
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(stack.run(async {
+            let _ = stopped.await;
+        }));
+        Stack {
+            url,
+            table,
+            state,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+        }
+    }
+
+    /// A new tenant with a key carrying `scopes`.
+    pub async fn tenant_with(&self, scopes: &[Scope]) -> Client {
+        let tenant = format!("t-{}", ulid::Ulid::new().to_string().to_lowercase());
+        self.key_for(&tenant, scopes).await
+    }
+
+    /// A new tenant with every scope.
+    pub async fn tenant(&self) -> Client {
+        self.tenant_with(&Scope::ALL).await
+    }
+
+    /// Another key for an existing tenant.
+    pub async fn key_for(&self, tenant: &str, scopes: &[Scope]) -> Client {
+        let (key, _) = shared::admin::create_key(&self.state.store, tenant, scopes.to_vec())
+            .await
+            .unwrap();
+        self.client(tenant, Some(key))
+    }
+
+    /// A client sending `key` (or no Authorization header at all).
+    pub fn client(&self, tenant: &str, key: Option<String>) -> Client {
+        Client {
+            base: self.url.clone(),
+            tenant: tenant.to_string(),
+            key,
+            http: self.http.clone(),
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A response: status, headers and the JSON body (`Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The error code of an error response.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        self.body["error"]["field"].as_str()
+    }
+
+    /// Asserts the status and error code together, showing the body when they differ.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "body: {}",
+            self.body
+        );
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        &self.body
+    }
+}
+
+/// A tenant's API client.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub tenant: String,
+    pub key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.send_raw(method, path, body.map(|b| b.to_string()))
+            .await
+    }
+
+    pub async fn send_raw(&self, method: Method, path: &str, body: Option<String>) -> Reply {
+        let mut request = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .timeout(Duration::from_secs(60));
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn post_empty(&self, path: &str) -> Reply {
+        self.send(Method::POST, path, None).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    /// Adds event types to the tenant's catalogue.
+    pub async fn event_types(&self, names: &[&str]) {
+        for name in names {
+            self.post(
+                "/v1/event-types",
+                serde_json::json!({"name": name, "description": "test"}),
+            )
+            .await
+            .assert_status(201);
+        }
+    }
+
+    /// Creates a webhook and returns its JSON (with the full secret).
+    pub async fn webhook(&self, url: &str, events: Value) -> Value {
+        self.post(
+            "/v1/webhooks",
+            serde_json::json!({"url": url, "events": events}),
+        )
+        .await
+        .assert_status(201)
+        .clone()
+    }
+}
+
+/// A URL on this machine that nothing needs to answer (registration does not call it).
+pub fn local_url(path: &str) -> String {
+    format!("http://127.0.0.1:9/{path}")
+}

@@ -1,0 +1,62 @@
+//! `make run`: the whole service on this machine, with no AWS account and no Docker.
+
+use std::process::ExitCode;
+
+use shared::config::{Config, Mode};
+use shared::domain::api_key::generate_key;
+use shared::local::stack::LocalStack;
+
+const DEV_TENANT: &str = "dev";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shared::lambda::init_tracing();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("webhooks-local: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM: either stops the API and the emulator this process started.
+async fn stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let config = Config::from_env(Mode::Local).map_err(|e| e.to_string())?;
+    let dev_key = config
+        .local
+        .dev_api_key
+        .clone()
+        .unwrap_or_else(|| generate_key(DEV_TENANT, vec![]).0);
+    let stack = LocalStack::prepare(config, |step| eprintln!("webhooks-local: {step}")).await?;
+    shared::admin::ensure_key(&stack.state().store, &dev_key, DEV_TENANT).await?;
+    let url = stack.url();
+    println!();
+    println!("Webhooks service running locally (Ctrl-C stops it and the emulator).");
+    println!("API URL: {url}");
+    if let Some(endpoint) = stack.aws_endpoint() {
+        println!(
+            "AWS endpoint: {endpoint} (table {})",
+            stack.state().store.table_name()
+        );
+    }
+    println!(
+        "Insecure targets allowed: {}",
+        stack.state().config.allow_insecure_targets
+    );
+    println!("Try: curl -H \"Authorization: Bearer $DEV_API_KEY\" {url}/v1/me");
+    println!("Dev API key (tenant {DEV_TENANT}, every scope):");
+    println!("{dev_key}");
+    stack.run(stop_signal()).await;
+    eprintln!("webhooks-local: stopped");
+    Ok(())
+}
