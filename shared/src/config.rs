@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Duration;
+
+use crate::delivery::schedule::RetrySchedule;
 
 /// Every setting the service reads. Built once by [`Config::from_env`]; nothing else reads
 /// the environment.
@@ -20,8 +23,25 @@ pub struct Config {
     pub aws_endpoint_url: Option<String>,
     /// The region for the local emulator when no region is configured (`AWS_REGION`).
     pub aws_region: Option<String>,
+    /// The SQS ingest queue (`INGEST_QUEUE_URL`), its dead-letter queue (`INGEST_DLQ_URL`)
+    /// and the delivery queue (`DELIVERY_QUEUE_URL`). Set by the template in AWS and by the
+    /// local stack locally.
+    pub queues: Option<QueueUrls>,
+    /// Waits between attempts (`RETRY_SCHEDULE`, default `5s,5m,30m,2h,5h,10h,10h`).
+    pub retry_schedule: RetrySchedule,
+    /// How long a webhook's deliveries may all fail before it is disabled
+    /// (`AUTO_DISABLE_AFTER`, default `5d`).
+    pub auto_disable_after: Duration,
     /// Settings only the local stack reads.
     pub local: LocalSettings,
+}
+
+/// The queues' URLs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueUrls {
+    pub ingest: String,
+    pub ingest_dlq: String,
+    pub delivery: String,
 }
 
 /// What `make run` and `webhooks-admin --local` read besides the service's own settings.
@@ -34,6 +54,9 @@ pub struct LocalSettings {
     /// The port the local stack starts its emulator on (`EMULATOR_PORT`, default 4566).
     pub emulator_port: u16,
 }
+
+/// SPEC: a webhook whose deliveries have all failed for 5 days is disabled.
+pub const DEFAULT_AUTO_DISABLE_AFTER: Duration = Duration::from_secs(5 * 86400);
 
 /// Where the local stack's emulator listens unless `EMULATOR_PORT` says otherwise.
 pub const DEFAULT_EMULATOR_PORT: u16 = 4566;
@@ -101,6 +124,43 @@ impl Config {
             retention_days: parse_number("RETENTION_DAYS", get("RETENTION_DAYS"), 30)?,
             aws_endpoint_url: get("AWS_ENDPOINT_URL"),
             aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+            queues: match (
+                get("INGEST_QUEUE_URL"),
+                get("INGEST_DLQ_URL"),
+                get("DELIVERY_QUEUE_URL"),
+            ) {
+                (Some(ingest), Some(ingest_dlq), Some(delivery)) => Some(QueueUrls {
+                    ingest,
+                    ingest_dlq,
+                    delivery,
+                }),
+                (None, None, None) => None,
+                _ => {
+                    return Err(ConfigError {
+                        variable: "INGEST_QUEUE_URL",
+                        reason:
+                            "INGEST_QUEUE_URL, INGEST_DLQ_URL and DELIVERY_QUEUE_URL go together"
+                                .into(),
+                    });
+                }
+            },
+            retry_schedule: match get("RETRY_SCHEDULE") {
+                Some(text) => RetrySchedule::parse(&text).map_err(|reason| ConfigError {
+                    variable: "RETRY_SCHEDULE",
+                    reason,
+                })?,
+                None => RetrySchedule::default(),
+            },
+            auto_disable_after: match get("AUTO_DISABLE_AFTER") {
+                Some(text) => RetrySchedule::parse(&text)
+                    .ok()
+                    .and_then(|s| s.wait_after(1))
+                    .ok_or_else(|| ConfigError {
+                        variable: "AUTO_DISABLE_AFTER",
+                        reason: format!("expected a duration like 5d or 12h, got {text:?}"),
+                    })?,
+                None => DEFAULT_AUTO_DISABLE_AFTER,
+            },
             local: LocalSettings {
                 port: parse_port("PORT", get("PORT"), 3000)?,
                 dev_api_key: get("DEV_API_KEY"),
@@ -185,6 +245,9 @@ mod tests {
         assert_eq!(c.max_webhooks_per_tenant, 100);
         assert_eq!(c.retention_days, 30);
         assert_eq!(c.local.port, 3000);
+        assert_eq!(c.queues, None);
+        assert_eq!(c.retry_schedule.max_attempts(), 8);
+        assert_eq!(c.auto_disable_after, DEFAULT_AUTO_DISABLE_AFTER);
         assert_eq!(c.local.emulator_port, DEFAULT_EMULATOR_PORT);
     }
 
@@ -203,6 +266,17 @@ mod tests {
         assert_eq!(e.variable, "MAX_WEBHOOKS_PER_TENANT");
         let e = config(Mode::Local, &[("ALLOW_INSECURE_TARGETS", "maybe")]).unwrap_err();
         assert_eq!(e.variable, "ALLOW_INSECURE_TARGETS");
+        let e = config(Mode::Local, &[("RETRY_SCHEDULE", "5 minutes")]).unwrap_err();
+        assert_eq!(e.variable, "RETRY_SCHEDULE");
+        let e = config(Mode::Local, &[("INGEST_QUEUE_URL", "http://q")]).unwrap_err();
+        assert_eq!(e.variable, "INGEST_QUEUE_URL");
+        let c = config(
+            Mode::Local,
+            &[("RETRY_SCHEDULE", "1s,2s"), ("AUTO_DISABLE_AFTER", "3s")],
+        )
+        .unwrap();
+        assert_eq!(c.retry_schedule.max_attempts(), 3);
+        assert_eq!(c.auto_disable_after, Duration::from_secs(3));
         assert_eq!(
             config(Mode::Local, &[("MAX_WEBHOOKS_PER_TENANT", "3")])
                 .unwrap()

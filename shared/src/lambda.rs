@@ -58,3 +58,15 @@ pub async fn serve_authorizer() -> Result<(), Error> {
     ))
     .await
 }
+
+/// Serves the SQS-triggered deliver function (partial batch responses).
+pub async fn serve_deliver() -> Result<(), Error> {
+    init_tracing();
+    let state = state().await?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
+            Ok::<_, Error>(crate::delivery::deliver_batch(state, event.payload).await)
+        },
+    ))
+    .await
+}

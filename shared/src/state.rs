@@ -6,6 +6,9 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 
 use crate::config::Config;
+use crate::delivery::client::DeliveryClient;
+use crate::error::ApiError;
+use crate::queue::Queues;
 use crate::storage::Store;
 
 /// Settings and clients, built once per process (per Lambda cold start).
@@ -15,17 +18,40 @@ pub struct AppState {
     pub store: Store,
     /// Outbound HTTP (the TLS probe of `verify_tls`): rustls, no redirects.
     pub http: reqwest::Client,
+    /// The queues, when configured (every deployed function; the local stack).
+    pub queues: Option<Queues>,
+    /// Deliveries' HTTP client: guarded against private addresses unless insecure targets
+    /// are allowed.
+    pub delivery: DeliveryClient,
 }
 
 impl AppState {
     pub async fn new(config: Config) -> Self {
         let sdk = sdk_config(&config).await;
         let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
+        let queues = config.queues.as_ref().map(|urls| {
+            Queues::new(
+                aws_sdk_sqs::Client::new(&sdk),
+                urls.ingest.clone(),
+                urls.delivery.clone(),
+                urls.ingest_dlq.clone(),
+            )
+        });
         AppState {
             http: http_client(),
+            delivery: DeliveryClient::new(!config.allow_insecure_targets),
+            queues,
             store,
             config,
         }
+    }
+
+    /// The queues, or a 500 (logged) where a deployment forgot them.
+    pub fn queues(&self) -> Result<&Queues, ApiError> {
+        self.queues.as_ref().ok_or_else(|| {
+            tracing::error!("INGEST_QUEUE_URL, INGEST_DLQ_URL and DELIVERY_QUEUE_URL are not set");
+            ApiError::internal()
+        })
     }
 }
 

@@ -7,8 +7,10 @@
 
 mod auth;
 mod commands;
+mod delivery;
 mod event_types;
 mod listing;
+mod receiver;
 mod storage_faults;
 mod utils;
 mod webhooks;

@@ -52,6 +52,11 @@ impl Stack {
 
     /// A stack whose settings are the local defaults plus `vars`.
     pub async fn start_with(vars: &[(&str, &str)]) -> Stack {
+        // The service's log lines go to each test's captured output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_test_writer()
+            .try_init();
         let table = format!("e2e-{}", ulid::Ulid::new().to_string().to_lowercase());
         let mut settings: HashMap<String, String> = HashMap::from([
             ("AWS_ENDPOINT_URL".into(), emulator_endpoint()),
@@ -244,6 +249,51 @@ impl Client {
         .assert_status(201)
         .clone()
     }
+}
+
+impl Client {
+    /// Publishes an event through the API; returns the event.
+    pub async fn publish(&self, event_type: &str, data: Value) -> Value {
+        self.post(
+            "/v1/events",
+            serde_json::json!({"type": event_type, "data": data}),
+        )
+        .await
+        .assert_status(202)
+        .clone()
+    }
+
+    /// The tenant's deliveries matching `query` (e.g. `webhook_id=...&status=...`).
+    pub async fn deliveries(&self, query: &str) -> Vec<Value> {
+        let reply = self.get(&format!("/v1/deliveries?limit=100&{query}")).await;
+        reply.assert_status(200)["data"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the deliveries matching `query` satisfy `done`; returns them.
+    pub async fn wait_for_deliveries(
+        &self,
+        query: &str,
+        within: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let found = self.deliveries(query).await;
+            if done(&found) {
+                return found;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "deliveries {query:?} never reached the expected state: {found:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Whether every delivery in `list` has `status`, and there are `n` of them.
+pub fn all_with_status(list: &[Value], n: usize, status: &str) -> bool {
+    list.len() == n && list.iter().all(|d| d["status"] == status)
 }
 
 /// A URL on this machine that nothing needs to answer (registration does not call it).

@@ -1,4 +1,4 @@
-//! Lambda: Delete a webhook.
+//! Lambda: Delete a webhook and cancel its open deliveries.
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {

@@ -1,4 +1,4 @@
-//! Lambda: Unpause a webhook.
+//! Lambda: Unpause a webhook and release its buffered deliveries.
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {

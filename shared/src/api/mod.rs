@@ -61,7 +61,7 @@ macro_rules! route {
 /// Every API route. A test checks this list, template.yaml and `functions/` agree.
 pub static ROUTES: &[Route] = {
     use Scope::*;
-    use handlers::{event_types, me, webhooks};
+    use handlers::{deliveries, event_types, events, me, webhooks};
     &[
         route!("get_me", None, me::get_me),
         route!(
@@ -125,6 +125,25 @@ pub static ROUTES: &[Route] = {
             "rotate_webhook_secret",
             Some(WebhooksWrite),
             webhooks::rotate_webhook_secret
+        ),
+        route!(
+            "test_webhook",
+            Some(WebhooksWrite),
+            deliveries::test_webhook
+        ),
+        route!("publish_event", Some(EventsWrite), events::publish_event),
+        route!("list_events", Some(EventsRead), events::list_events),
+        route!("get_event", Some(EventsRead), events::get_event),
+        route!(
+            "list_deliveries",
+            Some(EventsRead),
+            deliveries::list_deliveries
+        ),
+        route!("get_delivery", Some(EventsRead), deliveries::get_delivery),
+        route!(
+            "retry_delivery",
+            Some(EventsWrite),
+            deliveries::retry_delivery
         ),
     ]
 };

@@ -1,6 +1,8 @@
 //! The domain: API keys and scopes, event types, webhooks, and the validation rules of SPEC §3.
 
 pub mod api_key;
+pub mod delivery;
+pub mod event;
 pub mod event_type;
 pub mod validation;
 pub mod webhook;

@@ -108,6 +108,8 @@ pub struct Webhook {
     pub updated_at: DateTime<Utc>,
     pub last_triggered_at: Option<DateTime<Utc>>,
     pub disabled_reason: Option<String>,
+    /// When its deliveries started failing without a success since (auto-disable clock).
+    pub failing_since: Option<DateTime<Utc>>,
     /// Bumped on every write: an update is conditional on the version it read.
     pub version: u64,
 }
@@ -166,6 +168,7 @@ pub(crate) mod tests {
             updated_at: at,
             last_triggered_at: None,
             disabled_reason: None,
+            failing_since: None,
             version: 1,
         }
     }

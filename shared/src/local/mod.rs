@@ -3,6 +3,7 @@
 //! Lambda binary uses, with the authorizer in front.
 
 pub mod emulator;
+pub mod pollers;
 pub mod provision;
 pub mod server;
 pub mod stack;

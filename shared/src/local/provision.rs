@@ -134,3 +134,105 @@ pub async fn ensure_table(
     }
     Ok(true)
 }
+
+/// A queue created for the local stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalQueue {
+    pub url: String,
+    pub arn: String,
+}
+
+/// The logical id in `{"!GetAtt": "X.Arn"}` (or `Fn::GetAtt: [X, Arn]`).
+pub fn get_att_target(value: &Value) -> Option<String> {
+    if let Some(text) = value.get("!GetAtt").and_then(Value::as_str) {
+        return text.strip_suffix(".Arn").map(str::to_string);
+    }
+    let parts = value.get("Fn::GetAtt")?.as_array()?;
+    (parts.get(1)?.as_str()? == "Arn").then(|| parts.first()?.as_str().map(str::to_string))?
+}
+
+/// Creates every queue the template declares, named `<prefix>-<LogicalId>`, with its
+/// visibility timeout, retention and redrive policy; existing queues are kept. Returns them
+/// by logical id.
+pub async fn ensure_queues(
+    client: &aws_sdk_sqs::Client,
+    template: &Template,
+    prefix: &str,
+) -> Result<std::collections::HashMap<String, LocalQueue>, String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let mut specs = template.resources_of_type("AWS::SQS::Queue");
+    // Dead-letter queues (no redrive policy) first: the others name their ARNs.
+    specs.sort_by_key(|q| q.properties.get("RedrivePolicy").is_some());
+    let mut created = std::collections::HashMap::new();
+    for spec in specs {
+        let name = format!("{prefix}-{}", spec.logical_id);
+        let mut request = client.create_queue().queue_name(&name);
+        for (property, attribute) in [
+            ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+            (
+                "MessageRetentionPeriod",
+                QueueAttributeName::MessageRetentionPeriod,
+            ),
+            ("DelaySeconds", QueueAttributeName::DelaySeconds),
+        ] {
+            if let Some(n) = spec.properties.get(property).and_then(Value::as_i64) {
+                request = request.attributes(attribute, n.to_string());
+            }
+        }
+        if let Some(redrive) = spec.properties.get("RedrivePolicy") {
+            let target = redrive
+                .get("deadLetterTargetArn")
+                .and_then(get_att_target)
+                .ok_or_else(|| {
+                    format!(
+                        "{}: deadLetterTargetArn must be !GetAtt <Queue>.Arn",
+                        spec.logical_id
+                    )
+                })?;
+            let dlq: &LocalQueue = created.get(&target).ok_or_else(|| {
+                format!(
+                    "{}: dead-letter queue {target} is not declared",
+                    spec.logical_id
+                )
+            })?;
+            let max = redrive
+                .get("maxReceiveCount")
+                .and_then(Value::as_i64)
+                .unwrap_or(5);
+            let policy =
+                serde_json::json!({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": max});
+            request = request.attributes(QueueAttributeName::RedrivePolicy, policy.to_string());
+        }
+        let url = match client.get_queue_url().queue_name(&name).send().await {
+            Ok(found) => found.queue_url.unwrap_or_default(),
+            Err(_) => request
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "creating queue {name}: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    )
+                })?
+                .queue_url
+                .unwrap_or_default(),
+        };
+        let arn = client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "reading queue {name}: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .unwrap_or_default();
+        created.insert(spec.logical_id.clone(), LocalQueue { url, arn });
+    }
+    Ok(created)
+}

@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use super::emulator::{Emulator, default_server_path};
-use super::provision::ensure_table;
+use super::pollers::{EventSource, POLLERS_PER_QUEUE, poll};
+use super::provision::{ensure_queues, ensure_table};
 use super::server::LocalApi;
 use super::template::Template;
-use crate::config::Config;
+use crate::config::{Config, QueueUrls};
 use crate::state::AppState;
 
 /// A prepared local stack, ready to serve.
@@ -21,7 +23,14 @@ pub struct LocalStack {
     api: Arc<LocalApi>,
     listener: TcpListener,
     address: SocketAddr,
+    /// The queues the deliver function reads.
+    event_sources: Vec<EventSource>,
 }
+
+/// The template's logical ids of the queues the service sends to.
+pub const INGEST_QUEUE: &str = "IngestQueue";
+pub const INGEST_DLQ: &str = "IngestDeadLetterQueue";
+pub const DELIVERY_QUEUE: &str = "DeliveryQueue";
 
 impl LocalStack {
     /// Starts the emulator if needed, creates the table if missing and binds the API's port
@@ -43,18 +52,57 @@ impl LocalStack {
                 Some(emulator)
             }
         };
-        let state = Arc::new(AppState::new(config).await);
-        let created =
-            ensure_table(state.store.client(), &template, state.store.table_name()).await?;
+        let sdk = crate::state::sdk_config(&config).await;
+        let created = ensure_table(
+            &aws_sdk_dynamodb::Client::new(&sdk),
+            &template,
+            &config.table_name,
+        )
+        .await?;
         progress(&format!(
             "table {} {}",
-            state.store.table_name(),
+            config.table_name,
             if created {
                 "created from template.yaml"
             } else {
                 "already exists"
             }
         ));
+        let queues = ensure_queues(
+            &aws_sdk_sqs::Client::new(&sdk),
+            &template,
+            &config.table_name,
+        )
+        .await?;
+        let url_of = |logical_id: &str| {
+            queues
+                .get(logical_id)
+                .map(|q| q.url.clone())
+                .ok_or_else(|| format!("template.yaml declares no queue {logical_id}"))
+        };
+        config.queues = Some(QueueUrls {
+            ingest: url_of(INGEST_QUEUE)?,
+            ingest_dlq: url_of(INGEST_DLQ)?,
+            delivery: url_of(DELIVERY_QUEUE)?,
+        });
+        let event_sources = template
+            .sqs_event_sources("deliver")?
+            .into_iter()
+            .map(|id| {
+                let q = queues
+                    .get(&id)
+                    .ok_or_else(|| format!("deliver reads an undeclared queue {id}"))?;
+                Ok(EventSource {
+                    url: q.url.clone(),
+                    arn: q.arn.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        progress(&format!(
+            "{} queues created from template.yaml",
+            queues.len()
+        ));
+        let state = Arc::new(AppState::new(config).await);
         let api = Arc::new(LocalApi::new(state, &template)?);
         let port = api.state().config.local.port;
         let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
@@ -66,6 +114,7 @@ impl LocalStack {
             api,
             listener,
             address,
+            event_sources,
         })
     }
 
@@ -83,15 +132,43 @@ impl LocalStack {
         self.state().config.aws_endpoint_url.as_deref()
     }
 
-    /// Serves until `shutdown` completes, then stops the emulator it started.
+    /// The ingest queue's URL, for event sources.
+    pub fn ingest_queue_url(&self) -> Option<&str> {
+        self.state()
+            .config
+            .queues
+            .as_ref()
+            .map(|q| q.ingest.as_str())
+    }
+
+    /// Serves the API and drives the deliver function from the queues until `shutdown`
+    /// completes, then stops the pollers and the emulator it started.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let LocalStack {
             emulator,
             api,
             listener,
+            event_sources,
             ..
         } = self;
+        let (stop, stopped) = watch::channel(false);
+        let state = Arc::new(api.state().clone());
+        let mut pollers = Vec::new();
+        for source in event_sources {
+            for _ in 0..POLLERS_PER_QUEUE {
+                pollers.push(tokio::spawn(poll(
+                    Arc::clone(&state),
+                    source.clone(),
+                    stopped.clone(),
+                )));
+            }
+        }
         api.serve(listener, shutdown).await;
+        let _ = stop.send(true);
+        for poller in pollers {
+            poller.abort();
+            let _ = poller.await;
+        }
         drop(emulator);
     }
 }

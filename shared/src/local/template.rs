@@ -106,6 +106,27 @@ impl Template {
         Ok(routes)
     }
 
+    /// The logical ids of the queues that trigger the function built from `binary`.
+    pub fn sqs_event_sources(&self, binary: &str) -> Result<Vec<String>, String> {
+        let function = self
+            .functions()?
+            .into_iter()
+            .find(|f| f.binary == binary)
+            .ok_or_else(|| format!("template.yaml has no function built from {binary}"))?;
+        let events = self.resources[&function.logical_id]
+            .pointer("/Properties/Events")
+            .and_then(Value::as_object);
+        Ok(events
+            .into_iter()
+            .flatten()
+            .filter(|(_, e)| e.get("Type").and_then(Value::as_str) == Some("SQS"))
+            .filter_map(|(_, e)| {
+                e.pointer("/Properties/Queue")
+                    .and_then(super::provision::get_att_target)
+            })
+            .collect())
+    }
+
     /// Resources of one CloudFormation type (`AWS::DynamoDB::Table`, `AWS::SQS::Queue`).
     pub fn resources_of_type(&self, kind: &str) -> Vec<ResourceSpec> {
         self.of_type(kind)
@@ -205,7 +226,7 @@ mod tests {
     }
 
     /// Binaries in `functions/` that serve no API route.
-    const NON_ROUTE_FUNCTIONS: &[&str] = &["authorizer"];
+    const NON_ROUTE_FUNCTIONS: &[&str] = &["authorizer", "deliver"];
 
     /// template.yaml, the handler registry and `functions/` must name the same functions,
     /// one to one, and every template route must reach a handler.

@@ -9,6 +9,11 @@
 //! | URL uniqueness guard | `T#<tenant>` | `URL#<sha256(url)>` |
 //! | per-tenant webhook counter | `T#<tenant>` | `COUNT` |
 //! | event type | `T#<tenant>` | `ET#<name>` |
+//! | event | `T#<tenant>#EV` | `EV#<id>` |
+//! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
+//! | delivery | `T#<tenant>#DL` | `DL#<id>` (GSI1: `WH#<webhook>` / id; GSI2 while open: `WH#<webhook>#<status>` / id) |
+//!
+//! Events, source keys and deliveries carry `expires_at` (Unix seconds) for the table's TTL.
 
 use std::collections::HashMap;
 
@@ -18,6 +23,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::domain::api_key::{ApiKey, Scope};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
+use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
 use crate::domain::webhook::{BasicAuth, Secret, Webhook, WebhookStatus};
 use crate::domain::{format_time, parse_time};
@@ -29,6 +36,10 @@ pub const SK: &str = "SK";
 pub const GSI1: &str = "GSI1";
 pub const GSI1_PK: &str = "GSI1PK";
 pub const GSI1_SK: &str = "GSI1SK";
+pub const GSI2: &str = "GSI2";
+pub const GSI2_PK: &str = "GSI2PK";
+pub const GSI2_SK: &str = "GSI2SK";
+pub const EXPIRES_AT: &str = "expires_at";
 
 /// Partition of everything a tenant owns that is read together: webhooks, their URL guards,
 /// the webhook counter and the event-type catalogue.
@@ -52,6 +63,39 @@ pub fn event_type_sk(name: &str) -> String {
     format!("ET#{name}")
 }
 pub const EVENT_TYPE_SK_PREFIX: &str = "ET#";
+
+pub fn events_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}#EV")
+}
+
+pub fn event_sk(event_id: &str) -> String {
+    format!("EV#{event_id}")
+}
+pub const EVENT_SK_PREFIX: &str = "EV#";
+
+pub fn source_key_pk(tenant_id: &str, source_id: &str) -> String {
+    format!("T#{tenant_id}#SRC#{source_id}")
+}
+pub const SOURCE_KEY_SK: &str = "SRC";
+
+pub fn deliveries_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}#DL")
+}
+
+pub fn delivery_sk(delivery_id: &str) -> String {
+    format!("DL#{delivery_id}")
+}
+pub const DELIVERY_SK_PREFIX: &str = "DL#";
+
+/// GSI1 partition of one webhook's deliveries.
+pub fn webhook_deliveries_gsi_pk(webhook_id: &str) -> String {
+    format!("WH#{webhook_id}")
+}
+
+/// GSI2 (sparse) partition of one webhook's deliveries in an open status.
+pub fn open_deliveries_gsi_pk(webhook_id: &str, status: DeliveryStatus) -> String {
+    format!("WH#{webhook_id}#{}", status.as_str())
+}
 
 pub fn api_key_lookup_pk(key_hash: &str) -> String {
     format!("KEY#{key_hash}")
@@ -141,6 +185,14 @@ impl Attrs<'_> {
                 .map_err(|_| Self::error(name, "expected a whole number")),
             None => Err(Self::error(name, "missing")),
             Some(_) => Err(Self::error(name, "expected a number")),
+        }
+    }
+
+    fn bool(&self, name: &str) -> Result<bool, ItemError> {
+        match self.0.get(name) {
+            Some(AttributeValue::Bool(b)) => Ok(*b),
+            None => Ok(false),
+            Some(_) => Err(Self::error(name, "expected a boolean")),
         }
     }
 
@@ -342,6 +394,7 @@ impl From<&Webhook> for Item {
             .time("updated_at", wh.updated_at)
             .opt_time("last_triggered_at", wh.last_triggered_at)
             .opt_string("disabled_reason", wh.disabled_reason.as_deref())
+            .opt_time("failing_since", wh.failing_since)
             .set("version", n(wh.version))
             .0
     }
@@ -377,7 +430,143 @@ impl TryFrom<&Item> for Webhook {
             updated_at: a.time("updated_at")?,
             last_triggered_at: a.opt_time("last_triggered_at")?,
             disabled_reason: a.opt_string("disabled_reason")?,
+            failing_since: a.opt_time("failing_since")?,
             version: a.number("version")?,
+        })
+    }
+}
+
+// ---- events ----
+
+/// An event item, expiring at `expires_at` (Unix seconds).
+pub fn event_item(event: &Event, expires_at: i64) -> Item {
+    ItemBuilder::new(events_pk(&event.tenant_id), event_sk(&event.id))
+        .string("id", &event.id)
+        .string("tenant_id", &event.tenant_id)
+        .string("type", &event.event_type)
+        .string("data", Value::Object(event.data.clone()).to_string())
+        .opt_string("source_id", event.source_id.as_deref())
+        .time("created_at", event.created_at)
+        .set("fanned_out", AttributeValue::Bool(event.fanned_out))
+        .set(EXPIRES_AT, n(expires_at))
+        .0
+}
+
+impl TryFrom<&Item> for Event {
+    type Error = ItemError;
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let a = Attrs(item);
+        let data = match a.json("data")? {
+            Some(Value::Object(map)) => map,
+            _ => return Err(Attrs::error("data", "expected a JSON object")),
+        };
+        Ok(Event {
+            id: a.string("id")?,
+            tenant_id: a.string("tenant_id")?,
+            event_type: a.string("type")?,
+            data,
+            source_id: a.opt_string("source_id")?,
+            created_at: a.time("created_at")?,
+            fanned_out: a.bool("fanned_out")?,
+        })
+    }
+}
+
+/// Remembers a source's idempotency key: which event it produced.
+pub fn source_key_item(event: &Event, source_id: &str, expires_at: i64) -> Item {
+    ItemBuilder::new(source_key_pk(&event.tenant_id, source_id), SOURCE_KEY_SK)
+        .string("event_id", &event.id)
+        .set(EXPIRES_AT, n(expires_at))
+        .0
+}
+
+/// The event id a source key points to.
+pub fn source_key_event_id(item: &Item) -> Result<String, ItemError> {
+    Attrs(item).string("event_id")
+}
+
+// ---- deliveries ----
+
+fn attempt_to_json(a: &Attempt) -> Value {
+    serde_json::json!({
+        "at": format_time(a.at),
+        "status_code": a.status_code,
+        "response_time": a.response_time,
+        "error": a.error,
+        "response_excerpt": a.response_excerpt,
+    })
+}
+
+fn attempt_from_json(v: &Value) -> Option<Attempt> {
+    Some(Attempt {
+        at: parse_time(v.get("at")?.as_str()?)?,
+        status_code: v
+            .get("status_code")?
+            .as_u64()
+            .and_then(|c| u16::try_from(c).ok()),
+        response_time: v.get("response_time")?.as_u64()?,
+        error: v.get("error")?.as_str().map(str::to_string),
+        response_excerpt: v.get("response_excerpt")?.as_str().map(str::to_string),
+    })
+}
+
+/// A delivery item, expiring at `expires_at`. Open deliveries (pending, buffered) also
+/// sit in GSI2 under their webhook and status; a closed one leaves it.
+pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
+    let log: Vec<Value> = d.attempt_log.iter().map(attempt_to_json).collect();
+    let mut builder = ItemBuilder::new(deliveries_pk(&d.tenant_id), delivery_sk(&d.id))
+        .string(GSI1_PK, webhook_deliveries_gsi_pk(&d.webhook_id))
+        .string(GSI1_SK, &d.id)
+        .string("id", &d.id)
+        .string("tenant_id", &d.tenant_id)
+        .string("event_id", &d.event_id)
+        .string("webhook_id", &d.webhook_id)
+        .string("event_type", &d.event_type)
+        .string("status", d.status.as_str())
+        .set("attempts", n(d.attempts))
+        .time("created_at", d.created_at)
+        .time("updated_at", d.updated_at)
+        .opt_time("next_attempt_at", d.next_attempt_at)
+        .string("attempt_log", Value::Array(log).to_string())
+        .set(EXPIRES_AT, n(expires_at));
+    if d.status.is_open() {
+        builder = builder
+            .string(GSI2_PK, open_deliveries_gsi_pk(&d.webhook_id, d.status))
+            .string(GSI2_SK, &d.id);
+    }
+    builder.0
+}
+
+impl TryFrom<&Item> for Delivery {
+    type Error = ItemError;
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let a = Attrs(item);
+        let status = a.string("status")?;
+        let log = match a.json("attempt_log")? {
+            Some(Value::Array(entries)) => entries
+                .iter()
+                .map(|e| {
+                    attempt_from_json(e)
+                        .ok_or_else(|| Attrs::error("attempt_log", "malformed attempt"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+            Some(_) => return Err(Attrs::error("attempt_log", "expected a list")),
+        };
+        Ok(Delivery {
+            id: a.string("id")?,
+            tenant_id: a.string("tenant_id")?,
+            event_id: a.string("event_id")?,
+            webhook_id: a.string("webhook_id")?,
+            event_type: a.string("event_type")?,
+            status: DeliveryStatus::parse(&status)
+                .ok_or_else(|| Attrs::error("status", "unknown status"))?,
+            attempts: u32::try_from(a.number("attempts")?)
+                .map_err(|_| Attrs::error("attempts", "too large"))?,
+            created_at: a.time("created_at")?,
+            updated_at: a.time("updated_at")?,
+            next_attempt_at: a.opt_time("next_attempt_at")?,
+            attempt_log: log,
         })
     }
 }
@@ -468,6 +657,112 @@ mod tests {
             EventType::try_from(&event_type_item("acme", &et)).unwrap(),
             et
         );
+    }
+
+    #[test]
+    fn events_round_trip_and_expire() {
+        let event = Event {
+            id: "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+            tenant_id: "acme".into(),
+            event_type: "user.created".into(),
+            data: json!({"email": "a@example.com", "n": [1, 2]})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            source_id: Some("src-1".into()),
+            created_at: crate::domain::now(),
+            fanned_out: true,
+        };
+        let item = event_item(&event, 1_900_000_000);
+        assert_eq!(item[PK], s("T#acme#EV"));
+        assert_eq!(item[EXPIRES_AT], n(1_900_000_000));
+        assert_eq!(Event::try_from(&item).unwrap(), event);
+        let source = source_key_item(&event, "src-1", 5);
+        assert_eq!(source[PK], s("T#acme#SRC#src-1"));
+        assert_eq!(source_key_event_id(&source).unwrap(), event.id);
+    }
+
+    #[test]
+    fn deliveries_round_trip_and_sit_in_gsi2_only_while_open() {
+        let at = crate::domain::now();
+        let mut d = Delivery::new(
+            "acme",
+            "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "wh_01ARZ3NDEKTSV4RRFFQ69G5FAW",
+            "user.created",
+            DeliveryStatus::Pending,
+            at,
+        );
+        d.record(
+            1,
+            Attempt {
+                at,
+                status_code: Some(503),
+                response_time: 12,
+                error: Some("HTTP 503".into()),
+                response_excerpt: Some("busy".into()),
+            },
+            DeliveryStatus::Pending,
+            Some(at),
+        );
+        d.record(
+            2,
+            Attempt {
+                at,
+                status_code: None,
+                response_time: 5000,
+                error: Some("timed out".into()),
+                response_excerpt: None,
+            },
+            DeliveryStatus::Pending,
+            Some(at),
+        );
+        let item = delivery_item(&d, 7);
+        assert_eq!(item[GSI1_PK], s("WH#wh_01ARZ3NDEKTSV4RRFFQ69G5FAW"));
+        assert_eq!(item[GSI2_PK], s("WH#wh_01ARZ3NDEKTSV4RRFFQ69G5FAW#pending"));
+        assert_eq!(Delivery::try_from(&item).unwrap(), d);
+        d.status = DeliveryStatus::Succeeded;
+        let closed = delivery_item(&d, 7);
+        assert!(!closed.contains_key(GSI2_PK));
+        assert_eq!(Delivery::try_from(&closed).unwrap(), d);
+    }
+
+    #[test]
+    fn a_first_attempt_fits_in_one_write_unit() {
+        let at = crate::domain::now();
+        let mut d = Delivery::new(
+            "tenant-with-a-long-name",
+            &crate::ids::IdKind::Event.generate(),
+            &crate::ids::IdKind::Webhook.generate(),
+            "customer.subscription.updated",
+            DeliveryStatus::Pending,
+            at,
+        );
+        d.record(
+            1,
+            Attempt {
+                at,
+                status_code: Some(500),
+                response_time: 15000,
+                error: Some("HTTP 500".into()),
+                response_excerpt: Some("x".repeat(256)),
+            },
+            DeliveryStatus::Pending,
+            Some(at),
+        );
+        let item = delivery_item(&d, 1_900_000_000);
+        let size: usize = item
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + match v {
+                        AttributeValue::S(s) => s.len(),
+                        AttributeValue::N(n) => n.len(),
+                        _ => 1,
+                    }
+            })
+            .sum();
+        assert!(size <= 1024, "{size} bytes");
     }
 
     #[test]

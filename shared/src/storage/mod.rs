@@ -1,5 +1,6 @@
 //! Storage on DynamoDB: every call the service makes to its one table.
 
+pub mod events;
 pub mod items;
 
 use aws_sdk_dynamodb::Client;
@@ -123,6 +124,14 @@ impl From<StoreError> for ApiError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What the fan-out needs of a tenant.
+#[derive(Clone, Debug, Default)]
+pub struct TenantView {
+    pub webhooks: Vec<Webhook>,
+    /// The names in the tenant's catalogue.
+    pub event_types: Vec<String>,
+}
+
 /// Why creating a webhook was refused.
 #[derive(Debug)]
 pub enum CreateWebhookError {
@@ -143,8 +152,8 @@ pub enum ChangeWebhookError {
 /// The table and the client that reaches it.
 #[derive(Clone, Debug)]
 pub struct Store {
-    client: Client,
-    table: String,
+    pub(crate) client: Client,
+    pub(crate) table: String,
 }
 
 impl Store {
@@ -173,7 +182,7 @@ impl Store {
     }
 
     /// A put that fails its condition if the item already exists.
-    fn put_if_absent(&self, item: Item) -> Put {
+    pub(crate) fn put_if_absent(&self, item: Item) -> Put {
         Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -190,7 +199,7 @@ impl Store {
             .expect("table and key are set")
     }
 
-    async fn get(&self, key: Item, consistent: bool) -> StoreResult<Option<Item>> {
+    pub(crate) async fn get(&self, key: Item, consistent: bool) -> StoreResult<Option<Item>> {
         let out = self
             .client
             .get_item()
@@ -225,7 +234,7 @@ impl Store {
         }
     }
 
-    async fn transact(&self, writes: Vec<TransactWriteItem>) -> StoreResult<()> {
+    pub(crate) async fn transact(&self, writes: Vec<TransactWriteItem>) -> StoreResult<()> {
         let result = self
             .client
             .transact_write_items()
@@ -352,6 +361,14 @@ impl Store {
             .collect()
     }
 
+    /// Whether the tenant's catalogue has this event type.
+    pub async fn event_type_exists(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
+        Ok(self
+            .get(key(tenant_pk(tenant_id), event_type_sk(name)), false)
+            .await?
+            .is_some())
+    }
+
     /// Removes an event type; `false` if there was none of that name.
     pub async fn delete_event_type(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
         let result = self
@@ -415,6 +432,40 @@ impl Store {
             .get(key(tenant_pk(tenant_id), webhook_sk(id)), true)
             .await?;
         Ok(item.as_ref().map(Webhook::try_from).transpose()?)
+    }
+
+    /// A tenant's webhooks and event-type catalogue in one query (the fan-out reads this
+    /// once per tenant per batch).
+    pub async fn load_tenant(&self, tenant_id: &str) -> StoreResult<TenantView> {
+        let mut view = TenantView::default();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            for item in out.items.unwrap_or_default() {
+                let sk = item
+                    .get(items::SK)
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    .unwrap_or("");
+                if sk.starts_with(WEBHOOK_SK_PREFIX) {
+                    view.webhooks.push(Webhook::try_from(&item)?);
+                } else if let Some(name) = sk.strip_prefix(EVENT_TYPE_SK_PREFIX) {
+                    view.event_types.push(name.to_string());
+                }
+            }
+            match out.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => return Ok(view),
+            }
+        }
     }
 
     /// All of a tenant's webhooks, oldest first (ids are ULIDs).

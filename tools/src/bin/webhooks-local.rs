@@ -49,6 +49,9 @@ async fn run() -> Result<(), String> {
             stack.state().store.table_name()
         );
     }
+    if let Some(queue) = stack.ingest_queue_url() {
+        println!("Ingest queue URL: {queue}");
+    }
     println!(
         "Insecure targets allowed: {}",
         stack.state().config.allow_insecure_targets

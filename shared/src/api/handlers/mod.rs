@@ -1,5 +1,7 @@
 //! The route handlers, one async function per Lambda function, grouped by resource.
 
+pub mod deliveries;
 pub mod event_types;
+pub mod events;
 pub mod me;
 pub mod webhooks;

@@ -10,6 +10,7 @@ use super::event_types::missing_event_types;
 use crate::api::Reply;
 use crate::api::pagination::{CursorScope, PageRequest, paginate};
 use crate::api::request::{Call, JsonObject};
+use crate::domain::delivery::DeliveryStatus;
 use crate::domain::event_type::subscription_matches;
 use crate::domain::validation::{
     MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, check_length, exact_names, is_valid_event_type_name,
@@ -21,6 +22,7 @@ use crate::domain::{format_time, now};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::ids::IdKind;
 use crate::netguard;
+use crate::queue::{Task, WebhookTask};
 use crate::state::AppState;
 use crate::storage::{ChangeWebhookError, CreateWebhookError};
 
@@ -128,6 +130,7 @@ fn set_status(wh: &mut Webhook, status: WebhookStatus) {
     if wh.status != status {
         wh.status = status;
         wh.disabled_reason = None;
+        wh.failing_since = None;
     }
 }
 
@@ -325,6 +328,7 @@ pub async fn create_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         updated_at: at,
         last_triggered_at: None,
         disabled_reason: None,
+        failing_since: None,
         version: 1,
     };
     fields.apply(&mut webhook);
@@ -369,8 +373,25 @@ pub async fn update_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     Ok(Reply::ok(webhook.to_json(false)))
 }
 
+/// How long after a delete its open deliveries are cancelled (the cancel checks the
+/// webhook is gone, so a delete that fails cancels nothing).
+const CANCEL_DELAY: Duration = Duration::from_secs(5);
+
 pub async fn delete_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     let id = webhook_id(&call)?;
+    load(state, call.tenant(), &id).await?;
+    let queues = state.queues()?;
+    let cancel = Task::Cancel(WebhookTask {
+        tenant_id: call.tenant().to_string(),
+        webhook_id: id.clone(),
+    });
+    queues
+        .send(&queues.delivery_url, &[(cancel, CANCEL_DELAY)])
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "could not queue the cancellation of deliveries");
+            ApiError::unavailable()
+        })?;
     for _ in 0..CHANGE_ATTEMPTS {
         let webhook = load(state, call.tenant(), &id).await?;
         match state.store.delete_webhook(&webhook).await {
@@ -414,9 +435,28 @@ pub async fn unpause_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         set_status(wh, WebhookStatus::Active)
     })
     .await?;
+    // The buffered deliveries go out from the deliver function, a page per task, oldest
+    // first: an unpause never sends a large backlog inside this request.
+    let released = state
+        .store
+        .count_open_deliveries(&webhook.id, DeliveryStatus::Buffered)
+        .await?;
+    if released > 0 {
+        let queues = state.queues()?;
+        let task = Task::Release(WebhookTask {
+            tenant_id: webhook.tenant_id.clone(),
+            webhook_id: webhook.id.clone(),
+        });
+        queues
+            .send(&queues.delivery_url, &[(task, Duration::ZERO)])
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "could not queue the release of buffered deliveries");
+                ApiError::unavailable()
+            })?;
+    }
     let mut out = webhook.to_json(false);
-    // Buffered deliveries arrive with the delivery pipeline; until then none are held.
-    out["released"] = json!(0);
+    out["released"] = json!(released);
     Ok(Reply::ok(out))
 }
 

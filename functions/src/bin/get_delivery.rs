@@ -1,0 +1,6 @@
+//! Lambda: Read a delivery and its attempts.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("get_delivery").await
+}

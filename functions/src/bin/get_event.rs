@@ -1,0 +1,6 @@
+//! Lambda: Read an event and a summary of its deliveries.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("get_event").await
+}

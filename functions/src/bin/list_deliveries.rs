@@ -1,0 +1,6 @@
+//! Lambda: List deliveries.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("list_deliveries").await
+}

@@ -1,0 +1,6 @@
+//! Lambda: Publish an event.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("publish_event").await
+}

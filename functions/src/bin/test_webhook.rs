@@ -1,0 +1,6 @@
+//! Lambda: Send a signed test delivery now.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("test_webhook").await
+}

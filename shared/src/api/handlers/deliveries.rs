@@ -1,0 +1,207 @@
+//! The delivery log: list with filters, read with every attempt, retry by hand, and the
+//! synchronous test delivery of a webhook.
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::events::{expires_at, time_filter};
+use crate::api::Reply;
+use crate::api::pagination::{CursorScope, PageRequest};
+use crate::api::request::Call;
+use crate::delivery::send_attempt;
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::event::{Event, check_data};
+use crate::domain::validation::is_valid_event_type_name;
+use crate::domain::{format_time, now};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::ids::IdKind;
+use crate::state::AppState;
+use crate::storage::StoreError;
+
+pub async fn list_deliveries(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let scope = CursorScope {
+        list: "deliveries",
+        tenant_id: call.tenant(),
+    };
+    let request = PageRequest::from_call(&call, scope)?;
+    let webhook_id = call.query("webhook_id");
+    if let Some(id) = &webhook_id
+        && !IdKind::Webhook.is_valid(id)
+    {
+        return Err(ApiError::invalid_field(
+            "webhook_id",
+            "webhook_id must be a webhook id",
+        ));
+    }
+    let event_type = call.query("event_type");
+    if let Some(t) = &event_type
+        && !is_valid_event_type_name(t)
+    {
+        return Err(ApiError::invalid_field(
+            "event_type",
+            "event_type must be an event type name",
+        ));
+    }
+    let status = call
+        .query("status")
+        .map(|s| {
+            DeliveryStatus::parse(&s).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "status",
+                    "status must be pending, succeeded, failed, buffered or cancelled",
+                )
+            })
+        })
+        .transpose()?;
+    let (from, to) = (time_filter(&call, "from")?, time_filter(&call, "to")?);
+    let page = state
+        .store
+        .list_deliveries(
+            call.tenant(),
+            webhook_id.as_deref(),
+            from,
+            to,
+            &request,
+            |d| {
+                status.is_none_or(|s| d.status == s)
+                    && event_type.as_ref().is_none_or(|t| &d.event_type == t)
+            },
+        )
+        .await?;
+    Ok(Reply::ok(page.to_json(scope, |d| d.to_json(false))))
+}
+
+async fn load(state: &AppState, call: &Call) -> ApiResult<Delivery> {
+    let id = call.path("id")?;
+    let not_found = || ApiError::new(ErrorCode::DeliveryNotFound, "no such delivery");
+    if !IdKind::Delivery.is_valid(&id) {
+        return Err(not_found());
+    }
+    state
+        .store
+        .get_delivery(call.tenant(), &id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+pub async fn get_delivery(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let delivery = load(state, &call).await?;
+    Ok(Reply::ok(delivery.to_json(true)))
+}
+
+/// Sends the delivery again now, whatever its status, and records the attempt. The
+/// outcome is final: a failed manual retry schedules no automatic ones.
+pub async fn retry_delivery(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let mut delivery = load(state, &call).await?;
+    let webhook = state
+        .store
+        .get_webhook(call.tenant(), &delivery.webhook_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::WebhookNotFound,
+                "this delivery's webhook was deleted",
+            )
+        })?;
+    let event = state
+        .store
+        .get_event(call.tenant(), &delivery.event_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::EventNotFound,
+                "this delivery's event has expired",
+            )
+        })?;
+    let previous = delivery.status;
+    let attempt = delivery.attempts + 1;
+    let sent = send_attempt(
+        state,
+        &webhook,
+        &event.id,
+        &event.event_type,
+        Bytes::from(event.payload()),
+        attempt,
+    )
+    .await;
+    let status = if sent.attempt.succeeded() {
+        DeliveryStatus::Succeeded
+    } else {
+        DeliveryStatus::Failed
+    };
+    delivery.record(attempt, sent.attempt, status, None);
+    match state
+        .store
+        .save_delivery(&delivery, attempt, &[previous], expires_at(state))
+        .await
+    {
+        Ok(()) => Ok(Reply::ok(delivery.to_json(true))),
+        Err(StoreError::ConditionFailed(_)) => Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the delivery changed while it was being retried; read it again",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One signed delivery of a test event, now, answered with its outcome. Nothing is stored.
+pub async fn test_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let id = call.path("id")?;
+    if !IdKind::Webhook.is_valid(&id) {
+        return Err(ApiError::webhook_not_found());
+    }
+    let mut body = call.body()?;
+    let event_type = body.require_string("event")?;
+    let data = body
+        .take("data")
+        .map(check_data)
+        .transpose()?
+        .unwrap_or_default();
+    body.finish("")?;
+    let webhook = state
+        .store
+        .get_webhook(call.tenant(), &id)
+        .await?
+        .ok_or_else(ApiError::webhook_not_found)?;
+    if !is_valid_event_type_name(&event_type) {
+        return Err(ApiError::invalid_field(
+            "event",
+            "event must be an event type name",
+        ));
+    }
+    let event = Event {
+        id: IdKind::Event.generate(),
+        tenant_id: call.tenant().to_string(),
+        event_type,
+        data,
+        source_id: None,
+        created_at: now(),
+        fanned_out: false,
+    };
+    let sent = send_attempt(
+        state,
+        &webhook,
+        &event.id,
+        &event.event_type,
+        Bytes::from(event.payload()),
+        1,
+    )
+    .await;
+    let attempt = sent.attempt;
+    let success = attempt.succeeded();
+    let message = match (&attempt.status_code, &attempt.error) {
+        (Some(code), _) if success => format!("delivered: the endpoint answered {code}"),
+        (_, Some(error)) => format!("not delivered: {error}"),
+        _ => "not delivered".to_string(),
+    };
+    Ok(Reply::ok(json!({
+        "success": success,
+        "message": message,
+        "details": {
+            "status_code": attempt.status_code,
+            "response_time": attempt.response_time,
+            "timestamp": format_time(attempt.at),
+            "error": attempt.error,
+        }
+    })))
+}

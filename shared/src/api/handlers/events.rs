@@ -1,0 +1,155 @@
+//! Events: publish (202, idempotent on the source's `id`), list, read with a summary of
+//! the event's deliveries.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::api::Reply;
+use crate::api::pagination::{CursorScope, PageRequest};
+use crate::api::request::Call;
+use crate::domain::delivery::DeliveryStatus;
+use crate::domain::event::{Event, check_data, is_valid_source_id};
+use crate::domain::validation::is_valid_event_type_name;
+use crate::domain::{format_time, now, parse_time};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::ids::IdKind;
+use crate::queue::{EventTask, Task};
+use crate::state::AppState;
+use crate::storage::events::Stored;
+
+/// A time filter (`from`, `to`): RFC 3339, else a 400 naming it.
+pub fn time_filter(call: &Call, field: &str) -> ApiResult<Option<DateTime<Utc>>> {
+    call.query(field)
+        .map(|text| {
+            parse_time(&text).ok_or_else(|| {
+                ApiError::invalid_field(field, format!("{field} must be an RFC 3339 time"))
+            })
+        })
+        .transpose()
+}
+
+/// Unix seconds when a record written now expires (`RETENTION_DAYS`).
+pub fn expires_at(state: &AppState) -> i64 {
+    Utc::now().timestamp() + i64::from(state.config.retention_days) * 86400
+}
+
+pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let mut body = call.body()?;
+    let event_type = body.require_string("type")?;
+    let data = body
+        .take("data")
+        .ok_or_else(|| ApiError::invalid_field("data", "data is required"))?;
+    let source_id = body.take_string("id")?;
+    body.finish("")?;
+    let data = check_data(data)?;
+    if let Some(id) = &source_id
+        && !is_valid_source_id(id)
+    {
+        return Err(ApiError::invalid_field(
+            "id",
+            "id must be at most 128 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'",
+        ));
+    }
+    let unknown = || {
+        ApiError::new(
+            ErrorCode::UnknownEventType,
+            format!("event type {event_type:?} is not in the catalogue"),
+        )
+        .with_field("type")
+    };
+    if !is_valid_event_type_name(&event_type)
+        || !state
+            .store
+            .event_type_exists(call.tenant(), &event_type)
+            .await?
+    {
+        return Err(unknown());
+    }
+    let queues = state.queues()?;
+    let event = Event {
+        id: IdKind::Event.generate(),
+        tenant_id: call.tenant().to_string(),
+        event_type,
+        data,
+        source_id: source_id.clone(),
+        created_at: now(),
+        fanned_out: false,
+    };
+    let (event, resend) = match state
+        .store
+        .store_event(&event, source_id.as_deref(), expires_at(state))
+        .await?
+    {
+        Stored::New => (event, false),
+        // A repeated id answers with the first event. If that one's fan-out never finished
+        // (its queueing failed, say), queue it again; the deliver function skips whatever
+        // was already recorded.
+        Stored::Repeat(first) if first.fanned_out => return Ok(Reply::accepted(first.to_json())),
+        Stored::Repeat(first) => (first, true),
+    };
+    let task = Task::Event(EventTask {
+        tenant_id: event.tenant_id.clone(),
+        event_type: event.event_type.clone(),
+        data: event.data.clone(),
+        id: event.source_id.clone(),
+        event_id: Some(event.id.clone()),
+        created_at: Some(format_time(event.created_at)),
+        resend,
+    });
+    queues
+        .send(&queues.ingest_url, &[(task, Duration::ZERO)])
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "could not queue an event; answering 503");
+            ApiError::unavailable()
+        })?;
+    Ok(Reply::accepted(event.to_json()))
+}
+
+pub async fn list_events(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let scope = CursorScope {
+        list: "events",
+        tenant_id: call.tenant(),
+    };
+    let request = PageRequest::from_call(&call, scope)?;
+    let event_type = call.query("type");
+    if let Some(t) = &event_type
+        && !is_valid_event_type_name(t)
+    {
+        return Err(ApiError::invalid_field(
+            "type",
+            "type must be an event type name",
+        ));
+    }
+    let (from, to) = (time_filter(&call, "from")?, time_filter(&call, "to")?);
+    let page = state
+        .store
+        .list_events(call.tenant(), from, to, &request, |e| {
+            event_type.as_ref().is_none_or(|t| &e.event_type == t)
+        })
+        .await?;
+    Ok(Reply::ok(page.to_json(scope, Event::to_json)))
+}
+
+pub async fn get_event(state: &AppState, call: Call) -> ApiResult<Reply> {
+    let id = call.path("id")?;
+    let not_found = || ApiError::new(ErrorCode::EventNotFound, "no such event");
+    if !IdKind::Event.is_valid(&id) {
+        return Err(not_found());
+    }
+    let event = state
+        .store
+        .get_event(call.tenant(), &id)
+        .await?
+        .ok_or_else(not_found)?;
+    let counts = state.store.delivery_counts_for_event(&event).await?;
+    let mut summary = json!({"total": counts.values().sum::<u64>()});
+    for status in DeliveryStatus::ALL {
+        summary[status.as_str()] = Value::from(counts.get(&status).copied().unwrap_or(0));
+    }
+    let mut out = event.to_json();
+    out["deliveries"] = summary;
+    Ok(Reply::ok(out))
+}

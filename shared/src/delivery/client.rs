@@ -1,0 +1,206 @@
+//! The HTTP client that delivers: pooled keep-alive connections over rustls, connect 5 s,
+//! total 15 s, no redirects, and (outside local mode) the SSRF guard on every request.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::{Host, Url};
+
+use super::schedule::parse_retry_after;
+use crate::domain::delivery::{Attempt, excerpt};
+use crate::domain::webhook::BasicAuth;
+use crate::netguard::is_forbidden;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Response bytes read (then dropped) so the connection can go back to the pool.
+const MAX_BODY_READ: usize = 64 * 1024;
+
+pub const USER_AGENT: &str = concat!("webhooks-rs/", env!("CARGO_PKG_VERSION"));
+
+/// Resolves names and drops every forbidden address, so a connection only ever goes to an
+/// address that was checked (no DNS rebinding between check and connect).
+struct GuardedResolver;
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| !is_forbidden(a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves only to forbidden addresses").into());
+            }
+            let addrs: Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The delivery client, built once per process.
+#[derive(Clone, Debug)]
+pub struct DeliveryClient {
+    http: reqwest::Client,
+    guarded: bool,
+}
+
+/// What one request needs beyond its URL and body.
+pub struct Outgoing<'a> {
+    pub url: &'a str,
+    pub body: Bytes,
+    pub headers: Vec<(&'static str, String)>,
+    pub auth: Option<&'a BasicAuth>,
+}
+
+/// The result of one request: the attempt to record, and the receiver's `Retry-After`.
+#[derive(Debug)]
+pub struct Sent {
+    pub attempt: Attempt,
+    pub retry_after: Option<Duration>,
+}
+
+impl DeliveryClient {
+    /// `guarded`: refuse forbidden addresses (always, outside local mode).
+    pub fn new(guarded: bool) -> Self {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TOTAL_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(USER_AGENT)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true);
+        if guarded {
+            builder = builder.dns_resolver(Arc::new(GuardedResolver));
+        }
+        DeliveryClient {
+            http: builder
+                .build()
+                .expect("the delivery client's settings are valid"),
+            guarded,
+        }
+    }
+
+    /// A literal forbidden address never reaches the resolver; refuse it here.
+    fn refuse_literal(&self, url: &str) -> Option<String> {
+        if !self.guarded {
+            return None;
+        }
+        let parsed = Url::parse(url).ok()?;
+        let ip = match parsed.host()? {
+            Host::Ipv4(ip) => IpAddr::V4(ip),
+            Host::Ipv6(ip) => IpAddr::V6(ip),
+            Host::Domain(_) => return None,
+        };
+        is_forbidden(ip).then(|| format!("{ip} is a forbidden address"))
+    }
+
+    /// Sends one request and reports what happened. Never fails: a failure is an attempt
+    /// with an error.
+    pub async fn send(&self, outgoing: Outgoing<'_>) -> Sent {
+        let at = crate::domain::now();
+        let started = Instant::now();
+        let elapsed = |started: Instant| started.elapsed().as_millis() as u64;
+        if let Some(refusal) = self.refuse_literal(outgoing.url) {
+            return Sent {
+                attempt: Attempt {
+                    at,
+                    status_code: None,
+                    response_time: 0,
+                    error: Some(refusal),
+                    response_excerpt: None,
+                },
+                retry_after: None,
+            };
+        }
+        let mut request = self
+            .http
+            .post(outgoing.url)
+            .header("content-type", "application/json")
+            .body(outgoing.body);
+        for (name, value) in outgoing.headers {
+            request = request.header(name, value);
+        }
+        if let Some(auth) = outgoing.auth {
+            request = request.basic_auth(&auth.username, Some(&auth.password));
+        }
+        match request.send().await {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, at));
+                let mut body = Vec::new();
+                let mut read_error = None;
+                while body.len() < MAX_BODY_READ {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        Ok(None) => break,
+                        Err(e) => {
+                            read_error = Some(describe(&e));
+                            break;
+                        }
+                    }
+                }
+                let error = match (status, read_error) {
+                    (200..=299, None) => None,
+                    (300..=399, _) => Some(format!("redirect ({status}) not followed")),
+                    (_, Some(e)) => Some(e),
+                    _ => Some(format!("HTTP {status}")),
+                };
+                Sent {
+                    attempt: Attempt {
+                        at,
+                        status_code: Some(status),
+                        response_time: elapsed(started),
+                        error,
+                        response_excerpt: excerpt(&body),
+                    },
+                    retry_after,
+                }
+            }
+            Err(e) => Sent {
+                attempt: Attempt {
+                    at,
+                    status_code: None,
+                    response_time: elapsed(started),
+                    error: Some(describe(&e)),
+                    response_excerpt: None,
+                },
+                retry_after: None,
+            },
+        }
+    }
+}
+
+/// A short, URL-free account of a failed request.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "error reading the response"
+    } else {
+        "request failed"
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {cause}")
+    }
+}

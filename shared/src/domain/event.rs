@@ -1,0 +1,131 @@
+//! Events: what a source publishes, stored once, and the payload every webhook receives.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use super::format_time;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+
+/// Largest event `data`, serialised (SPEC: 200 KiB).
+pub const MAX_DATA_BYTES: usize = 200 * 1024;
+/// Longest source idempotency key.
+pub const MAX_SOURCE_ID: usize = 128;
+
+/// An accepted event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub tenant_id: String,
+    pub event_type: String,
+    pub data: Map<String, Value>,
+    /// The source's idempotency key (`id` on publish), if it gave one.
+    pub source_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Set once every matching webhook has its delivery record: a repeat of this event
+    /// then delivers nothing.
+    pub fanned_out: bool,
+}
+
+impl Event {
+    /// The body POSTed to every webhook: `{"id", "type", "created", "data"}`.
+    pub fn payload(&self) -> Vec<u8> {
+        json!({
+            "id": self.id,
+            "type": self.event_type,
+            "created": format_time(self.created_at),
+            "data": self.data,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// The API's event object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "type": self.event_type,
+            "data": self.data,
+            "source_id": self.source_id,
+            "created_at": format_time(self.created_at),
+        })
+    }
+}
+
+/// A source idempotency key: at most 128 of `[A-Za-z0-9_.:-]`.
+pub fn is_valid_source_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_SOURCE_ID
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+}
+
+/// Checks event data: a JSON object of at most 200 KiB.
+pub fn check_data(data: Value) -> ApiResult<Map<String, Value>> {
+    let Value::Object(map) = data else {
+        return Err(ApiError::invalid_field(
+            "data",
+            "data must be a JSON object",
+        ));
+    };
+    if serde_json::to_vec(&map)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
+        > MAX_DATA_BYTES
+    {
+        return Err(
+            ApiError::new(ErrorCode::PayloadTooLarge, "data is larger than 200 KiB")
+                .with_field("data"),
+        );
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_has_the_seeds_shape() {
+        let event = Event {
+            id: "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+            tenant_id: "acme".into(),
+            event_type: "user.created".into(),
+            data: json!({"email": "a@example.com"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            source_id: None,
+            created_at: crate::domain::parse_time("2026-01-02T03:04:05.678Z").unwrap(),
+            fanned_out: false,
+        };
+        let payload: Value = serde_json::from_slice(&event.payload()).unwrap();
+        assert_eq!(
+            payload,
+            json!({"id": "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV", "type": "user.created",
+                   "created": "2026-01-02T03:04:05.678Z", "data": {"email": "a@example.com"}})
+        );
+    }
+
+    #[test]
+    fn source_ids_are_short_and_plain() {
+        assert!(is_valid_source_id("order-42:v1.2_x"));
+        for bad in ["", "a b", "ü", "a/b", &"x".repeat(129)] {
+            assert!(!is_valid_source_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn data_must_be_an_object_within_the_limit() {
+        assert!(check_data(json!({"a": 1})).is_ok());
+        assert_eq!(
+            check_data(json!([1])).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        let big = json!({"x": "y".repeat(MAX_DATA_BYTES)});
+        assert_eq!(
+            check_data(big).unwrap_err().code,
+            ErrorCode::PayloadTooLarge
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! Drives the deliver function from the local queues as Lambda's SQS event source mapping
+//! does: long-poll a batch, hand it to the same handler as an `SqsEvent`, delete what
+//! succeeded, and leave the reported failures for their visibility timeout to bring back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use tokio::sync::watch;
+
+use crate::state::AppState;
+
+/// Concurrent pollers per queue: Lambda would run several invocations at once.
+pub const POLLERS_PER_QUEUE: usize = 4;
+
+/// One queue the deliver function reads.
+#[derive(Clone, Debug)]
+pub struct EventSource {
+    pub url: String,
+    pub arn: String,
+}
+
+/// Polls `source` until `stop` turns true.
+pub async fn poll(state: Arc<AppState>, source: EventSource, mut stop: watch::Receiver<bool>) {
+    let Some(queues) = &state.queues else { return };
+    let client = queues.client().clone();
+    let region = state
+        .config
+        .aws_region
+        .clone()
+        .unwrap_or_else(|| "us-east-1".into());
+    while !*stop.borrow() {
+        let receive = client
+            .receive_message()
+            .queue_url(&source.url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send();
+        let received = tokio::select! {
+            _ = stop.changed() => return,
+            received = receive => received,
+        };
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "local poller: receive failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let mut receipts = Vec::new();
+        let mut event = SqsEvent::default();
+        for m in messages {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id.clone();
+            record.receipt_handle = m.receipt_handle.clone();
+            record.body = m.body.clone();
+            record.md5_of_body = m.md5_of_body.clone();
+            record.attributes = m
+                .attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_string(), v))
+                .collect();
+            record.event_source_arn = Some(source.arn.clone());
+            record.event_source = Some("aws:sqs".into());
+            record.aws_region = Some(region.clone());
+            receipts.push((
+                m.message_id.unwrap_or_default(),
+                m.receipt_handle.unwrap_or_default(),
+            ));
+            event.records.push(record);
+        }
+        let response = crate::delivery::deliver_batch(&state, event).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        let entries: Vec<DeleteMessageBatchRequestEntry> = receipts
+            .iter()
+            .enumerate()
+            .filter(|(_, (id, _))| !failed.contains(&id.as_str()))
+            .map(|(i, (_, receipt))| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .build()
+                    .expect("id and receipt are set")
+            })
+            .collect();
+        if !entries.is_empty()
+            && let Err(e) = client
+                .delete_message_batch()
+                .queue_url(&source.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+        {
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "local poller: delete failed");
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Queueing: the SQS message shapes (defined here only) and the calls that send them.
+//!
+//! The ingest queue carries events from sources as SPEC §4 describes them, with no tag:
+//! `{"tenant_id", "type", "data", "id"?}`. The service's own messages carry a `kind`:
+//! an event published through the API, a retry of one delivery, or a page of work on one
+//! webhook's deliveries (release after unpause, cancel after delete).
+
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::domain::event::is_valid_source_id;
+use crate::domain::validation::is_valid_event_type_name;
+
+/// An event to store (unless stored already) and fan out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventTask {
+    pub tenant_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: Map<String, Value>,
+    /// The source's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Set when the API stored the event before queueing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// With `event_id`: when the API stored it (RFC 3339), for the payload's `created`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// With `event_id`: sent again because the first fan-out may not have finished, so the
+    /// deliver function must skip the deliveries already recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resend: bool,
+}
+
+/// One more attempt at one delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryTask {
+    pub tenant_id: String,
+    pub delivery_id: String,
+    /// The attempt this task makes (1-based). A task whose attempt was already made is a
+    /// duplicate and is dropped.
+    pub attempt: u32,
+    /// Unix milliseconds before which the attempt must not be made.
+    pub not_before: i64,
+}
+
+/// A page of work on one webhook's open deliveries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookTask {
+    pub tenant_id: String,
+    pub webhook_id: String,
+}
+
+/// Every message the deliver function reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    Event(EventTask),
+    Retry(RetryTask),
+    /// Send the buffered deliveries of a webhook that was unpaused, oldest first.
+    Release(WebhookTask),
+    /// Cancel the open deliveries of a webhook that was deleted.
+    Cancel(WebhookTask),
+}
+
+/// Reads a message body: a tagged task, or an untagged ingest event. The error says why a
+/// message can never be processed (it goes to the dead-letter queue).
+pub fn parse_message(body: &str) -> Result<Task, String> {
+    let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Object(object) = &value else {
+        return Err("not a JSON object".into());
+    };
+    let task = if object.contains_key("kind") {
+        serde_json::from_value::<Task>(value).map_err(|e| format!("malformed task: {e}"))?
+    } else {
+        Task::Event(read_ingest(object)?)
+    };
+    if let Task::Event(event) = &task {
+        check_ingest(event)?;
+    }
+    Ok(task)
+}
+
+fn read_ingest(object: &Map<String, Value>) -> Result<EventTask, String> {
+    let text = |field: &str| match object.get(field) {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => Err(format!("{field} must be a string")),
+    };
+    let known = ["tenant_id", "type", "data", "id"];
+    if let Some(unknown) = object.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(format!("unknown field {unknown}"));
+    }
+    Ok(EventTask {
+        tenant_id: text("tenant_id")?.ok_or("tenant_id is required")?,
+        event_type: text("type")?.ok_or("type is required")?,
+        data: match object.get("data") {
+            Some(Value::Object(map)) => map.clone(),
+            Some(_) => return Err("data must be a JSON object".into()),
+            None => return Err("data is required".into()),
+        },
+        id: text("id")?,
+        event_id: None,
+        created_at: None,
+        resend: false,
+    })
+}
+
+fn check_ingest(event: &EventTask) -> Result<(), String> {
+    if event.tenant_id.is_empty() {
+        return Err("tenant_id is empty".into());
+    }
+    if !is_valid_event_type_name(&event.event_type) {
+        return Err("type is not an event type name".into());
+    }
+    if let Some(id) = &event.id
+        && !is_valid_source_id(id)
+    {
+        return Err("id must be at most 128 of [A-Za-z0-9_.:-]".into());
+    }
+    Ok(())
+}
+
+/// SQS's longest `DelaySeconds`.
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+/// SQS's longest visibility timeout.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+
+/// The queues the service sends to.
+#[derive(Clone, Debug)]
+pub struct Queues {
+    client: Client,
+    pub ingest_url: String,
+    pub delivery_url: String,
+    pub ingest_dlq_url: String,
+}
+
+/// A queue call failed; the caller reports its work as failed so it is retried.
+#[derive(Debug)]
+pub struct QueueError(pub String);
+
+impl std::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "queue: {}", self.0)
+    }
+}
+
+impl std::error::Error for QueueError {}
+
+fn queue_error(e: impl std::error::Error + 'static) -> QueueError {
+    QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+}
+
+impl Queues {
+    pub fn new(
+        client: Client,
+        ingest_url: String,
+        delivery_url: String,
+        ingest_dlq_url: String,
+    ) -> Self {
+        Queues {
+            client,
+            ingest_url,
+            delivery_url,
+            ingest_dlq_url,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sends tasks to a queue, ten to a request, each with its delay (at most 15 minutes).
+    pub async fn send(
+        &self,
+        queue_url: &str,
+        tasks: &[(Task, Duration)],
+    ) -> Result<(), QueueError> {
+        for chunk in tasks.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (task, delay))| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(serde_json::to_string(task).expect("tasks serialise"))
+                        .delay_seconds(delay.min(&MAX_DELAY).as_secs() as i32)
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(queue_error)?;
+            if !out.failed().is_empty() {
+                return Err(QueueError(format!(
+                    "{} of {} messages were not sent",
+                    out.failed().len(),
+                    chunk.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parks a received message until `wait` from now (at most 12 h) before it is seen again.
+    pub async fn defer(
+        &self,
+        queue_url: &str,
+        receipt_handle: &str,
+        wait: Duration,
+    ) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(wait.min(MAX_VISIBILITY).as_secs().max(1) as i32)
+            .send()
+            .await
+            .map_err(queue_error)?;
+        Ok(())
+    }
+
+    /// Sends an ingest message that can never be processed to the dead-letter queue,
+    /// with its reason.
+    pub async fn reject(&self, body: &str, reason: &str) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.ingest_dlq_url)
+            .message_body(body)
+            .message_attributes(
+                "reason",
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(reason)
+                    .build()
+                    .expect("type and value are set"),
+            )
+            .send()
+            .await
+            .map_err(queue_error)?;
+        Ok(())
+    }
+
+    /// The URL of the queue an SQS event record came from (by the queue name in its ARN).
+    pub fn url_for_arn(&self, arn: &str) -> Option<&str> {
+        let name = arn.rsplit(':').next()?;
+        [&self.ingest_url, &self.delivery_url, &self.ingest_dlq_url]
+            .into_iter()
+            .find(|url| url.rsplit('/').next() == Some(name))
+            .map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn untagged_messages_are_ingest_events() {
+        let task = parse_message(
+            r#"{"tenant_id":"acme","type":"user.created","data":{"a":1},"id":"src-1"}"#,
+        )
+        .unwrap();
+        let Task::Event(event) = task else {
+            panic!("{task:?}")
+        };
+        assert_eq!(event.tenant_id, "acme");
+        assert_eq!(event.event_type, "user.created");
+        assert_eq!(event.id.as_deref(), Some("src-1"));
+        assert_eq!(event.event_id, None);
+    }
+
+    #[test]
+    fn tasks_round_trip_with_their_kind() {
+        let tasks = [
+            Task::Retry(RetryTask {
+                tenant_id: "t".into(),
+                delivery_id: "dlv_x".into(),
+                attempt: 2,
+                not_before: 5,
+            }),
+            Task::Release(WebhookTask {
+                tenant_id: "t".into(),
+                webhook_id: "wh_x".into(),
+            }),
+            Task::Cancel(WebhookTask {
+                tenant_id: "t".into(),
+                webhook_id: "wh_x".into(),
+            }),
+            Task::Event(EventTask {
+                tenant_id: "t".into(),
+                event_type: "a.b".into(),
+                data: Map::new(),
+                id: None,
+                event_id: Some("evt_x".into()),
+                created_at: Some("2026-01-01T00:00:00.000Z".into()),
+                resend: true,
+            }),
+        ];
+        for task in tasks {
+            let body = serde_json::to_string(&task).unwrap();
+            assert!(body.contains("\"kind\""), "{body}");
+            assert_eq!(parse_message(&body).unwrap(), task);
+        }
+        let retry: Value = serde_json::to_value(Task::Retry(RetryTask {
+            tenant_id: "t".into(),
+            delivery_id: "d".into(),
+            attempt: 3,
+            not_before: 9,
+        }))
+        .unwrap();
+        assert_eq!(
+            retry,
+            json!({"kind": "retry", "tenant_id": "t", "delivery_id": "d", "attempt": 3, "not_before": 9})
+        );
+    }
+
+    #[test]
+    fn malformed_messages_say_why() {
+        for (body, why) in [
+            ("not json", "not JSON"),
+            ("[1]", "not a JSON object"),
+            (r#"{"type":"a.b","data":{}}"#, "tenant_id is required"),
+            (r#"{"tenant_id":"t","data":{}}"#, "type is required"),
+            (r#"{"tenant_id":"t","type":"a.b"}"#, "data is required"),
+            (
+                r#"{"tenant_id":"t","type":"a.b","data":[1]}"#,
+                "data must be a JSON object",
+            ),
+            (
+                r#"{"tenant_id":"t","type":"a b","data":{}}"#,
+                "type is not an event type name",
+            ),
+            (
+                r#"{"tenant_id":"t","type":"a.b","data":{},"id":"no spaces"}"#,
+                "id must be",
+            ),
+            (
+                r#"{"tenant_id":"t","type":"a.b","data":{},"extra":1}"#,
+                "unknown field extra",
+            ),
+            (r#"{"kind":"teleport"}"#, "malformed task"),
+        ] {
+            let reason = parse_message(body).unwrap_err();
+            assert!(reason.contains(why), "{body}: {reason}");
+        }
+    }
+}
