@@ -193,6 +193,112 @@ pub fn json_response(status: u16, body: &Value, retry_after: Option<u64>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, Mode};
+    use serde_json::json;
+
+    /// A state whose storage is never reached by these tests (nothing listens there).
+    async fn state() -> AppState {
+        let config = Config::from_vars(Mode::Local, |k| {
+            (k == "AWS_ENDPOINT_URL").then(|| "http://127.0.0.1:9".to_string())
+        })
+        .unwrap();
+        AppState::new(config).await
+    }
+
+    /// The API Gateway event a route receives, with the authorizer's context.
+    fn request(method: &str, path: &str, context: Value, body: Option<&str>) -> Request {
+        let event = json!({
+            "version": "2.0",
+            "routeKey": format!("{method} {path}"),
+            "rawPath": path,
+            "rawQueryString": "",
+            "headers": {"content-type": "application/json"},
+            "requestContext": {
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+                "authorizer": {"lambda": context},
+                "requestId": "r", "routeKey": format!("{method} {path}"), "stage": "$default",
+                "accountId": "a", "apiId": "b", "domainName": "c", "domainPrefix": "d",
+                "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0
+            },
+            "body": body,
+            "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&event.to_string()).unwrap()
+    }
+
+    fn body_of(response: &Response<Body>) -> Value {
+        serde_json::from_slice(response.body().as_ref()).unwrap()
+    }
+
+    fn caller(scopes: &str) -> Value {
+        json!({"tenant_id": "acme", "key_id": "key_1", "scopes": scopes})
+    }
+
+    #[tokio::test]
+    async fn a_request_without_the_authorizers_tenant_is_401() {
+        let state = state().await;
+        let route = route("get_me").unwrap();
+        let response = dispatch(&state, route, request("GET", "/v1/me", json!({}), None)).await;
+        assert_eq!(response.status(), 401);
+        assert_eq!(body_of(&response)["error"]["code"], "UNAUTHORIZED");
+    }
+
+    #[tokio::test]
+    async fn get_me_answers_from_the_authorizers_context() {
+        let state = state().await;
+        let route = route("get_me").unwrap();
+        let req = request("GET", "/v1/me", caller("webhooks:read events:write"), None);
+        let response = dispatch(&state, route, req).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(
+            body_of(&response),
+            json!({"tenant_id": "acme", "key_id": "key_1", "scopes": ["webhooks:read", "events:write"]})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_scope_is_403_before_the_handler_runs() {
+        let state = state().await;
+        let route = route("create_webhook").unwrap();
+        let req = request("POST", "/v1/webhooks", caller("webhooks:read"), Some("{}"));
+        let response = dispatch(&state, route, req).await;
+        assert_eq!(response.status(), 403);
+        assert_eq!(body_of(&response)["error"]["code"], "FORBIDDEN");
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_are_refused_before_storage_is_touched() {
+        let state = state().await;
+        let route = route("create_event_type").unwrap();
+        let big = format!("{{\"name\": \"{}\"}}", "x".repeat(201 * 1024));
+        for (body, status, code) in [
+            ("{not json", 400, "INVALID_REQUEST"),
+            ("[1]", 400, "INVALID_REQUEST"),
+            (big.as_str(), 413, "PAYLOAD_TOO_LARGE"),
+        ] {
+            let req = request(
+                "POST",
+                "/v1/event-types",
+                caller("event-types:write"),
+                Some(body),
+            );
+            let response = dispatch(&state, route, req).await;
+            assert_eq!(response.status(), status);
+            assert_eq!(body_of(&response)["error"]["code"], code);
+        }
+    }
+
+    #[tokio::test]
+    async fn storage_that_cannot_be_reached_is_a_503_with_retry_after() {
+        let state = state().await;
+        let route = route("list_webhooks").unwrap();
+        let req = request("GET", "/v1/webhooks", caller("webhooks:read"), None);
+        let response = dispatch(&state, route, req).await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "2");
+        assert_eq!(body_of(&response)["error"]["code"], "UNAVAILABLE");
+    }
 
     #[test]
     fn every_function_is_registered_once() {

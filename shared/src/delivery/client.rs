@@ -204,3 +204,85 @@ fn describe(e: &reqwest::Error) -> String {
         format!("{kind}: {cause}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-answer HTTP server on loopback; returns its port.
+    async fn answer_once(response: &'static str) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = [0u8; 4096];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    fn outgoing(url: &str) -> Outgoing<'_> {
+        Outgoing {
+            url,
+            body: Bytes::from_static(b"{}"),
+            headers: vec![("webhook-id", "evt_x".into())],
+            auth: None,
+        }
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello";
+
+    #[tokio::test]
+    async fn the_guard_refuses_loopback_by_literal_and_by_name() {
+        let port = answer_once(OK).await;
+        let guarded = DeliveryClient::new(true);
+        for url in [
+            format!("http://127.0.0.1:{port}/hook"),
+            format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+            format!("http://localhost:{port}/hook"),
+        ] {
+            let sent = guarded.send(outgoing(&url)).await;
+            assert_eq!(sent.attempt.status_code, None, "{url}");
+            assert!(sent.attempt.error.unwrap().contains("forbidden"), "{url}");
+        }
+        // Local mode delivers to the same address.
+        let open = DeliveryClient::new(false);
+        let sent = open
+            .send(outgoing(&format!("http://127.0.0.1:{port}/hook")))
+            .await;
+        assert_eq!(sent.attempt.status_code, Some(200));
+        assert_eq!(sent.attempt.response_excerpt.as_deref(), Some("hello"));
+        assert!(sent.attempt.succeeded());
+    }
+
+    #[tokio::test]
+    async fn redirects_are_reported_not_followed_and_retry_after_is_read() {
+        let port = answer_once(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:9/elsewhere\r\nretry-after: 30\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let sent = DeliveryClient::new(false)
+            .send(outgoing(&format!("http://127.0.0.1:{port}/hook")))
+            .await;
+        assert_eq!(sent.attempt.status_code, Some(307));
+        assert!(!sent.attempt.succeeded());
+        assert!(sent.attempt.error.unwrap().contains("redirect"));
+        assert_eq!(sent.retry_after, Some(Duration::from_secs(30)));
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_connect_error() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let sent = DeliveryClient::new(false)
+            .send(outgoing(&format!("http://127.0.0.1:{port}/hook")))
+            .await;
+        assert_eq!(sent.attempt.status_code, None);
+        assert!(sent.attempt.error.unwrap().starts_with("could not connect"));
+    }
+}
