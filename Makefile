@@ -3,9 +3,10 @@ SHELL := /bin/bash
 VENV := .venv
 EMULATOR := $(VENV)/bin/moto_server
 SAM_VENV := .venv-sam
+FUZZ_VENV := .venv-fuzz
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint fmt emulator build template-lint sam-build clean
+.PHONY: run test bench fuzz lint fmt emulator build template-lint sam-build clean
 
 ## The whole service on 127.0.0.1:$${PORT:-3000}, with the local AWS emulator. Ctrl-C stops it.
 run: emulator
@@ -15,7 +16,24 @@ run: emulator
 ## Every test: unit, handler and end-to-end (against the emulator on a free port).
 test: emulator
 	cargo build --workspace --bins --tests
+	rm -f target/e2e-service.log target/e2e-secrets.txt
 	./scripts/with-emulator cargo test --workspace -- --test-threads 8
+	./scripts/check-logs
+
+## The benchmarks of SPEC §8 on release builds: prints a table, writes target/bench.json.
+bench: emulator
+	cargo build --release --workspace --bins
+	./target/release/webhooks-bench
+
+## Schemathesis against openapi.yaml and the live local stack (bounded; see scripts/fuzz).
+fuzz: emulator $(FUZZ_VENV)/bin/schemathesis
+	cargo build -p tools --bin webhooks-local
+	./scripts/fuzz
+
+$(FUZZ_VENV)/bin/schemathesis: scripts/fuzz-requirements.txt
+	python3 -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/fuzz-requirements.txt
+	touch $@
 
 ## Formatting, clippy with warnings as errors, and the template's linters.
 lint: template-lint
@@ -54,4 +72,4 @@ $(SAM_VENV)/bin/cargo-lambda: $(SAM_VENV)/bin/sam scripts/build-requirements.txt
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) $(FUZZ_VENV) .aws-sam

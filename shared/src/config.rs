@@ -15,6 +15,10 @@ pub struct Config {
     /// Allow `http://` targets and private, loopback and link-local addresses
     /// (`ALLOW_INSECURE_TARGETS`). Off in production, on in local mode.
     pub allow_insecure_targets: bool,
+    /// Send nothing anywhere but 127.0.0.1/localhost, and never ask DNS
+    /// (`DELIVER_ONLY_TO_LOOPBACK`): for fuzzing and load tests, whose generated URLs must
+    /// not turn into traffic.
+    pub deliver_only_to_loopback: bool,
     /// Most webhooks a tenant may register (`MAX_WEBHOOKS_PER_TENANT`, default 100).
     pub max_webhooks_per_tenant: u32,
     /// Days before events and deliveries expire (`RETENTION_DAYS`, default 30).
@@ -115,6 +119,11 @@ impl Config {
                 "ALLOW_INSECURE_TARGETS",
                 get("ALLOW_INSECURE_TARGETS"),
                 mode == Mode::Local,
+            )?,
+            deliver_only_to_loopback: parse_bool(
+                "DELIVER_ONLY_TO_LOOPBACK",
+                get("DELIVER_ONLY_TO_LOOPBACK"),
+                false,
             )?,
             max_webhooks_per_tenant: parse_number(
                 "MAX_WEBHOOKS_PER_TENANT",

@@ -208,3 +208,46 @@ mod tests {
         assert_eq!(check_registration_target(&public).await, Ok(()));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// An IPv4 address and its IPv4-mapped, IPv4-compatible and NAT64 IPv6 forms get
+        /// the same verdict: no spelling of a private address slips through.
+        #[test]
+        fn every_ipv6_spelling_of_an_ipv4_address_is_judged_alike(raw in any::<u32>()) {
+            let v4 = Ipv4Addr::from(raw);
+            let verdict = is_forbidden(IpAddr::V4(v4));
+            prop_assert_eq!(is_forbidden(IpAddr::V6(v4.to_ipv6_mapped())), verdict);
+            let nat64 = Ipv6Addr::from((0x0064_ff9b_u128 << 96) | u128::from(raw));
+            prop_assert_eq!(is_forbidden(IpAddr::V6(nat64)), verdict);
+            if raw > 1 {
+                prop_assert_eq!(is_forbidden(IpAddr::V6(v4.to_ipv6_compatible())), verdict);
+            }
+        }
+
+        /// Whatever the host's spelling (decimal, hex, octal, dotted), the URL parser
+        /// normalises it and registration judges the address, never a string.
+        #[test]
+        fn literal_loopback_and_private_hosts_are_refused_in_any_notation(
+            host in prop_oneof![Just(0x7f00_0001_u32), Just(0x0a00_0001), Just(0xa9fe_a9fe), Just(0xc0a8_0101)],
+            notation in 0..3usize,
+        ) {
+            let text = match notation {
+                0 => format!("https://{host}/x"),
+                1 => format!("https://0x{host:x}/x"),
+                _ => format!("https://0{host:o}/x"),
+            };
+            let url = Url::parse(&text).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            prop_assert_eq!(
+                runtime.block_on(check_registration_target(&url)),
+                Err(TargetRefusal::ForbiddenAddress),
+                "{}", text
+            );
+        }
+    }
+}

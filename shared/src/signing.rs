@@ -98,3 +98,28 @@ mod tests {
 
     const EXPECTED_HEX: &str = "e0fc16c6d4a28f39a6e0935569f05d86e87367db24a4b6d9271215c603e49f6a";
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// For any key, id, timestamp and body, the official Standard Webhooks library computes
+        /// the same signature.
+        #[test]
+        fn signatures_agree_with_the_official_library(
+            key in proptest::collection::vec(any::<u8>(), 24..64),
+            id in "[a-z_0-9]{1,40}",
+            timestamp in 1_000_000_000i64..4_000_000_000,
+            body in "\\PC{0,400}",
+        ) {
+            let secret = Secret(format!("whsec_{}", STANDARD.encode(&key)));
+            let official = standardwebhooks::Webhook::new(secret.as_str()).unwrap();
+            prop_assert_eq!(
+                standard_signature(&secret, &id, timestamp, body.as_bytes()),
+                official.sign(&id, timestamp, body.as_bytes()).unwrap()
+            );
+        }
+    }
+}

@@ -1,12 +1,10 @@
 //! What a process builds once at start and every request shares: settings and clients.
 
-use std::time::Duration;
-
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::config::{Credentials, SharedInterceptor};
 
 use crate::config::Config;
-use crate::delivery::client::DeliveryClient;
+use crate::delivery::client::{DeliveryClient, TargetPolicy};
 use crate::error::ApiError;
 use crate::queue::Queues;
 use crate::storage::Store;
@@ -16,8 +14,6 @@ use crate::storage::Store;
 pub struct AppState {
     pub config: Config,
     pub store: Store,
-    /// Outbound HTTP (the TLS probe of `verify_tls`): rustls, no redirects.
-    pub http: reqwest::Client,
     /// The queues, when configured (every deployed function; the local stack).
     pub queues: Option<Queues>,
     /// Deliveries' HTTP client: guarded against private addresses unless insecure targets
@@ -27,19 +23,34 @@ pub struct AppState {
 
 impl AppState {
     pub async fn new(config: Config) -> Self {
+        Self::with_interceptor(config, None).await
+    }
+
+    /// Like [`AppState::new`], with an SDK interceptor on both clients (the benchmarks
+    /// count and time every AWS request with one).
+    pub async fn with_interceptor(config: Config, interceptor: Option<SharedInterceptor>) -> Self {
         let sdk = sdk_config(&config).await;
-        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk);
+        let mut sqs = aws_sdk_sqs::config::Builder::from(&sdk);
+        if let Some(interceptor) = interceptor {
+            dynamodb.push_interceptor(interceptor.clone());
+            sqs.push_interceptor(interceptor);
+        }
+        let store = Store::new(
+            aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            &config.table_name,
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(sqs.build());
         let queues = config.queues.as_ref().map(|urls| {
             Queues::new(
-                aws_sdk_sqs::Client::new(&sdk),
+                sqs.clone(),
                 urls.ingest.clone(),
                 urls.delivery.clone(),
                 urls.ingest_dlq.clone(),
             )
         });
         AppState {
-            http: http_client(),
-            delivery: DeliveryClient::new(!config.allow_insecure_targets),
+            delivery: DeliveryClient::new(TargetPolicy::from_config(&config)),
             queues,
             store,
             config,
@@ -70,15 +81,4 @@ pub async fn sdk_config(config: &Config) -> SdkConfig {
             .credentials_provider(Credentials::new("local", "local", None, None, "emulator"));
     }
     loader.load().await
-}
-
-/// The outbound HTTP client: connect 5 s, total 15 s, no redirects.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(15))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the HTTP client's settings are valid")
 }

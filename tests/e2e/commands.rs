@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::utils::{Stack, workspace_binary};
+use crate::utils::{LOG_FILE, Stack, remember_secret, target_file, workspace_binary};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -67,6 +67,7 @@ impl Drop for Running {
 async fn the_local_stack_starts_its_emulator_prints_url_and_key_and_stops_on_ctrl_c() {
     let (api_port, emulator_port) = (free_port(), free_port());
     let dev_key = format!("whk_e2e_{}", ulid::Ulid::new());
+    remember_secret(&dev_key);
     let mut child = Command::new(workspace_binary("webhooks-local"))
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("TABLE_NAME")
@@ -74,7 +75,7 @@ async fn the_local_stack_starts_its_emulator_prints_url_and_key_and_stops_on_ctr
         .env("EMULATOR_PORT", emulator_port.to_string())
         .env("DEV_API_KEY", &dev_key)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(service_log())
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
@@ -133,13 +134,37 @@ async fn the_local_stack_starts_its_emulator_prints_url_and_key_and_stops_on_ctr
     assert!(!listening(emulator_port), "the emulator stopped with it");
 }
 
+/// The suite's log file, for a child's stderr.
+fn service_log() -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(target_file(LOG_FILE))
+        .unwrap()
+        .into()
+}
+
 fn admin(stack: &Stack, args: &[&str]) -> Output {
-    Command::new(workspace_binary("webhooks-admin"))
+    let output = Command::new(workspace_binary("webhooks-admin"))
         .arg("--local")
         .args(args)
         .env("TABLE_NAME", &stack.table)
         .output()
-        .unwrap()
+        .unwrap();
+    // Its diagnostics are log lines too; its stdout is the operator's answer (the new key).
+    use std::io::Write;
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(target_file(LOG_FILE))
+        .unwrap();
+    log.write_all(&output.stderr).unwrap();
+    if let Some(key) = String::from_utf8_lossy(&output.stdout).lines().last()
+        && key.starts_with("whk_")
+    {
+        remember_secret(key);
+    }
+    output
 }
 
 fn stdout(output: &Output) -> String {

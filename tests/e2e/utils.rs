@@ -14,6 +14,77 @@ use shared::local::stack::LocalStack;
 use shared::state::AppState;
 use tokio::sync::oneshot;
 
+/// Where every log line of the suite goes (the service's, and the commands' stderr), for
+/// `scripts/check-logs` to search for the secrets in [`SECRETS_FILE`].
+pub const LOG_FILE: &str = "e2e-service.log";
+/// Every API key, webhook secret and Basic password the suite created, one per line.
+pub const SECRETS_FILE: &str = "e2e-secrets.txt";
+
+/// A file in the workspace's target directory.
+pub fn target_file(name: &str) -> PathBuf {
+    workspace_binary_dir().join("..").join(name)
+}
+
+fn workspace_binary_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Sends the service's log lines (at the production level, info) to [`LOG_FILE`].
+fn capture_service_logs() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(target_file(LOG_FILE))
+            .expect("opening the log file");
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    });
+}
+
+/// Records a secret the suite handled, for the log check.
+pub fn remember_secret(secret: &str) {
+    use std::io::Write;
+    if secret.len() < 6 {
+        return; // too short to search for without matching everything
+    }
+    static FILE: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+    let mut guard = FILE.lock().unwrap();
+    let file = guard.get_or_insert_with(|| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(target_file(SECRETS_FILE))
+            .expect("opening the secrets file")
+    });
+    let _ = writeln!(file, "{secret}");
+}
+
+/// Records every key, secret and password in a request or response body.
+fn remember_secrets_in(value: &Value) {
+    match value {
+        Value::String(s) if s.starts_with("whsec_") || s.starts_with("whk_") => remember_secret(s),
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("password", Value::String(p)) => remember_secret(p),
+                    _ => remember_secrets_in(v),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(remember_secrets_in),
+        _ => {}
+    }
+}
+
 /// The emulator `make test` started (scripts/with-emulator).
 pub fn emulator_endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL")
@@ -22,12 +93,7 @@ pub fn emulator_endpoint() -> String {
 
 /// A binary of this workspace, built by `make test` beside this test binary.
 pub fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = dir.join(name);
+    let path = workspace_binary_dir().join(name);
     assert!(
         path.exists(),
         "{} is not built: run `make test` (it builds every binary first)",
@@ -52,11 +118,7 @@ impl Stack {
 
     /// A stack whose settings are the local defaults plus `vars`.
     pub async fn start_with(vars: &[(&str, &str)]) -> Stack {
-        // The service's log lines go to each test's captured output.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_test_writer()
-            .try_init();
+        capture_service_logs();
         let table = format!("e2e-{}", ulid::Ulid::new().to_string().to_lowercase());
         let mut settings: HashMap<String, String> = HashMap::from([
             ("AWS_ENDPOINT_URL".into(), emulator_endpoint()),
@@ -99,6 +161,7 @@ impl Stack {
         let (key, _) = shared::admin::create_key(&self.state.store, tenant, scopes.to_vec())
             .await
             .unwrap();
+        remember_secret(&key);
         self.client(tenant, Some(key))
     }
 
@@ -196,6 +259,7 @@ impl Client {
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
         };
+        remember_secrets_in(&body);
         Reply {
             status,
             headers,

@@ -44,11 +44,52 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// Resolves only `localhost`, without asking DNS: for tests, fuzzing and benchmarks, whose
+/// traffic must never leave this machine whatever URL a generated input names.
+struct LoopbackResolver;
+
+impl Resolve for LoopbackResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_ascii_lowercase();
+        Box::pin(async move {
+            if host == "localhost" {
+                let addrs: Addrs = Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
+                Ok(addrs)
+            } else {
+                Err(format!("{host}: only loopback targets are allowed here").into())
+            }
+        })
+    }
+}
+
+/// Where outbound requests may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetPolicy {
+    /// Public addresses only: the SSRF guard (every deployment).
+    PublicOnly,
+    /// Anywhere (local mode, so a receiver on this machine works).
+    Any,
+    /// 127.0.0.0/8, ::1 and `localhost` only, with no DNS lookup at all.
+    LoopbackOnly,
+}
+
+impl TargetPolicy {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        if config.deliver_only_to_loopback {
+            TargetPolicy::LoopbackOnly
+        } else if config.allow_insecure_targets {
+            TargetPolicy::Any
+        } else {
+            TargetPolicy::PublicOnly
+        }
+    }
+}
+
 /// The delivery client, built once per process.
 #[derive(Clone, Debug)]
 pub struct DeliveryClient {
     http: reqwest::Client,
-    guarded: bool,
+    policy: TargetPolicy,
 }
 
 /// What one request needs beyond its URL and body.
@@ -67,8 +108,7 @@ pub struct Sent {
 }
 
 impl DeliveryClient {
-    /// `guarded`: refuse forbidden addresses (always, outside local mode).
-    pub fn new(guarded: bool) -> Self {
+    pub fn new(policy: TargetPolicy) -> Self {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(TOTAL_TIMEOUT)
@@ -76,29 +116,55 @@ impl DeliveryClient {
             .user_agent(USER_AGENT)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true);
-        if guarded {
-            builder = builder.dns_resolver(Arc::new(GuardedResolver));
-        }
+        builder = match policy {
+            TargetPolicy::PublicOnly => builder.dns_resolver(Arc::new(GuardedResolver)),
+            TargetPolicy::LoopbackOnly => builder.dns_resolver(Arc::new(LoopbackResolver)),
+            TargetPolicy::Any => builder,
+        };
         DeliveryClient {
             http: builder
                 .build()
                 .expect("the delivery client's settings are valid"),
-            guarded,
+            policy,
         }
     }
 
-    /// A literal forbidden address never reaches the resolver; refuse it here.
+    /// A literal address never reaches the resolver; judge it here.
     fn refuse_literal(&self, url: &str) -> Option<String> {
-        if !self.guarded {
-            return None;
-        }
         let parsed = Url::parse(url).ok()?;
         let ip = match parsed.host()? {
             Host::Ipv4(ip) => IpAddr::V4(ip),
             Host::Ipv6(ip) => IpAddr::V6(ip),
             Host::Domain(_) => return None,
         };
-        is_forbidden(ip).then(|| format!("{ip} is a forbidden address"))
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match self.policy {
+            TargetPolicy::PublicOnly if is_forbidden(ip) => {
+                Some(format!("{ip} is a forbidden address"))
+            }
+            TargetPolicy::LoopbackOnly if !ip.is_loopback() => {
+                Some(format!("{ip}: only loopback targets are allowed here"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Completes a verified TLS handshake with the URL's host (a HEAD request), under the
+    /// same target policy as deliveries.
+    pub async fn probe_tls(&self, url: &str) -> Result<(), String> {
+        if let Some(refusal) = self.refuse_literal(url) {
+            return Err(refusal);
+        }
+        self.http
+            .head(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| describe(&e))
     }
 
     /// Sends one request and reports what happened. Never fails: a failure is an attempt
@@ -238,7 +304,7 @@ mod tests {
     #[tokio::test]
     async fn the_guard_refuses_loopback_by_literal_and_by_name() {
         let port = answer_once(OK).await;
-        let guarded = DeliveryClient::new(true);
+        let guarded = DeliveryClient::new(TargetPolicy::PublicOnly);
         for url in [
             format!("http://127.0.0.1:{port}/hook"),
             format!("http://[::ffff:127.0.0.1]:{port}/hook"),
@@ -249,7 +315,7 @@ mod tests {
             assert!(sent.attempt.error.unwrap().contains("forbidden"), "{url}");
         }
         // Local mode delivers to the same address.
-        let open = DeliveryClient::new(false);
+        let open = DeliveryClient::new(TargetPolicy::Any);
         let sent = open
             .send(outgoing(&format!("http://127.0.0.1:{port}/hook")))
             .await;
@@ -259,12 +325,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn loopback_only_never_leaves_the_machine_and_never_asks_dns() {
+        let port = answer_once(OK).await;
+        let local = DeliveryClient::new(TargetPolicy::LoopbackOnly);
+        let sent = local
+            .send(outgoing(&format!("http://localhost:{port}/hook")))
+            .await;
+        assert_eq!(sent.attempt.status_code, Some(200));
+        for url in [
+            "http://93.184.216.34/x",
+            "https://example.com/x",
+            "http://10.0.0.1/x",
+        ] {
+            let sent = local.send(outgoing(url)).await;
+            assert_eq!(sent.attempt.status_code, None, "{url}");
+            assert!(sent.attempt.error.unwrap().contains("loopback"), "{url}");
+            assert!(
+                local.probe_tls(url).await.unwrap_err().contains("loopback"),
+                "{url}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn redirects_are_reported_not_followed_and_retry_after_is_read() {
         let port = answer_once(
             "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:9/elsewhere\r\nretry-after: 30\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
         )
         .await;
-        let sent = DeliveryClient::new(false)
+        let sent = DeliveryClient::new(TargetPolicy::Any)
             .send(outgoing(&format!("http://127.0.0.1:{port}/hook")))
             .await;
         assert_eq!(sent.attempt.status_code, Some(307));
@@ -279,7 +368,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let sent = DeliveryClient::new(false)
+        let sent = DeliveryClient::new(TargetPolicy::Any)
             .send(outgoing(&format!("http://127.0.0.1:{port}/hook")))
             .await;
         assert_eq!(sent.attempt.status_code, None);

@@ -297,6 +297,48 @@ struct Job {
     webhook: usize,
 }
 
+/// Delivery records written per request (DynamoDB's BatchWriteItem limit).
+const RECORDS_PER_WRITE: usize = 25;
+/// Record writes in flight at once during a fan-out.
+const PARALLEL_RECORD_WRITES: usize = 8;
+
+/// One delivery's outcome on its way to storage.
+struct Outcome {
+    claimed: usize,
+    delivery: Delivery,
+    retry: Option<(Task, Duration)>,
+}
+
+/// Queues the chunk's next attempts, then writes its records (in that order, so a record
+/// never promises an attempt that was not queued). Returns the events the chunk touched.
+async fn record_chunk(
+    state: &AppState,
+    queues: &Queues,
+    chunk: Vec<Outcome>,
+    expires: i64,
+) -> (Vec<usize>, Result<(), String>) {
+    let events: Vec<usize> = chunk.iter().map(|o| o.claimed).collect();
+    let mut retries = Vec::new();
+    let mut records = Vec::with_capacity(chunk.len());
+    for outcome in chunk {
+        retries.extend(outcome.retry);
+        records.push(outcome.delivery);
+    }
+    let result = async {
+        queues
+            .send(&queues.delivery_url, &retries)
+            .await
+            .map_err(|e| e.to_string())?;
+        state
+            .store
+            .put_deliveries(&records, expires)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    (events, result)
+}
+
 /// Fans out the batch's events; returns the ids of messages to retry.
 async fn fan_out(
     state: &AppState,
@@ -393,7 +435,8 @@ async fn fan_out(
             }
         }
     }
-    // Send every request of the batch concurrently: one slow endpoint delays no other.
+    // Send every request of the batch concurrently (one slow endpoint delays no other) and
+    // record the outcomes 25 at a time while the rest are still in flight.
     let payloads: Vec<Bytes> = claimed
         .iter()
         .map(|c| Bytes::from(c.event.payload()))
@@ -412,73 +455,78 @@ async fn fan_out(
             (ci, wi, sent)
         });
     }
-    let sent: Vec<(usize, usize, Sent)> = futures::stream::iter(requests)
-        .buffer_unordered(MAX_IN_FLIGHT)
-        .collect()
-        .await;
-    // Record: next attempts first, then the records, then the events as fanned out.
-    let mut retries: Vec<(Task, Duration)> = Vec::new();
-    let mut attempts_by_webhook: HashMap<(String, usize), Vec<Attempt>> = HashMap::new();
-    for (ci, wi, sent) in sent {
-        let c = &claimed[ci];
-        let wh_id = tenants[&c.event.tenant_id]
-            .as_ref()
-            .map(|v| v.webhooks[wi].id.clone())
-            .unwrap_or_default();
-        let mut delivery = Delivery::new(
-            &c.event.tenant_id,
-            &c.event.id,
-            &wh_id,
-            &c.event.event_type,
-            DeliveryStatus::Pending,
-            sent.attempt.at,
-        );
-        attempts_by_webhook
-            .entry((c.event.tenant_id.clone(), wi))
-            .or_default()
-            .push(sent.attempt.clone());
-        retries.extend(apply_attempt(state, &mut delivery, 1, sent));
-        deliveries[ci].push(delivery);
-    }
-    let healthy: Vec<usize> = (0..claimed.len()).filter(|&ci| !broken[ci]).collect();
-    let all: Vec<Delivery> = healthy
-        .iter()
-        .flat_map(|&ci| deliveries[ci].iter().cloned())
-        .collect();
-    let recorded = async {
-        queues
-            .send(&queues.delivery_url, &retries)
-            .await
-            .map_err(|e| e.to_string())?;
-        state
-            .store
-            .put_deliveries(&all, expires_at(state))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(())
-    }
-    .await;
-    match recorded {
-        Ok(()) => {
-            let marks = join_all(healthy.iter().map(|&ci| {
-                let e = &claimed[ci].event;
-                state.store.mark_fanned_out(&e.tenant_id, &e.id)
-            }))
-            .await;
-            for (&ci, mark) in healthy.iter().zip(marks) {
-                if let Err(e) = mark {
-                    // The records are written; a repeat resumes and skips them.
-                    tracing::warn!(error = %e, "could not mark an event fanned out");
-                    failed.push(messages[claimed[ci].message].id());
-                }
+    let (outcomes, outcomes_rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
+    let produce = async {
+        let mut attempts_by_webhook: HashMap<(String, usize), Vec<Attempt>> = HashMap::new();
+        for (ci, buffered) in deliveries.into_iter().enumerate() {
+            for delivery in buffered.into_iter().filter(|_| !broken[ci]) {
+                let _ = outcomes.send(Outcome {
+                    claimed: ci,
+                    delivery,
+                    retry: None,
+                });
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not record the batch's deliveries; its events will be retried");
-            failed.extend(healthy.iter().map(|&ci| messages[claimed[ci].message].id()));
+        let mut sending = futures::stream::iter(requests).buffer_unordered(MAX_IN_FLIGHT);
+        while let Some((ci, wi, sent)) = sending.next().await {
+            let c = &claimed[ci];
+            let Ok(view) = &tenants[&c.event.tenant_id] else {
+                continue;
+            };
+            let mut delivery = Delivery::new(
+                &c.event.tenant_id,
+                &c.event.id,
+                &view.webhooks[wi].id,
+                &c.event.event_type,
+                DeliveryStatus::Pending,
+                sent.attempt.at,
+            );
+            attempts_by_webhook
+                .entry((c.event.tenant_id.clone(), wi))
+                .or_default()
+                .push(sent.attempt.clone());
+            let retry = apply_attempt(state, &mut delivery, 1, sent);
+            let _ = outcomes.send(Outcome {
+                claimed: ci,
+                delivery,
+                retry,
+            });
+        }
+        drop(outcomes);
+        attempts_by_webhook
+    };
+    let expires = expires_at(state);
+    let record = futures::stream::unfold(outcomes_rx, |mut rx| async move {
+        rx.recv().await.map(|outcome| (outcome, rx))
+    })
+    .chunks(RECORDS_PER_WRITE)
+    .map(move |chunk| record_chunk(state, queues, chunk, expires))
+    .buffer_unordered(PARALLEL_RECORD_WRITES)
+    .collect::<Vec<_>>();
+    let (attempts_by_webhook, recorded) = tokio::join!(produce, record);
+    let mut unfinished: Vec<bool> = broken.clone();
+    for (events, result) in recorded {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not record deliveries; their events will be retried");
+            for ci in events {
+                unfinished[ci] = true;
+            }
         }
     }
-    for ci in (0..claimed.len()).filter(|&ci| broken[ci]) {
+    let finished: Vec<usize> = (0..claimed.len()).filter(|&ci| !unfinished[ci]).collect();
+    let marks = join_all(finished.iter().map(|&ci| {
+        let e = &claimed[ci].event;
+        state.store.mark_fanned_out(&e.tenant_id, &e.id)
+    }))
+    .await;
+    for (&ci, mark) in finished.iter().zip(marks) {
+        if let Err(e) = mark {
+            // The records are written; a repeat resumes and skips them.
+            tracing::warn!(error = %e, "could not mark an event fanned out");
+            unfinished[ci] = true;
+        }
+    }
+    for ci in (0..claimed.len()).filter(|&ci| unfinished[ci]) {
         failed.push(messages[claimed[ci].message].id());
     }
     // Webhook health: last_triggered_at and the auto-disable clock.

@@ -311,3 +311,45 @@ mod tests {
         assert!(parse_metadata(json!({"k": "v".repeat(501)})).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::domain::event_type::pattern_matches;
+    use proptest::prelude::*;
+
+    const SEGMENT: &str = "[A-Za-z0-9_-]{1,8}";
+
+    proptest! {
+        /// Names built from the spec's pattern are valid; adding any other character is not.
+        #[test]
+        fn names_follow_the_pattern(segments in proptest::collection::vec(SEGMENT, 1..5), bad in "[^A-Za-z0-9_.-]") {
+            let name = segments.join(".");
+            prop_assert!(is_valid_event_type_name(&name));
+            let broken = format!("{name}{bad}");
+            prop_assert!(!is_valid_event_type_name(&broken));
+        }
+
+        /// `*` matches every name, a name matches itself, `prefix.*` matches what is below it.
+        #[test]
+        fn wildcards_match_as_documented(segments in proptest::collection::vec(SEGMENT, 2..5)) {
+            let name = segments.join(".");
+            prop_assert!(pattern_matches("*", &name));
+            prop_assert!(pattern_matches(&name, &name));
+            let prefix = segments[..segments.len() - 1].join(".");
+            let below = format!("{prefix}.*");
+            prop_assert!(pattern_matches(&below, &name));
+            let own = format!("{name}.*");
+            prop_assert!(!pattern_matches(&own, &name));
+        }
+
+        /// No input string panics the URL, secret or subscription checks.
+        #[test]
+        fn checks_never_panic(text in ".{0,300}", insecure in any::<bool>()) {
+            let _ = parse_webhook_url(&text, insecure);
+            let _ = parse_secret(&text);
+            let _ = parse_subscription(vec![text.clone()]);
+            let _ = is_valid_event_type_name(&text);
+        }
+    }
+}

@@ -303,6 +303,36 @@ mod tests {
         }
     }
 
+    /// openapi.yaml documents exactly the template's routes (method and path).
+    #[test]
+    fn openapi_and_template_agree_on_routes() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.yaml");
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let doc = yaml_to_json(doc);
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if item.get(method).is_some() {
+                    documented.push((method.to_ascii_uppercase(), path.clone()));
+                }
+            }
+        }
+        documented.sort();
+        let mut routed: Vec<(String, String)> = Template::built_in()
+            .unwrap()
+            .http_routes()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.method, r.path))
+            .collect();
+        routed.sort();
+        assert_eq!(
+            documented, routed,
+            "openapi.yaml and template.yaml disagree on routes"
+        );
+    }
+
     #[test]
     fn the_built_in_template_parses() {
         let t = Template::built_in().unwrap();

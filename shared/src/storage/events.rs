@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, PutRequest, Select, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use ulid::Ulid;
 
 use super::items::{
@@ -40,6 +41,9 @@ pub struct RangeQuery {
     pub lower: String,
     pub upper: String,
 }
+
+/// BatchWriteItem requests in flight at once when recording a fan-out.
+const PARALLEL_BATCH_WRITES: usize = 8;
 
 /// Most items one list request examines before it answers with what it has.
 const MAX_EXAMINED: usize = 2000;
@@ -153,49 +157,59 @@ impl Store {
 
     // ---- deliveries ----
 
-    /// Writes delivery records, 25 to a request, retrying what DynamoDB leaves unprocessed.
+    /// Writes delivery records, 25 to a request and several requests at once, retrying
+    /// what DynamoDB leaves unprocessed.
     pub async fn put_deliveries(
         &self,
         deliveries: &[Delivery],
         expires_at: i64,
     ) -> StoreResult<()> {
+        // Futures collected first: a lazily mapped stream trips the compiler's Send check
+        // inside spawned tasks.
+        let mut writes = Vec::new();
         for chunk in deliveries.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|d| {
-                    WriteRequest::builder()
-                        .put_request(
-                            PutRequest::builder()
-                                .set_item(Some(delivery_item(d, expires_at)))
-                                .build()
-                                .expect("the item is set"),
-                        )
-                        .build()
-                })
-                .collect();
-            let mut backoff = Duration::from_millis(50);
-            for round in 0.. {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                if round == 5 {
-                    return Err(StoreError::Unavailable("unprocessed batch writes".into()));
-                }
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
+            writes.push(self.put_delivery_chunk(chunk, expires_at));
         }
-        Ok(())
+        let results: Vec<StoreResult<()>> = futures::stream::iter(writes)
+            .buffer_unordered(PARALLEL_BATCH_WRITES)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn put_delivery_chunk(&self, chunk: &[Delivery], expires_at: i64) -> StoreResult<()> {
+        let mut requests: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|d| {
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(delivery_item(d, expires_at)))
+                            .build()
+                            .expect("the item is set"),
+                    )
+                    .build()
+            })
+            .collect();
+        let mut backoff = Duration::from_millis(50);
+        for _ in 0..6 {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await?;
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+        Err(StoreError::Unavailable("unprocessed batch writes".into()))
     }
 
     /// The deliveries among `ids` that exist (a repeated fan-out skips them).

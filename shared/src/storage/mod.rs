@@ -4,6 +4,7 @@ pub mod events;
 pub mod items;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
@@ -62,11 +63,17 @@ const TRANSIENT_CODES: &[&str] = &[
     "TransactionConflict",
 ];
 
-impl<E: ProvideErrorMetadata + std::fmt::Debug, R> From<SdkError<E, R>> for StoreError {
-    fn from(err: SdkError<E, R>) -> Self {
+impl<E: ProvideErrorMetadata + std::fmt::Debug> From<SdkError<E, HttpResponse>> for StoreError {
+    fn from(err: SdkError<E, HttpResponse>) -> Self {
         match &err {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
                 StoreError::Unavailable("no answer from DynamoDB".into())
+            }
+            SdkError::ServiceError(service) if service.raw().status().as_u16() >= 500 => {
+                StoreError::Unavailable(format!(
+                    "DynamoDB answered {}",
+                    service.raw().status().as_u16()
+                ))
             }
             _ => {
                 let code = err.code().unwrap_or("unknown");

@@ -183,16 +183,10 @@ async fn verify_tls(state: &AppState, url: &str) -> ApiResult<()> {
     if !url.starts_with("https://") {
         return Err(failed("verify_tls needs an https url".into()));
     }
-    let probe = state
-        .http
-        .head(url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
-    match probe {
-        Ok(_) => Ok(()),
+    match state.delivery.probe_tls(url).await {
+        Ok(()) => Ok(()),
         Err(e) => {
-            tracing::info!(error = %e.without_url(), "TLS probe failed");
+            tracing::info!(error = %e, "TLS probe failed");
             Err(failed(
                 "could not complete a verified TLS handshake with the url's host".into(),
             ))
