@@ -57,6 +57,11 @@ impl AppState {
         }
     }
 
+    /// Unix seconds when an event or delivery written now expires (`RETENTION_DAYS`).
+    pub fn expires_at(&self) -> i64 {
+        chrono::Utc::now().timestamp() + i64::from(self.config.retention_days) * 86400
+    }
+
     /// The queues, or a 500 (logged) where a deployment forgot them.
     pub fn queues(&self) -> Result<&Queues, ApiError> {
         self.queues.as_ref().ok_or_else(|| {

@@ -9,6 +9,7 @@ mod auth;
 mod commands;
 mod delivery;
 mod event_types;
+mod faults;
 mod listing;
 mod receiver;
 mod storage_faults;

@@ -84,14 +84,14 @@ async fn concurrent_creates_never_pass_the_per_tenant_limit() {
 
 /// A proxy to the emulator that answers the DynamoDB operations in `throttled` with
 /// `ProvisionedThroughputExceededException`, as DynamoDB does under load.
-struct ThrottlingProxy {
-    endpoint: String,
+pub struct ThrottlingProxy {
+    pub endpoint: String,
     throttled: Arc<Mutex<HashSet<String>>>,
     answered: Arc<Mutex<usize>>,
 }
 
 impl ThrottlingProxy {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let throttled: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -171,7 +171,7 @@ impl ThrottlingProxy {
         }
     }
 
-    fn throttle(&self, operations: &[&str]) {
+    pub fn throttle(&self, operations: &[&str]) {
         let mut set = self.throttled.lock().unwrap();
         set.clear();
         set.extend(operations.iter().map(|s| s.to_string()));

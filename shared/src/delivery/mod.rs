@@ -144,11 +144,6 @@ fn random_share() -> f64 {
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Unix seconds when a record written now expires.
-fn expires_at(state: &AppState) -> i64 {
-    Utc::now().timestamp() + i64::from(state.config.retention_days) * 86400
-}
-
 // ---- signing and sending ----
 
 /// Signs and sends one attempt of `event` to `webhook`.
@@ -495,7 +490,7 @@ async fn fan_out(
         drop(outcomes);
         attempts_by_webhook
     };
-    let expires = expires_at(state);
+    let expires = state.expires_at();
     let record = futures::stream::unfold(outcomes_rx, |mut rx| async move {
         rx.recv().await.map(|outcome| (outcome, rx))
     })
@@ -625,7 +620,7 @@ async fn claim(
     };
     match state
         .store
-        .store_event(&event, Some(&key), expires_at(state))
+        .store_event(&event, Some(&key), state.expires_at())
         .await
     {
         Ok(Stored::New) => Ok(Some(Claimed {
@@ -772,7 +767,7 @@ async fn save(
 ) -> Result<(), String> {
     match state
         .store
-        .save_delivery(delivery, attempt, expect, expires_at(state))
+        .save_delivery(delivery, attempt, expect, state.expires_at())
         .await
     {
         Ok(()) | Err(StoreError::ConditionFailed(_)) => Ok(()),

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use super::events::{expires_at, time_filter};
+use super::events::time_filter;
 use crate::api::Reply;
 use crate::api::pagination::{CursorScope, PageRequest};
 use crate::api::request::Call;
@@ -132,7 +132,7 @@ pub async fn retry_delivery(state: &AppState, call: Call) -> ApiResult<Reply> {
     delivery.record(attempt, sent.attempt, status, None);
     match state
         .store
-        .save_delivery(&delivery, attempt, &[previous], expires_at(state))
+        .save_delivery(&delivery, attempt, &[previous], state.expires_at())
         .await
     {
         Ok(()) => Ok(Reply::ok(delivery.to_json(true))),

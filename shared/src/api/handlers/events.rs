@@ -30,11 +30,6 @@ pub fn time_filter(call: &Call, field: &str) -> ApiResult<Option<DateTime<Utc>>>
         .transpose()
 }
 
-/// Unix seconds when a record written now expires (`RETENTION_DAYS`).
-pub fn expires_at(state: &AppState) -> i64 {
-    Utc::now().timestamp() + i64::from(state.config.retention_days) * 86400
-}
-
 pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
     let mut body = call.body()?;
     let event_type = body.require_string("type")?;
@@ -79,7 +74,7 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
     };
     let (event, resend) = match state
         .store
-        .store_event(&event, source_id.as_deref(), expires_at(state))
+        .store_event(&event, source_id.as_deref(), state.expires_at())
         .await?
     {
         Stored::New => (event, false),
