@@ -6,7 +6,7 @@ SAM_VENV := .venv-sam
 FUZZ_VENV := .venv-fuzz
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test bench fuzz lint fmt emulator build template-lint sam-build clean
+.PHONY: run test bench load fuzz lint fmt emulator build template-lint sam-build clean
 
 ## The whole service on 127.0.0.1:$${PORT:-3000}, with the local AWS emulator. Ctrl-C stops it.
 run: emulator
@@ -24,6 +24,11 @@ test: emulator
 bench: emulator
 	cargo build --release --workspace --bins
 	./target/release/webhooks-bench
+
+## A bounded load run on loopback: 50 clients, 5,000 mixed requests; no 5xx, no lost delivery.
+load: emulator
+	cargo build -p tools --bin webhooks-local -p bench --bin webhooks-bench
+	./target/debug/webhooks-bench load
 
 ## Schemathesis against openapi.yaml and the live local stack (bounded; see scripts/fuzz).
 fuzz: emulator $(FUZZ_VENV)/bin/schemathesis

@@ -9,6 +9,7 @@
 
 mod coldstart;
 mod fanout;
+mod load;
 mod meter;
 mod stub;
 
@@ -71,13 +72,19 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
                 Ok(())
             }
+            Some("load") => {
+                let local = std::env::current_exe()
+                    .map_err(|e| e.to_string())?
+                    .with_file_name("webhooks-local");
+                load::run(&local).await
+            }
             Some("ceiling") if args.len() == 3 => {
                 let runs = args[2].parse().map_err(|_| "runs must be a number")?;
                 let rates = fanout::run_ceiling(&args[1], runs).await;
                 println!("{}", json!({"rates": rates}));
                 Ok(())
             }
-            _ => Err("usage: webhooks-bench [run | stub | fanout ENDPOINT RECEIVER stub|emulator RUNS | ceiling RECEIVER RUNS]".to_string()),
+            _ => Err("usage: webhooks-bench [run | load | stub | fanout ENDPOINT RECEIVER stub|emulator RUNS | ceiling RECEIVER RUNS]".to_string()),
         }
     });
     match result {

@@ -410,34 +410,32 @@ impl Store {
         &self,
         event: &Event,
     ) -> StoreResult<HashMap<DeliveryStatus, u64>> {
-        // Delivery ids carry their event's time, so its deliveries share one millisecond.
-        let lower = ulid_bound("DL#dlv_", event.created_at, false);
-        let upper = ulid_bound("DL#dlv_", event.created_at, true);
+        // Delivery ids carry the time of their event's id, so an event's deliveries share
+        // that one millisecond.
+        let id_time = event
+            .id
+            .strip_prefix("evt_")
+            .and_then(|u| Ulid::from_string(u).ok())
+            .and_then(|u| DateTime::<Utc>::from_timestamp_millis(u.timestamp_ms() as i64))
+            .unwrap_or(event.created_at);
+        let lower = ulid_bound("DL#dlv_", id_time, false);
+        let upper = ulid_bound("DL#dlv_", id_time, true);
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(deliveries_pk(&event.tenant_id)))
+            .expression_attribute_values(":lo", s(lower))
+            .expression_attribute_values(":hi", s(upper));
         let mut counts = HashMap::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(deliveries_pk(&event.tenant_id)))
-                .expression_attribute_values(":lo", s(lower.clone()))
-                .expression_attribute_values(":hi", s(upper.clone()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            for item in out.items.unwrap_or_default() {
-                let d = Delivery::try_from(&item)?;
-                if d.event_id == event.id {
-                    *counts.entry(d.status).or_insert(0) += 1;
-                }
-            }
-            match out.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => return Ok(counts),
+        for item in self.query_all(query).await? {
+            let d = Delivery::try_from(&item)?;
+            if d.event_id == event.id {
+                *counts.entry(d.status).or_insert(0) += 1;
             }
         }
+        Ok(counts)
     }
 
     /// Pages through a key range, newest first, keeping what `read` returns; cursors name

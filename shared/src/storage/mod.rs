@@ -6,6 +6,7 @@ pub mod items;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
@@ -218,27 +219,31 @@ impl Store {
         Ok(out.item)
     }
 
-    /// Every item of a partition whose sort key starts with `prefix`, in key order.
-    async fn query_prefix(&self, pk: String, prefix: &str) -> StoreResult<Vec<Item>> {
+    /// Every item a query matches, following its pages.
+    pub(crate) async fn query_all(&self, query: QueryFluentBuilder) -> StoreResult<Vec<Item>> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .expression_attribute_values(":prefix", s(prefix))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
+            let out = query.clone().set_exclusive_start_key(start).send().await?;
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(last) if !last.is_empty() => start = Some(last),
                 _ => return Ok(items),
             }
         }
+    }
+
+    /// Every item of a partition whose sort key starts with `prefix`, in key order.
+    async fn query_prefix(&self, pk: String, prefix: &str) -> StoreResult<Vec<Item>> {
+        self.query_all(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":prefix", s(prefix)),
+        )
+        .await
     }
 
     pub(crate) async fn transact(&self, writes: Vec<TransactWriteItem>) -> StoreResult<()> {
@@ -291,27 +296,18 @@ impl Store {
 
     /// A tenant's keys, revoked ones included, oldest first.
     pub async fn list_api_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKey>> {
-        let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(GSI1)
-                .key_condition_expression("GSI1PK = :pk")
-                .expression_attribute_values(":pk", s(tenant_keys_gsi_pk(tenant_id)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            for item in out.items.unwrap_or_default() {
-                keys.push(ApiKey::try_from(&item)?);
-            }
-            match out.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => return Ok(keys),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("GSI1PK = :pk")
+            .expression_attribute_values(":pk", s(tenant_keys_gsi_pk(tenant_id)));
+        self.query_all(query)
+            .await?
+            .iter()
+            .map(|item| ApiKey::try_from(item).map_err(StoreError::from))
+            .collect()
     }
 
     /// Revokes a key: its lookup item goes, its record keeps `revoked_at`. `None` if no key
@@ -444,35 +440,26 @@ impl Store {
     /// A tenant's webhooks and event-type catalogue in one query (the fan-out reads this
     /// once per tenant per batch).
     pub async fn load_tenant(&self, tenant_id: &str) -> StoreResult<TenantView> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant_id)));
         let mut view = TenantView::default();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk")
-                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            for item in out.items.unwrap_or_default() {
-                let sk = item
-                    .get(items::SK)
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str)
-                    .unwrap_or("");
-                if sk.starts_with(WEBHOOK_SK_PREFIX) {
-                    view.webhooks.push(Webhook::try_from(&item)?);
-                } else if let Some(name) = sk.strip_prefix(EVENT_TYPE_SK_PREFIX) {
-                    view.event_types.push(name.to_string());
-                }
-            }
-            match out.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => return Ok(view),
+        for item in self.query_all(query).await? {
+            let sk = item
+                .get(items::SK)
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                .unwrap_or("");
+            if sk.starts_with(WEBHOOK_SK_PREFIX) {
+                view.webhooks.push(Webhook::try_from(&item)?);
+            } else if let Some(name) = sk.strip_prefix(EVENT_TYPE_SK_PREFIX) {
+                view.event_types.push(name.to_string());
             }
         }
+        Ok(view)
     }
 
     /// All of a tenant's webhooks, oldest first (ids are ULIDs).
