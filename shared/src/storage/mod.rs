@@ -364,10 +364,11 @@ impl Store {
             .collect()
     }
 
-    /// Whether the tenant's catalogue has this event type.
+    /// Whether the tenant's catalogue has this event type (read consistently: a type
+    /// created a moment ago is there).
     pub async fn event_type_exists(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
         Ok(self
-            .get(key(tenant_pk(tenant_id), event_type_sk(name)), false)
+            .get(key(tenant_pk(tenant_id), event_type_sk(name)), true)
             .await?
             .is_some())
     }
@@ -438,12 +439,14 @@ impl Store {
     }
 
     /// A tenant's webhooks and event-type catalogue in one query (the fan-out reads this
-    /// once per tenant per batch).
+    /// once per tenant per batch). Read consistently, so a webhook registered before an
+    /// event was published receives it.
     pub async fn load_tenant(&self, tenant_id: &str) -> StoreResult<TenantView> {
         let query = self
             .client
             .query()
             .table_name(&self.table)
+            .consistent_read(true)
             .key_condition_expression("PK = :pk")
             .expression_attribute_values(":pk", s(tenant_pk(tenant_id)));
         let mut view = TenantView::default();
