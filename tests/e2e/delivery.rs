@@ -8,7 +8,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::receiver::{Answer, Received, Receiver};
-use crate::utils::{Client, Stack, all_with_status};
+use crate::utils::{Client, Stack, all_with_status, id};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -28,10 +28,6 @@ async fn tenant(stack: &Stack) -> Client {
         ])
         .await;
     client
-}
-
-fn id(value: &Value) -> String {
-    value["id"].as_str().unwrap().to_string()
 }
 
 /// Verifies a delivery as a receiver would, with libraries independent of the service:

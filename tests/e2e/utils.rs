@@ -355,6 +355,11 @@ impl Client {
     }
 }
 
+/// The `id` of an API object.
+pub fn id(value: &Value) -> String {
+    value["id"].as_str().unwrap().to_string()
+}
+
 /// Whether every delivery in `list` has `status`, and there are `n` of them.
 pub fn all_with_status(list: &[Value], n: usize, status: &str) -> bool {
     list.len() == n && list.iter().all(|d| d["status"] == status)

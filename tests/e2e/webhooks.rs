@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::utils::{Client, Stack, local_url};
+use crate::utils::{Client, Stack, id, local_url};
 
 async fn tenant_with_types(stack: &Stack) -> Client {
     let client = stack.tenant().await;
@@ -16,10 +16,6 @@ async fn tenant_with_types(stack: &Stack) -> Client {
         ])
         .await;
     client
-}
-
-fn id(webhook: &Value) -> String {
-    webhook["id"].as_str().unwrap().to_string()
 }
 
 #[tokio::test]

@@ -185,6 +185,12 @@ pub async fn send_attempt(
         .await
 }
 
+/// Signs and sends one attempt of a stored event to `webhook`.
+pub async fn send_event(state: &AppState, webhook: &Webhook, event: &Event, attempt: u32) -> Sent {
+    let body = Bytes::from(event.payload());
+    send_attempt(state, webhook, &event.id, &event.event_type, body, attempt).await
+}
+
 /// What follows an attempt: the delivery's status and, if another attempt is due, when.
 fn next_step(
     state: &AppState,
@@ -715,15 +721,7 @@ async fn retry_once(
         close(&mut delivery, DeliveryStatus::Failed);
         return save(state, &delivery, task.attempt, &OPEN).await;
     };
-    let sent = send_attempt(
-        state,
-        &webhook,
-        &event.id,
-        &event.event_type,
-        Bytes::from(event.payload()),
-        task.attempt,
-    )
-    .await;
+    let sent = send_event(state, &webhook, &event, task.attempt).await;
     let after = health_after(state, &webhook, &[&sent.attempt]);
     if let Some(next) = apply_attempt(state, &mut delivery, task.attempt, sent) {
         queues

@@ -1,14 +1,13 @@
 //! The delivery log: list with filters, read with every attempt, retry by hand, and the
 //! synchronous test delivery of a webhook.
 
-use bytes::Bytes;
 use serde_json::json;
 
 use super::events::time_filter;
 use crate::api::Reply;
 use crate::api::pagination::{CursorScope, PageRequest};
 use crate::api::request::Call;
-use crate::delivery::send_attempt;
+use crate::delivery::send_event;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::{Event, check_data};
 use crate::domain::validation::is_valid_event_type_name;
@@ -115,15 +114,7 @@ pub async fn retry_delivery(state: &AppState, call: Call) -> ApiResult<Reply> {
         })?;
     let previous = delivery.status;
     let attempt = delivery.attempts + 1;
-    let sent = send_attempt(
-        state,
-        &webhook,
-        &event.id,
-        &event.event_type,
-        Bytes::from(event.payload()),
-        attempt,
-    )
-    .await;
+    let sent = send_event(state, &webhook, &event, attempt).await;
     let status = if sent.attempt.succeeded() {
         DeliveryStatus::Succeeded
     } else {
@@ -178,15 +169,7 @@ pub async fn test_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         created_at: now(),
         fanned_out: false,
     };
-    let sent = send_attempt(
-        state,
-        &webhook,
-        &event.id,
-        &event.event_type,
-        Bytes::from(event.payload()),
-        1,
-    )
-    .await;
+    let sent = send_event(state, &webhook, &event, 1).await;
     let attempt = sent.attempt;
     let success = attempt.succeeded();
     let message = match (&attempt.status_code, &attempt.error) {
