@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use shared::config::{Config, Mode, QueueUrls};
 use shared::delivery::client::{DeliveryClient, Outgoing, TargetPolicy};
 use shared::domain::event_type::EventType;
-use shared::domain::webhook::{Secret, Webhook, WebhookStatus};
+use shared::domain::webhook::{Secret, Webhook};
 use shared::ids::IdKind;
 use shared::state::AppState;
 
@@ -116,27 +116,13 @@ async fn seed(state: &AppState, receiver: &str) {
         .await
         .expect("seeding the event type");
     for i in 0..WEBHOOKS {
-        let at = shared::domain::now();
-        let wh = Webhook {
-            id: IdKind::Webhook.generate(),
-            tenant_id: TENANT.into(),
-            name: Some(format!("bench {i}")),
-            description: None,
-            url: format!("{receiver}/hook/{i}"),
-            events: vec!["bench.*".into()],
-            status: WebhookStatus::Active,
-            auth: None,
-            secret: Secret::generate(),
-            previous_secret: None,
-            previous_expires_at: None,
-            metadata: Map::new(),
-            created_at: at,
-            updated_at: at,
-            last_triggered_at: None,
-            disabled_reason: None,
-            failing_since: None,
-            version: 1,
-        };
+        let mut wh = Webhook::new(
+            TENANT,
+            format!("{receiver}/hook/{i}"),
+            vec!["bench.*".into()],
+            Secret::generate(),
+        );
+        wh.name = Some(format!("bench {i}"));
         state
             .store
             .create_webhook(&wh, 1000)

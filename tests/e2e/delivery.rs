@@ -988,9 +988,5 @@ async fn the_log_filters_by_webhook_type_status_and_time() {
 
 /// Now as RFC 3339 UTC with milliseconds, URL-safe (no '+').
 fn chrono_now() -> String {
-    shared::domain::format_time(chrono_utc_now())
-}
-
-fn chrono_utc_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
+    shared::domain::format_time(chrono::Utc::now())
 }

@@ -115,6 +115,31 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// A new active webhook: no name, credentials or metadata yet, first version.
+    pub fn new(tenant_id: &str, url: String, events: Vec<String>, secret: Secret) -> Self {
+        let at = super::now();
+        Webhook {
+            id: crate::ids::IdKind::Webhook.generate(),
+            tenant_id: tenant_id.to_string(),
+            name: None,
+            description: None,
+            url,
+            events,
+            status: WebhookStatus::Active,
+            auth: None,
+            secret,
+            previous_secret: None,
+            previous_expires_at: None,
+            metadata: Map::new(),
+            created_at: at,
+            updated_at: at,
+            last_triggered_at: None,
+            disabled_reason: None,
+            failing_since: None,
+            version: 1,
+        }
+    }
+
     /// The API's webhook object. The password appears only when `show_authentication`.
     pub fn to_json(&self, show_authentication: bool) -> Value {
         let auth = self.auth.as_ref().map(|a| {

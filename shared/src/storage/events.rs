@@ -304,6 +304,20 @@ impl Store {
         Ok(())
     }
 
+    /// The sparse index's partition of a webhook's open deliveries in one status.
+    fn open_deliveries_query(
+        &self,
+        webhook_id: &str,
+        status: DeliveryStatus,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI2)
+            .key_condition_expression("GSI2PK = :pk")
+            .expression_attribute_values(":pk", s(open_deliveries_gsi_pk(webhook_id, status)))
+    }
+
     /// Open deliveries of a webhook in one status, oldest first, at most `limit`.
     pub async fn open_deliveries(
         &self,
@@ -312,12 +326,7 @@ impl Store {
         limit: i32,
     ) -> StoreResult<Vec<Delivery>> {
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI2)
-            .key_condition_expression("GSI2PK = :pk")
-            .expression_attribute_values(":pk", s(open_deliveries_gsi_pk(webhook_id, status)))
+            .open_deliveries_query(webhook_id, status)
             .limit(limit)
             .send()
             .await?;
@@ -338,12 +347,7 @@ impl Store {
         let mut start = None;
         loop {
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(GSI2)
-                .key_condition_expression("GSI2PK = :pk")
-                .expression_attribute_values(":pk", s(open_deliveries_gsi_pk(webhook_id, status)))
+                .open_deliveries_query(webhook_id, status)
                 .select(Select::Count)
                 .set_exclusive_start_key(start)
                 .send()

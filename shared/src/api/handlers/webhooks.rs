@@ -304,27 +304,13 @@ pub async fn create_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     if verify {
         verify_tls(state, &url).await?;
     }
-    let at = now();
-    let mut webhook = Webhook {
-        id: IdKind::Webhook.generate(),
-        tenant_id: call.tenant().to_string(),
-        name: None,
-        description: None,
+    let mut webhook = Webhook::new(
+        call.tenant(),
         url,
         events,
-        status: WebhookStatus::Active,
-        auth,
-        secret: secret.unwrap_or_else(Secret::generate),
-        previous_secret: None,
-        previous_expires_at: None,
-        metadata: Map::new(),
-        created_at: at,
-        updated_at: at,
-        last_triggered_at: None,
-        disabled_reason: None,
-        failing_since: None,
-        version: 1,
-    };
+        secret.unwrap_or_else(Secret::generate),
+    );
+    webhook.auth = auth;
     fields.apply(&mut webhook);
     match state
         .store
