@@ -106,7 +106,7 @@ pub async fn run(local_binary: &std::path::Path) -> Result<(), String> {
 
 async fn drive(api_port: u16, key: &str) -> Result<(), String> {
     let api = format!("http://127.0.0.1:{api_port}");
-    let http = reqwest::Client::new();
+    let http = shared::tls::http_client();
     let deadline = Instant::now() + Duration::from_secs(60);
     while http
         .get(format!("{api}/v1/me"))

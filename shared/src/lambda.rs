@@ -13,16 +13,29 @@ pub type Error = lambda_http::Error;
 
 /// Logs as JSON lines on stderr (CloudWatch), level from `RUST_LOG` (default `info`).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second call (tests) finds a subscriber already set; that is fine.
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let format = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_target(false)
         .without_time()
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    // A second call (tests) finds a subscriber already set; that is fine.
+    let _ = tracing_subscriber::registry()
+        .with(format)
+        .with(filter)
         .try_init();
+}
+
+/// `RUST_LOG` as a level (`warn`) or a list of `target=level` with an optional default
+/// (`shared::delivery=debug,info`); unset or unreadable means `info`.
+pub fn log_filter(setting: Option<&str>) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    setting
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
 async fn state() -> Result<&'static AppState, Error> {
@@ -69,4 +82,26 @@ pub async fn serve_deliver() -> Result<(), Error> {
         },
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_reads_as_a_level_or_per_target_levels() {
+        let default = log_filter(None);
+        assert!(default.would_enable("shared::api", &Level::INFO));
+        assert!(!default.would_enable("shared::api", &Level::DEBUG));
+
+        let warn = log_filter(Some("warn"));
+        assert!(!warn.would_enable("shared::api", &Level::INFO));
+        assert!(warn.would_enable("shared::api", &Level::WARN));
+
+        let mixed = log_filter(Some("shared::delivery=debug,info"));
+        assert!(mixed.would_enable("shared::delivery::client", &Level::DEBUG));
+        assert!(!mixed.would_enable("shared::api", &Level::DEBUG));
+        assert!(mixed.would_enable("shared::api", &Level::INFO));
+    }
 }

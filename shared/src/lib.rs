@@ -24,3 +24,4 @@ pub mod queue;
 pub mod signing;
 pub mod state;
 pub mod storage;
+pub mod tls;

@@ -2,6 +2,7 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedInterceptor};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 use crate::config::Config;
 use crate::delivery::client::{DeliveryClient, TargetPolicy};
@@ -71,10 +72,13 @@ impl AppState {
     }
 }
 
-/// The AWS SDK's configuration: the default chain in AWS; the emulator's endpoint, a
+/// The AWS SDK's configuration on rustls with ring (see `tls`): the default chain in AWS; the emulator's endpoint, a
 /// region and placeholder credentials when `AWS_ENDPOINT_URL` names one.
 pub async fn sdk_config(config: &Config) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https);
     if let Some(endpoint) = &config.aws_endpoint_url {
         let region = config
             .aws_region

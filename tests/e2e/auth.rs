@@ -33,7 +33,7 @@ async fn missing_malformed_and_unknown_keys_are_401() {
             .await
             .assert_error(401, "UNAUTHORIZED");
     }
-    let basic = reqwest::Client::new()
+    let basic = shared::tls::http_client()
         .get(format!("{}/v1/me", stack.url))
         .basic_auth("user", Some("pw"))
         .send()

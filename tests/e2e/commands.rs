@@ -112,7 +112,7 @@ async fn the_local_stack_starts_its_emulator_prints_url_and_key_and_stops_on_ctr
     );
     assert!(listening(emulator_port), "the emulator it started");
 
-    let me = reqwest::Client::new()
+    let me = shared::tls::http_client()
         .get(format!("{url}/v1/me"))
         .bearer_auth(&dev_key)
         .send()

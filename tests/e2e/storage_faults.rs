@@ -97,7 +97,7 @@ impl ThrottlingProxy {
         let throttled: Arc<Mutex<HashSet<String>>> = Arc::default();
         let answered: Arc<Mutex<usize>> = Arc::default();
         let upstream = emulator_endpoint();
-        let http = reqwest::Client::new();
+        let http = shared::tls::http_client();
         let (t, a) = (Arc::clone(&throttled), Arc::clone(&answered));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {

@@ -44,7 +44,7 @@ fn capture_service_logs() {
             .expect("opening the log file");
         let _ = tracing_subscriber::fmt()
             .json()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
             .with_writer(std::sync::Mutex::new(file))
             .try_init();
     });
@@ -140,7 +140,7 @@ impl Stack {
             url,
             table,
             state,
-            http: reqwest::Client::new(),
+            http: shared::tls::http_client(),
             stop: Some(stop),
         }
     }

@@ -109,6 +109,7 @@ pub struct Sent {
 
 impl DeliveryClient {
     pub fn new(policy: TargetPolicy) -> Self {
+        crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(TOTAL_TIMEOUT)
