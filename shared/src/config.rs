@@ -57,7 +57,17 @@ pub struct LocalSettings {
     pub dev_api_key: Option<String>,
     /// The port the local stack starts its emulator on (`EMULATOR_PORT`, default 4566).
     pub emulator_port: u16,
+    /// Pollers per queue driving the deliver function (`LOCAL_POLLERS`, default 4, as
+    /// Lambda runs several invocations at once); 0 serves the API only.
+    pub pollers: u32,
+    /// The visibility timeout, in seconds, a local poller asks for when it receives
+    /// (`LOCAL_VISIBILITY_TIMEOUT`); unset keeps the queue's own (template.yaml: 18 min).
+    /// A few seconds bring a message held by a killed or failed invocation back quickly.
+    pub visibility_timeout: Option<u32>,
 }
+
+/// Local pollers per queue unless `LOCAL_POLLERS` says otherwise.
+pub const DEFAULT_LOCAL_POLLERS: u32 = 4;
 
 /// SPEC: a webhook whose deliveries have all failed for 5 days is disabled.
 pub const DEFAULT_AUTO_DISABLE_AFTER: Duration = Duration::from_secs(5 * 86400);
@@ -178,6 +188,14 @@ impl Config {
                     get("EMULATOR_PORT"),
                     DEFAULT_EMULATOR_PORT,
                 )?,
+                pollers: match get("LOCAL_POLLERS") {
+                    Some(text) => parse_whole("LOCAL_POLLERS", &text)?,
+                    None => DEFAULT_LOCAL_POLLERS,
+                },
+                visibility_timeout: match get("LOCAL_VISIBILITY_TIMEOUT") {
+                    Some(text) => Some(parse_number("LOCAL_VISIBILITY_TIMEOUT", Some(text), 0)?),
+                    None => None,
+                },
             },
         })
     }
@@ -214,6 +232,14 @@ fn parse_number(
             }),
         },
     }
+}
+
+/// A whole number that may be zero.
+fn parse_whole(variable: &'static str, text: &str) -> Result<u32, ConfigError> {
+    text.trim().parse::<u32>().map_err(|_| ConfigError {
+        variable,
+        reason: format!("expected a whole number, got {text:?}"),
+    })
 }
 
 fn parse_port(
@@ -267,6 +293,33 @@ mod tests {
         assert!(c.allow_insecure_targets);
         let c = config(Mode::Local, &[("ALLOW_INSECURE_TARGETS", "false")]).unwrap();
         assert!(!c.allow_insecure_targets);
+    }
+
+    #[test]
+    fn local_pollers_and_visibility_timeout_have_defaults_and_overrides() {
+        let c = config(Mode::Local, &[]).unwrap();
+        assert_eq!(
+            (c.local.pollers, c.local.visibility_timeout),
+            (DEFAULT_LOCAL_POLLERS, None)
+        );
+        let c = config(
+            Mode::Local,
+            &[("LOCAL_POLLERS", "0"), ("LOCAL_VISIBILITY_TIMEOUT", "3")],
+        )
+        .unwrap();
+        assert_eq!((c.local.pollers, c.local.visibility_timeout), (0, Some(3)));
+        for (variable, value) in [
+            ("LOCAL_POLLERS", "-1"),
+            ("LOCAL_VISIBILITY_TIMEOUT", "0"),
+            ("LOCAL_VISIBILITY_TIMEOUT", "soon"),
+        ] {
+            assert_eq!(
+                config(Mode::Local, &[(variable, value)])
+                    .unwrap_err()
+                    .variable,
+                variable
+            );
+        }
     }
 
     #[test]

@@ -3,12 +3,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::utils::{LOG_FILE, Stack, remember_secret, target_file, workspace_binary};
+use crate::utils::{
+    LOG_FILE, Running, Stack, remember_secret, service_log, target_file, workspace_binary,
+};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -20,47 +22,6 @@ fn free_port() -> u16 {
 
 fn listening(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
-}
-
-/// Stops the child with SIGINT (as Ctrl-C would) if a test fails before it does.
-struct Running(Child);
-
-impl Running {
-    fn interrupt(&self) {
-        let status = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_for_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the process did not stop within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            self.interrupt();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && self.0.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 #[tokio::test]
@@ -135,15 +96,6 @@ async fn the_local_stack_starts_its_emulator_prints_url_and_key_and_stops_on_ctr
 }
 
 /// The suite's log file, for a child's stderr.
-fn service_log() -> Stdio {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(target_file(LOG_FILE))
-        .unwrap()
-        .into()
-}
-
 fn admin(stack: &Stack, args: &[&str]) -> Output {
     let output = Command::new(workspace_binary("webhooks-admin"))
         .arg("--local")

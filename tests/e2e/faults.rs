@@ -1,13 +1,18 @@
 //! Fault injection end to end: every accepted event ends as one record per matching webhook
 //! with a final state, whatever fails on the way.
 
+use std::collections::{HashMap, HashSet};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::receiver::{Answer, Receiver};
 use crate::storage_faults::ThrottlingProxy;
-use crate::utils::{Stack, all_with_status};
+use crate::utils::{
+    Client, Reply, Running, Stack, all_with_status, emulator_endpoint, id, service_log,
+    workspace_binary,
+};
 
 /// An SQS event as Lambda hands it over: one message, received `receive_count` times.
 fn one_message(id: &str, body: &str, receive_count: u32) -> aws_lambda_events::sqs::SqsEvent {
@@ -89,6 +94,250 @@ async fn a_deliver_invocation_killed_mid_batch_loses_nothing_when_the_message_re
         .map(|n| receiver.requests(&format!("w{n}")).len())
         .sum();
     assert_eq!(before, after);
+}
+
+/// A separate `webhooks-local` process that only delivers (its own pollers, the stack's
+/// table and queues), as one more Lambda instance of `deliver` would.
+fn deliver_process(stack: &Stack) -> Running {
+    let child = Command::new(workspace_binary("webhooks-local"))
+        .env("AWS_ENDPOINT_URL", emulator_endpoint())
+        .env("TABLE_NAME", &stack.table)
+        .env("PORT", "0")
+        .env("RETRY_SCHEDULE", "1h")
+        // A message this process received comes back 4 s later unless it is deleted.
+        .env("LOCAL_VISIBILITY_TIMEOUT", "4")
+        .env_remove("DEV_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(service_log())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+#[tokio::test]
+async fn a_deliver_process_killed_mid_batch_loses_nothing_when_its_messages_return() {
+    // The test's stack serves the API only; deliver runs in child processes.
+    let stack = Stack::start_with(&[("LOCAL_POLLERS", "0")]).await;
+    let receiver = Receiver::start().await;
+    let client = stack.tenant().await;
+    client.event_types(&["order.paid"]).await;
+    let events = 3;
+    let mut webhooks = Vec::new();
+    for n in 0..4 {
+        let path = format!("k{n}");
+        // Half the receivers hold the first process's requests until it is killed; the
+        // other half answer at once, so the kill lands between outcomes.
+        if n % 2 == 0 {
+            receiver.script(
+                &path,
+                vec![Answer::Slow(Duration::from_secs(60), 200); events],
+            );
+        }
+        webhooks.push(client.webhook(&receiver.url(&path), json!("*")).await);
+    }
+    let mut published = HashSet::new();
+    for i in 0..events {
+        published.insert(id(&client.publish("order.paid", json!({"n": i})).await));
+    }
+
+    let mut first = deliver_process(&stack);
+    for n in 0..4 {
+        receiver
+            .wait_for(&format!("k{n}"), events, Duration::from_secs(30))
+            .await;
+    }
+    // Every request is out, half of them unanswered: SIGKILL, no chance to clean up.
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let settled = client.deliveries("status=succeeded").await.len();
+    assert!(
+        settled < 4 * events,
+        "the kill came too late to interrupt anything ({settled} settled)"
+    );
+
+    // Another process takes over when the messages' visibility timeout runs out.
+    let _second = deliver_process(&stack);
+    let records = client
+        .wait_for_deliveries("", Duration::from_secs(60), |d| {
+            all_with_status(d, 4 * events, "succeeded")
+        })
+        .await;
+    let pairs: HashSet<(String, String)> = records
+        .iter()
+        .map(|d| {
+            (
+                d["event_id"].as_str().unwrap().to_string(),
+                d["webhook_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(pairs.len(), 4 * events, "one record per event and webhook");
+    assert!(pairs.iter().all(|(event, _)| published.contains(event)));
+    // Every webhook heard every event (a held request may have been sent again).
+    let mut sent = 0;
+    for n in 0..4 {
+        let requests = receiver.requests(&format!("k{n}"));
+        let mut per_message: HashMap<String, usize> = HashMap::new();
+        for r in &requests {
+            *per_message
+                .entry(r.header("webhook-id").to_string())
+                .or_default() += 1;
+        }
+        assert_eq!(per_message.len(), events, "k{n}: {per_message:?}");
+        sent += requests.len();
+        assert!(
+            per_message.values().all(|&sent| sent <= 3),
+            "k{n}: repeats are bounded: {per_message:?}"
+        );
+    }
+    eprintln!(
+        "process kill: {settled} of {} deliveries recorded at the kill; {sent} requests for them in all",
+        4 * events
+    );
+}
+
+/// Sends a request until it is not throttled, as a client honouring `Retry-After` would
+/// (faster): every refusal must be 503 `UNAVAILABLE` with `Retry-After`, nothing else 5xx.
+async fn until_served(
+    client: &Client,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    throttled: &mut usize,
+) -> Reply {
+    for _ in 0..50 {
+        let reply = client.send(method.clone(), path, body.clone()).await;
+        if reply.status != 503 {
+            assert!(reply.status < 500, "{method} {path}: {reply:?}");
+            return reply;
+        }
+        reply.assert_error(503, "UNAVAILABLE");
+        assert!(reply.headers.contains_key("retry-after"), "{reply:?}");
+        *throttled += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{method} {path}: still throttled after 50 tries");
+}
+
+#[tokio::test]
+async fn with_a_share_of_storage_calls_throttled_the_api_says_503_and_every_event_arrives() {
+    use reqwest::Method;
+
+    let proxy = ThrottlingProxy::start().await;
+    let stack = Stack::start_with(&[
+        ("AWS_ENDPOINT_URL", proxy.endpoint.as_str()),
+        ("LOCAL_VISIBILITY_TIMEOUT", "2"),
+        ("RETRY_SCHEDULE", "1s"),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    let client = stack.tenant().await;
+    // From here on, half of all DynamoDB calls (the SDK's own retries included) are
+    // refused, everywhere: the authorizer, the routes and the deliver pollers.
+    proxy.throttle_share(50, 0x5eed);
+    let mut refused = 0;
+    until_served(
+        &client,
+        Method::POST,
+        "/v1/event-types",
+        Some(json!({"name": "order.paid"})),
+        &mut refused,
+    )
+    .await
+    .assert_status(201);
+    let (hooks, events) = (4, 5);
+    for n in 0..hooks {
+        let body = json!({"url": receiver.url(&format!("s{n}")), "events": "*"});
+        until_served(
+            &client,
+            Method::POST,
+            "/v1/webhooks",
+            Some(body),
+            &mut refused,
+        )
+        .await
+        .assert_status(201);
+    }
+    for i in 0..events {
+        // A source retrying a refused publish sends the same `id`: one event, not two.
+        let body = json!({"type": "order.paid", "id": format!("order-{i}"), "data": {"i": i}});
+        until_served(
+            &client,
+            Method::POST,
+            "/v1/events",
+            Some(body),
+            &mut refused,
+        )
+        .await
+        .assert_status(202);
+    }
+
+    // Reads while the deliveries are under way: refused or served, never a 500.
+    for path in ["/v1/me", "/v1/webhooks", "/v1/event-types"].repeat(4) {
+        until_served(&client, Method::GET, path, None, &mut refused)
+            .await
+            .assert_status(200);
+    }
+    // Deliveries complete while storage is still being throttled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let records = loop {
+        let reply = until_served(
+            &client,
+            Method::GET,
+            "/v1/deliveries?limit=100",
+            None,
+            &mut refused,
+        )
+        .await;
+        let records = reply.assert_status(200)["data"].as_array().unwrap().clone();
+        if all_with_status(&records, hooks * events, "succeeded") {
+            break records;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every delivery completed under throttling: {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let listed = until_served(
+        &client,
+        Method::GET,
+        "/v1/events?limit=100",
+        None,
+        &mut refused,
+    )
+    .await;
+    assert_eq!(
+        listed.assert_status(200)["data"].as_array().unwrap().len(),
+        events,
+        "no event lost or doubled"
+    );
+    for n in 0..hooks {
+        let heard: HashSet<String> = receiver
+            .requests(&format!("s{n}"))
+            .iter()
+            .map(|r| r.header("webhook-id").to_string())
+            .collect();
+        assert_eq!(heard.len(), events, "s{n} heard every event");
+    }
+    let pairs: HashSet<(&str, &str)> = records
+        .iter()
+        .map(|d| {
+            (
+                d["event_id"].as_str().unwrap(),
+                d["webhook_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(pairs.len(), hooks * events);
+    // Some refusals reach the API (the SDK's retries absorb most); every one was a 503 with
+    // Retry-After. The deterministic 503 per route is `storage_faults.rs`'s test.
+    let injected = proxy.throttled_answers();
+    assert!(injected > 0, "nothing was throttled");
+    eprintln!(
+        "throttled share: {injected} DynamoDB calls throttled, {refused} API requests answered 503"
+    );
 }
 
 #[tokio::test]

@@ -82,11 +82,40 @@ async fn concurrent_creates_never_pass_the_per_tenant_limit() {
     );
 }
 
-/// A proxy to the emulator that answers the DynamoDB operations in `throttled` with
+/// Which DynamoDB calls the proxy throttles.
+#[derive(Default)]
+struct Rule {
+    /// Every call of these operations.
+    operations: HashSet<String>,
+    /// Besides, this share (percent) of all DynamoDB calls, picked pseudo-randomly.
+    share_percent: u64,
+    /// The generator's state (xorshift64; seeded so a failing run can be replayed).
+    state: u64,
+}
+
+impl Rule {
+    fn throttles(&mut self, target: &str) -> bool {
+        let Some(operation) = target.strip_prefix("DynamoDB_20120810.") else {
+            return false; // SQS and the rest pass untouched
+        };
+        if self.operations.contains(operation) {
+            return true;
+        }
+        if self.share_percent == 0 {
+            return false;
+        }
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state % 100 < self.share_percent
+    }
+}
+
+/// A proxy to the emulator that answers chosen DynamoDB calls with
 /// `ProvisionedThroughputExceededException`, as DynamoDB does under load.
 pub struct ThrottlingProxy {
     pub endpoint: String,
-    throttled: Arc<Mutex<HashSet<String>>>,
+    rule: Arc<Mutex<Rule>>,
     answered: Arc<Mutex<usize>>,
 }
 
@@ -94,11 +123,11 @@ impl ThrottlingProxy {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let throttled: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let rule: Arc<Mutex<Rule>> = Arc::default();
         let answered: Arc<Mutex<usize>> = Arc::default();
         let upstream = emulator_endpoint();
         let http = shared::tls::http_client();
-        let (t, a) = (Arc::clone(&throttled), Arc::clone(&answered));
+        let (t, a) = (Arc::clone(&rule), Arc::clone(&answered));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (t, a, upstream, http) = (
@@ -118,14 +147,12 @@ impl ThrottlingProxy {
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.unwrap().to_bytes();
-                            let operation = parts
+                            let target = parts
                                 .headers
                                 .get("x-amz-target")
                                 .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.split('.').next_back())
-                                .unwrap_or("")
-                                .to_string();
-                            if t.lock().unwrap().contains(&operation) {
+                                .unwrap_or("");
+                            if t.lock().unwrap().throttles(target) {
                                 *a.lock().unwrap() += 1;
                                 let throttle = json!({
                                     "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
@@ -166,18 +193,30 @@ impl ThrottlingProxy {
         });
         ThrottlingProxy {
             endpoint,
-            throttled,
+            rule,
             answered,
         }
     }
 
+    /// Throttles every call of these operations (and nothing else).
     pub fn throttle(&self, operations: &[&str]) {
-        let mut set = self.throttled.lock().unwrap();
-        set.clear();
-        set.extend(operations.iter().map(|s| s.to_string()));
+        let mut rule = self.rule.lock().unwrap();
+        *rule = Rule::default();
+        rule.operations
+            .extend(operations.iter().map(|s| s.to_string()));
     }
 
-    fn throttled_answers(&self) -> usize {
+    /// Throttles `percent` of all DynamoDB calls, picked by a generator seeded with `seed`.
+    pub fn throttle_share(&self, percent: u64, seed: u64) {
+        let mut rule = self.rule.lock().unwrap();
+        *rule = Rule {
+            share_percent: percent,
+            state: seed.max(1),
+            ..Rule::default()
+        };
+    }
+
+    pub fn throttled_answers(&self) -> usize {
         *self.answered.lock().unwrap()
     }
 }

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
@@ -368,4 +369,55 @@ pub fn all_with_status(list: &[Value], n: usize, status: &str) -> bool {
 /// A URL on this machine that nothing needs to answer (registration does not call it).
 pub fn local_url(path: &str) -> String {
     format!("http://127.0.0.1:9/{path}")
+}
+
+/// Stops the child with SIGINT (as Ctrl-C would) if a test fails before it does.
+pub struct Running(pub Child);
+
+impl Running {
+    pub fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait_for_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not stop within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            self.interrupt();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && self.0.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Where a child process of the suite writes its log: the file the log check reads.
+pub fn service_log() -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(target_file(LOG_FILE))
+        .unwrap()
+        .into()
 }

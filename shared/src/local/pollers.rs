@@ -11,9 +11,6 @@ use tokio::sync::watch;
 
 use crate::state::AppState;
 
-/// Concurrent pollers per queue: Lambda would run several invocations at once.
-pub const POLLERS_PER_QUEUE: usize = 4;
-
 /// One queue the deliver function reads.
 #[derive(Clone, Debug)]
 pub struct EventSource {
@@ -30,12 +27,18 @@ pub async fn poll(state: Arc<AppState>, source: EventSource, mut stop: watch::Re
         .aws_region
         .clone()
         .unwrap_or_else(|| "us-east-1".into());
+    let visibility_timeout = state
+        .config
+        .local
+        .visibility_timeout
+        .map(|s| i32::try_from(s).unwrap_or(i32::MAX));
     while !*stop.borrow() {
         let receive = client
             .receive_message()
             .queue_url(&source.url)
             .max_number_of_messages(10)
             .wait_time_seconds(1)
+            .set_visibility_timeout(visibility_timeout)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send();

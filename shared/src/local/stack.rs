@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::emulator::{Emulator, default_server_path};
-use super::pollers::{EventSource, POLLERS_PER_QUEUE, poll};
+use super::pollers::{EventSource, poll};
 use super::provision::{ensure_queues, ensure_table};
 use super::server::LocalApi;
 use super::template::Template;
@@ -155,7 +155,7 @@ impl LocalStack {
         let state = Arc::new(api.state().clone());
         let mut pollers = Vec::new();
         for source in event_sources {
-            for _ in 0..POLLERS_PER_QUEUE {
+            for _ in 0..state.config.local.pollers {
                 pollers.push(tokio::spawn(poll(
                     Arc::clone(&state),
                     source.clone(),
