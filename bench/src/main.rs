@@ -55,7 +55,15 @@ const READ_UNITS_PER_READ_REQUEST: f64 = 16.0;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    // The fan-out child runs on the runtime the deliver binary uses (functions/src/bin).
+    let runtime = if args.first().map(String::as_str) == Some("fanout") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    }
+    .expect("a tokio runtime");
     let result = runtime.block_on(async {
         match args.first().map(String::as_str) {
             None | Some("run") => orchestrate().await,

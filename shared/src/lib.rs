@@ -9,6 +9,11 @@
 //! - [`local`]: the local stack (emulator, provisioning from template.yaml, HTTP server)
 //! - [`admin`]: API key management for the `webhooks-admin` command
 
+/// Every binary that links this crate allocates with mimalloc: the fan-out allocates
+/// and frees many small buffers across threads, and glibc's malloc took 15% of its CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod admin;
 pub mod api;
 pub mod auth;

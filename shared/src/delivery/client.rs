@@ -131,9 +131,8 @@ impl DeliveryClient {
     }
 
     /// A literal address never reaches the resolver; judge it here.
-    fn refuse_literal(&self, url: &str) -> Option<String> {
-        let parsed = Url::parse(url).ok()?;
-        let ip = match parsed.host()? {
+    fn refuse_literal(&self, url: &Url) -> Option<String> {
+        let ip = match url.host()? {
             Host::Ipv4(ip) => IpAddr::V4(ip),
             Host::Ipv6(ip) => IpAddr::V6(ip),
             Host::Domain(_) => return None,
@@ -156,7 +155,8 @@ impl DeliveryClient {
     /// Completes a verified TLS handshake with the URL's host (a HEAD request), under the
     /// same target policy as deliveries.
     pub async fn probe_tls(&self, url: &str) -> Result<(), String> {
-        if let Some(refusal) = self.refuse_literal(url) {
+        let url = Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+        if let Some(refusal) = self.refuse_literal(&url) {
             return Err(refusal);
         }
         self.http
@@ -174,21 +174,27 @@ impl DeliveryClient {
         let at = crate::domain::now();
         let started = Instant::now();
         let elapsed = |started: Instant| started.elapsed().as_millis() as u64;
-        if let Some(refusal) = self.refuse_literal(outgoing.url) {
-            return Sent {
-                attempt: Attempt {
-                    at,
-                    status_code: None,
-                    response_time: 0,
-                    error: Some(refusal),
-                    response_excerpt: None,
-                },
-                retry_after: None,
-            };
+        let refused = |error: String| Sent {
+            attempt: Attempt {
+                at,
+                status_code: None,
+                response_time: 0,
+                error: Some(error),
+                response_excerpt: None,
+            },
+            retry_after: None,
+        };
+        // Parsed once: judged here, then handed to the client as it is.
+        let url = match Url::parse(outgoing.url) {
+            Ok(url) => url,
+            Err(e) => return refused(format!("invalid URL: {e}")),
+        };
+        if let Some(refusal) = self.refuse_literal(&url) {
+            return refused(refusal);
         }
         let mut request = self
             .http
-            .post(outgoing.url)
+            .post(url)
             .header("content-type", "application/json")
             .body(outgoing.body);
         for (name, value) in outgoing.headers {
