@@ -72,8 +72,9 @@ impl AppState {
     }
 }
 
-/// The AWS SDK's configuration on rustls with ring (see `tls`): the default chain in AWS; the emulator's endpoint, a
-/// region and placeholder credentials when `AWS_ENDPOINT_URL` names one.
+/// The AWS SDK's configuration on rustls with ring (see `tls`): the default chain in AWS;
+/// the emulator's endpoint, a region and placeholder credentials when `AWS_ENDPOINT_URL`
+/// names one.
 pub async fn sdk_config(config: &Config) -> SdkConfig {
     let https = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))

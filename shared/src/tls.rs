@@ -1,7 +1,8 @@
 //! One TLS stack for every client in a process: rustls with the ring crypto provider.
 //!
-//! The AWS SDK's HTTPS client (`state::sdk_config`) and the delivery client both use it, so a binary links one
-//! crypto library (aws-lc-rs, the defaults' choice, added about 1.5 MB to each).
+//! The AWS SDK's HTTPS client (`state::sdk_config`) and the delivery client both use it,
+//! so a binary links one crypto library (aws-lc-rs, the defaults' choice, added about
+//! 1.5 MB to each).
 
 use std::sync::Once;
 
