@@ -175,26 +175,20 @@ pub(crate) mod tests {
         let at = crate::domain::parse_time("2026-01-02T03:04:05.678Z").unwrap();
         Webhook {
             id: "wh_01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
-            tenant_id: "acme".into(),
             name: Some("Billing Events".into()),
-            description: None,
-            url: "https://example.com/hooks".into(),
-            events: vec!["user.created".into(), "data.*".into()],
-            status: WebhookStatus::Active,
             auth: Some(BasicAuth {
                 username: "hello".into(),
                 password: "s3cret-pw".into(),
             }),
-            secret: Secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".into()),
-            previous_secret: None,
-            previous_expires_at: None,
             metadata: json!({"team": "crm"}).as_object().cloned().unwrap(),
             created_at: at,
             updated_at: at,
-            last_triggered_at: None,
-            disabled_reason: None,
-            failing_since: None,
-            version: 1,
+            ..Webhook::new(
+                "acme",
+                "https://example.com/hooks".into(),
+                vec!["user.created".into(), "data.*".into()],
+                Secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".into()),
+            )
         }
     }
 
