@@ -92,9 +92,17 @@ pub struct DeliveryClient {
     policy: TargetPolicy,
 }
 
-/// What one request needs beyond its URL and body.
+/// A webhook's URL, parsed once: a fan-out sends each webhook up to one request per event
+/// of the batch. An unparseable URL becomes a failed attempt that says so.
+pub type Target = Result<Url, String>;
+
+pub fn parse_target(url: &str) -> Target {
+    Url::parse(url).map_err(|e| format!("invalid URL: {e}"))
+}
+
+/// What one request needs.
 pub struct Outgoing<'a> {
-    pub url: &'a str,
+    pub url: &'a Target,
     pub body: Bytes,
     pub headers: Vec<(&'static str, String)>,
     pub auth: Option<&'a BasicAuth>,
@@ -155,7 +163,7 @@ impl DeliveryClient {
     /// Completes a verified TLS handshake with the URL's host (a HEAD request), under the
     /// same target policy as deliveries.
     pub async fn probe_tls(&self, url: &str) -> Result<(), String> {
-        let url = Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+        let url = parse_target(url)?;
         if let Some(refusal) = self.refuse_literal(&url) {
             return Err(refusal);
         }
@@ -184,17 +192,16 @@ impl DeliveryClient {
             },
             retry_after: None,
         };
-        // Parsed once: judged here, then handed to the client as it is.
-        let url = match Url::parse(outgoing.url) {
+        let url = match outgoing.url {
             Ok(url) => url,
-            Err(e) => return refused(format!("invalid URL: {e}")),
+            Err(e) => return refused(e.clone()),
         };
-        if let Some(refusal) = self.refuse_literal(&url) {
+        if let Some(refusal) = self.refuse_literal(url) {
             return refused(refusal);
         }
         let mut request = self
             .http
-            .post(url)
+            .post(url.clone())
             .header("content-type", "application/json")
             .body(outgoing.body);
         for (name, value) in outgoing.headers {
@@ -297,7 +304,7 @@ mod tests {
         port
     }
 
-    fn outgoing(url: &str) -> Outgoing<'_> {
+    fn outgoing(url: &Target) -> Outgoing<'_> {
         Outgoing {
             url,
             body: Bytes::from_static(b"{}"),
@@ -317,14 +324,16 @@ mod tests {
             format!("http://[::ffff:127.0.0.1]:{port}/hook"),
             format!("http://localhost:{port}/hook"),
         ] {
-            let sent = guarded.send(outgoing(&url)).await;
+            let sent = guarded.send(outgoing(&parse_target(&url))).await;
             assert_eq!(sent.attempt.status_code, None, "{url}");
             assert!(sent.attempt.error.unwrap().contains("forbidden"), "{url}");
         }
         // Local mode delivers to the same address.
         let open = DeliveryClient::new(TargetPolicy::Any);
         let sent = open
-            .send(outgoing(&format!("http://127.0.0.1:{port}/hook")))
+            .send(outgoing(&parse_target(&format!(
+                "http://127.0.0.1:{port}/hook"
+            ))))
             .await;
         assert_eq!(sent.attempt.status_code, Some(200));
         assert_eq!(sent.attempt.response_excerpt.as_deref(), Some("hello"));
@@ -336,7 +345,9 @@ mod tests {
         let port = answer_once(OK).await;
         let local = DeliveryClient::new(TargetPolicy::LoopbackOnly);
         let sent = local
-            .send(outgoing(&format!("http://localhost:{port}/hook")))
+            .send(outgoing(&parse_target(&format!(
+                "http://localhost:{port}/hook"
+            ))))
             .await;
         assert_eq!(sent.attempt.status_code, Some(200));
         for url in [
@@ -344,7 +355,7 @@ mod tests {
             "https://example.com/x",
             "http://10.0.0.1/x",
         ] {
-            let sent = local.send(outgoing(url)).await;
+            let sent = local.send(outgoing(&parse_target(url))).await;
             assert_eq!(sent.attempt.status_code, None, "{url}");
             assert!(sent.attempt.error.unwrap().contains("loopback"), "{url}");
             assert!(
@@ -361,12 +372,23 @@ mod tests {
         )
         .await;
         let sent = DeliveryClient::new(TargetPolicy::Any)
-            .send(outgoing(&format!("http://127.0.0.1:{port}/hook")))
+            .send(outgoing(&parse_target(&format!(
+                "http://127.0.0.1:{port}/hook"
+            ))))
             .await;
         assert_eq!(sent.attempt.status_code, Some(307));
         assert!(!sent.attempt.succeeded());
         assert!(sent.attempt.error.unwrap().contains("redirect"));
         assert_eq!(sent.retry_after, Some(Duration::from_secs(30)));
+    }
+
+    #[tokio::test]
+    async fn an_unparseable_url_is_a_failed_attempt_that_says_so() {
+        let sent = DeliveryClient::new(TargetPolicy::Any)
+            .send(outgoing(&parse_target("http://exa mple.com/hook")))
+            .await;
+        assert_eq!(sent.attempt.status_code, None);
+        assert!(sent.attempt.error.unwrap().starts_with("invalid URL"));
     }
 
     #[tokio::test]
@@ -376,7 +398,9 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let sent = DeliveryClient::new(TargetPolicy::Any)
-            .send(outgoing(&format!("http://127.0.0.1:{port}/hook")))
+            .send(outgoing(&parse_target(&format!(
+                "http://127.0.0.1:{port}/hook"
+            ))))
             .await;
         assert_eq!(sent.attempt.status_code, None);
         assert!(sent.attempt.error.unwrap().starts_with("could not connect"));

@@ -33,7 +33,7 @@ use crate::signing::{hex_signature, standard_signature_header};
 use crate::state::AppState;
 use crate::storage::events::Stored;
 use crate::storage::{StoreError, TenantView};
-use client::{Outgoing, Sent};
+use client::{Outgoing, Sent, Target};
 
 /// Requests in flight at once in one invocation.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -146,16 +146,16 @@ fn random_share() -> f64 {
 
 // ---- signing and sending ----
 
-/// Signs and sends one attempt of `event` to `webhook`.
-pub async fn send_attempt(
-    state: &AppState,
+/// The headers of one attempt of `event` to `webhook` at `now`: its id, timestamp, both
+/// signatures (the Standard Webhooks one under every secret in force), type and attempt.
+pub fn signed_headers(
     webhook: &Webhook,
     event_id: &str,
     event_type: &str,
-    body: Bytes,
+    body: &[u8],
     attempt: u32,
-) -> Sent {
-    let now = Utc::now();
+    now: DateTime<Utc>,
+) -> Vec<(&'static str, String)> {
     let timestamp = now.timestamp();
     let mut secrets = vec![&webhook.secret];
     if let (Some(previous), Some(until)) = (&webhook.previous_secret, webhook.previous_expires_at)
@@ -163,21 +163,34 @@ pub async fn send_attempt(
     {
         secrets.push(previous);
     }
-    let headers = vec![
+    vec![
         ("webhook-id", event_id.to_string()),
         ("webhook-timestamp", timestamp.to_string()),
         (
             "webhook-signature",
-            standard_signature_header(&secrets, event_id, timestamp, &body),
+            standard_signature_header(&secrets, event_id, timestamp, body),
         ),
-        ("x-webhook-signature", hex_signature(&webhook.secret, &body)),
+        ("x-webhook-signature", hex_signature(&webhook.secret, body)),
         ("x-webhook-event", event_type.to_string()),
         ("x-webhook-attempt", attempt.to_string()),
-    ];
+    ]
+}
+
+/// Signs and sends one attempt of `event` to `webhook`, at `target` (its parsed URL).
+pub async fn send_attempt(
+    state: &AppState,
+    webhook: &Webhook,
+    target: &Target,
+    event_id: &str,
+    event_type: &str,
+    body: Bytes,
+    attempt: u32,
+) -> Sent {
+    let headers = signed_headers(webhook, event_id, event_type, &body, attempt, Utc::now());
     state
         .delivery
         .send(Outgoing {
-            url: &webhook.url,
+            url: target,
             body,
             headers,
             auth: webhook.auth.as_ref(),
@@ -188,7 +201,17 @@ pub async fn send_attempt(
 /// Signs and sends one attempt of a stored event to `webhook`.
 pub async fn send_event(state: &AppState, webhook: &Webhook, event: &Event, attempt: u32) -> Sent {
     let body = Bytes::from(event.payload());
-    send_attempt(state, webhook, &event.id, &event.event_type, body, attempt).await
+    let target = client::parse_target(&webhook.url);
+    send_attempt(
+        state,
+        webhook,
+        &target,
+        &event.id,
+        &event.event_type,
+        body,
+        attempt,
+    )
+    .await
 }
 
 /// What follows an attempt: the delivery's status and, if another attempt is due, when.
@@ -299,9 +322,9 @@ struct Job {
 }
 
 /// Delivery records written per request (DynamoDB's BatchWriteItem limit).
-const RECORDS_PER_WRITE: usize = 25;
+pub const RECORDS_PER_WRITE: usize = 25;
 /// Record writes in flight at once during a fan-out.
-const PARALLEL_RECORD_WRITES: usize = 8;
+pub const PARALLEL_RECORD_WRITES: usize = 8;
 
 /// One delivery's outcome on its way to storage.
 struct Outcome {
@@ -442,6 +465,16 @@ async fn fan_out(
         .iter()
         .map(|c| Bytes::from(c.event.payload()))
         .collect();
+    // Each webhook's URL parsed once for the batch, not once per event.
+    let mut targets: HashMap<(&str, usize), Target> = HashMap::new();
+    for job in &jobs {
+        let tenant = claimed[job.claimed].event.tenant_id.as_str();
+        if let Ok(view) = &tenants[tenant] {
+            targets
+                .entry((tenant, job.webhook))
+                .or_insert_with(|| client::parse_target(&view.webhooks[job.webhook].url));
+        }
+    }
     let mut requests = Vec::with_capacity(jobs.len());
     for job in jobs.iter().filter(|j| !broken[j.claimed]) {
         let c = &claimed[job.claimed];
@@ -449,10 +482,12 @@ async fn fan_out(
             continue;
         };
         let wh = &view.webhooks[job.webhook];
+        let target = &targets[&(c.event.tenant_id.as_str(), job.webhook)];
         let body = payloads[job.claimed].clone();
         let (ci, wi) = (job.claimed, job.webhook);
         requests.push(async move {
-            let sent = send_attempt(state, wh, &c.event.id, &c.event.event_type, body, 1).await;
+            let sent =
+                send_attempt(state, wh, target, &c.event.id, &c.event.event_type, body, 1).await;
             (ci, wi, sent)
         });
     }

@@ -1,6 +1,7 @@
 //! Deliveries: one per (event, webhook), with every attempt recorded.
 
 use chrono::{DateTime, Utc};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use ulid::Ulid;
@@ -72,13 +73,21 @@ impl Attempt {
     }
 
     pub fn to_json(&self) -> Value {
-        json!({
-            "at": format_time(self.at),
-            "status_code": self.status_code,
-            "response_time": self.response_time,
-            "error": self.error,
-            "response_excerpt": self.response_excerpt,
-        })
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// An attempt's JSON, in the API and in a delivery item's `attempt_log` alike: written
+/// straight to text, with no intermediate map (the fan-out writes 1,000 per batch).
+impl Serialize for Attempt {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("Attempt", 5)?;
+        out.serialize_field("at", &format_time(self.at))?;
+        out.serialize_field("status_code", &self.status_code)?;
+        out.serialize_field("response_time", &self.response_time)?;
+        out.serialize_field("error", &self.error)?;
+        out.serialize_field("response_excerpt", &self.response_excerpt)?;
+        out.end()
     }
 }
 

@@ -238,9 +238,16 @@ impl Attrs<'_> {
 #[derive(Default)]
 struct ItemBuilder(Item);
 
+/// More attributes than any item has (a webhook has 22 at most).
+const ITEM_CAPACITY: usize = 24;
+
 impl ItemBuilder {
     fn new(pk: String, sk: impl Into<String>) -> Self {
-        ItemBuilder(key(pk, sk))
+        // Room for the largest item's attributes up front: no rehash while it is built.
+        let mut item = Item::with_capacity(ITEM_CAPACITY);
+        item.insert(PK.to_string(), s(pk));
+        item.insert(SK.to_string(), s(sk));
+        ItemBuilder(item)
     }
 
     fn set(mut self, name: &str, value: AttributeValue) -> Self {
@@ -487,16 +494,6 @@ pub fn source_key_event_id(item: &Item) -> Result<String, ItemError> {
 
 // ---- deliveries ----
 
-fn attempt_to_json(a: &Attempt) -> Value {
-    serde_json::json!({
-        "at": format_time(a.at),
-        "status_code": a.status_code,
-        "response_time": a.response_time,
-        "error": a.error,
-        "response_excerpt": a.response_excerpt,
-    })
-}
-
 fn attempt_from_json(v: &Value) -> Option<Attempt> {
     Some(Attempt {
         at: parse_time(v.get("at")?.as_str()?)?,
@@ -513,7 +510,8 @@ fn attempt_from_json(v: &Value) -> Option<Attempt> {
 /// A delivery item, expiring at `expires_at`. Open deliveries (pending, buffered) also
 /// sit in GSI2 under their webhook and status; a closed one leaves it.
 pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
-    let log: Vec<Value> = d.attempt_log.iter().map(attempt_to_json).collect();
+    // Strings, numbers and nulls only: serializing cannot fail.
+    let log = serde_json::to_string(&d.attempt_log).unwrap_or_else(|_| "[]".to_string());
     let mut builder = ItemBuilder::new(deliveries_pk(&d.tenant_id), delivery_sk(&d.id))
         .string(GSI1_PK, webhook_deliveries_gsi_pk(&d.webhook_id))
         .string(GSI1_SK, &d.id)
@@ -527,7 +525,7 @@ pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
         .time("created_at", d.created_at)
         .time("updated_at", d.updated_at)
         .opt_time("next_attempt_at", d.next_attempt_at)
-        .string("attempt_log", Value::Array(log).to_string())
+        .string("attempt_log", log)
         .set(EXPIRES_AT, n(expires_at));
     if d.status.is_open() {
         builder = builder
