@@ -13,11 +13,14 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use shared::config::{Config, Mode, QueueUrls};
-use shared::delivery::client::{DeliveryClient, Outgoing, TargetPolicy};
+use shared::delivery::client::{DeliveryClient, Outgoing, Target, TargetPolicy, parse_target};
+use shared::delivery::{PARALLEL_RECORD_WRITES, RECORDS_PER_WRITE, signed_headers};
+use shared::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use shared::domain::event_type::EventType;
 use shared::domain::webhook::{Secret, Webhook};
 use shared::ids::IdKind;
 use shared::state::AppState;
+use shared::storage::items::delivery_item;
 
 use crate::meter::{AwsMeter, Counts};
 
@@ -40,19 +43,31 @@ pub struct Run {
 pub struct FanoutReport {
     pub runs: Vec<Run>,
     pub peak_rss_kb: u64,
+    /// Against the stub only: the service's own stages, each measured alone.
+    pub stages: Option<Stages>,
 }
 
-/// This process's CPU time (user + system), from /proc/self/stat, in milliseconds.
+/// CPU milliseconds per 1,000 deliveries of the service's own stages, each run alone in
+/// this process on the fan-out's data (median of [`STAGE_RUNS`]): beside the HTTP client's
+/// own cost (the ceiling's CPU), they show where a delivery's CPU goes.
+#[derive(Debug, Serialize)]
+pub struct Stages {
+    /// Both signatures and the other headers of 1,000 attempts.
+    pub signing_cpu_ms: f64,
+    /// Building 1,000 delivery items (DynamoDB attribute maps).
+    pub record_items_cpu_ms: f64,
+    /// Writing 1,000 records through the SDK as the fan-out does (40 BatchWriteItem, 8 in
+    /// flight), their items included.
+    pub record_writes_cpu_ms: f64,
+}
+
+const STAGE_RUNS: usize = 7;
+
+/// This process's CPU time (user + system, every thread), in milliseconds, to the
+/// nanosecond: the kernel's own account, not 10 ms ticks.
 pub fn process_cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command (which is in parentheses): utime is the 14th, stime the 15th.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
-        .sum();
-    ticks * 10.0 // USER_HZ is 100 on Linux
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 * 1000.0 + t.tv_nsec as f64 / 1e6
 }
 
 /// This process's peak resident memory (VmHWM), in kB.
@@ -201,22 +216,114 @@ pub async fn run_fanout(
             counts: meter.counts(),
         });
     }
+    let peak_rss_kb = peak_rss_kb();
+    let stages = if emulator {
+        None
+    } else {
+        Some(measure_stages(&state).await)
+    };
     FanoutReport {
         runs: measured,
-        peak_rss_kb: peak_rss_kb(),
+        peak_rss_kb,
+        stages,
     }
+}
+
+/// The median CPU milliseconds of `STAGE_RUNS` runs of `stage`.
+async fn stage_cpu<F: Future<Output = ()>>(mut stage: impl FnMut() -> F) -> f64 {
+    let mut runs = Vec::with_capacity(STAGE_RUNS);
+    for _ in 0..STAGE_RUNS {
+        let cpu = process_cpu_ms();
+        stage().await;
+        runs.push(process_cpu_ms() - cpu);
+    }
+    crate::coldstart::median(&runs)
+}
+
+async fn measure_stages(state: &AppState) -> Stages {
+    let view = state
+        .store
+        .load_tenant(TENANT)
+        .await
+        .expect("reading the bench tenant");
+    let total = EVENTS_PER_BATCH * WEBHOOKS;
+    let event_id = IdKind::Event.generate();
+    let body = payload(&event_id);
+    let now = shared::domain::now();
+    let signing_cpu_ms = stage_cpu(|| async {
+        let headers: Vec<_> = (0..total)
+            .map(|n| {
+                let webhook = &view.webhooks[n % view.webhooks.len()];
+                signed_headers(webhook, &event_id, EVENT_TYPE, &body, 1, now)
+            })
+            .collect();
+        std::hint::black_box(headers);
+    })
+    .await;
+    let records: Vec<Delivery> = (0..total)
+        .map(|n| {
+            let webhook = &view.webhooks[n % view.webhooks.len()];
+            let event = format!("{event_id}{n}");
+            let mut delivery = Delivery::new(
+                TENANT,
+                &event,
+                &webhook.id,
+                EVENT_TYPE,
+                DeliveryStatus::Pending,
+                now,
+            );
+            let attempt = Attempt {
+                at: now,
+                status_code: Some(200),
+                response_time: 1,
+                error: None,
+                response_excerpt: Some("ok".into()),
+            };
+            delivery.record(1, attempt, DeliveryStatus::Succeeded, None);
+            delivery
+        })
+        .collect();
+    let expires = state.expires_at();
+    let record_items_cpu_ms = stage_cpu(|| async {
+        let items: Vec<_> = records.iter().map(|d| delivery_item(d, expires)).collect();
+        std::hint::black_box(items);
+    })
+    .await;
+    let record_writes_cpu_ms = stage_cpu(|| async {
+        let written: Vec<_> = futures::stream::iter(records.chunks(RECORDS_PER_WRITE))
+            .map(|chunk| state.store.put_deliveries(chunk, expires))
+            .buffer_unordered(PARALLEL_RECORD_WRITES)
+            .collect()
+            .await;
+        assert!(
+            written.iter().all(Result::is_ok),
+            "the stub refused a record write"
+        );
+    })
+    .await;
+    Stages {
+        signing_cpu_ms,
+        record_items_cpu_ms,
+        record_writes_cpu_ms,
+    }
+}
+
+/// An event's body as sent: its id, type, time and the bench data.
+fn payload(event_id: &str) -> Bytes {
+    Bytes::from(
+        json!({"id": event_id, "type": EVENT_TYPE, "created": "2026-01-01T00:00:00.000Z", "data": event_data(0)})
+            .to_string(),
+    )
 }
 
 /// The ceiling: the delivery client POSTing the fan-out's 1,000 bodies, with the same
 /// headers precomputed, to the same receiver: no storage, no signing, no bookkeeping.
-pub async fn run_ceiling(receiver: &str, runs: usize) -> Vec<f64> {
+/// Returns each run's POSTs per second and CPU milliseconds per 1,000 POSTs.
+pub async fn run_ceiling(receiver: &str, runs: usize) -> (Vec<f64>, Vec<f64>) {
     let client = DeliveryClient::new(TargetPolicy::LoopbackOnly);
-    let body = Bytes::from(
-        json!({"id": IdKind::Event.generate(), "type": EVENT_TYPE, "created": "2026-01-01T00:00:00.000Z", "data": event_data(0)})
-            .to_string(),
-    );
-    let urls: Vec<String> = (0..WEBHOOKS)
-        .map(|i| format!("{receiver}/hook/{i}"))
+    let body = payload(&IdKind::Event.generate());
+    let urls: Vec<Target> = (0..WEBHOOKS)
+        .map(|i| parse_target(&format!("{receiver}/hook/{i}")))
         .collect();
     let headers = vec![
         ("webhook-id", "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV".to_string()),
@@ -233,8 +340,9 @@ pub async fn run_ceiling(receiver: &str, runs: usize) -> Vec<f64> {
         ("x-webhook-attempt", "1".to_string()),
     ];
     let total = EVENTS_PER_BATCH * WEBHOOKS;
-    let mut rates = Vec::new();
+    let (mut rates, mut cpu) = (Vec::new(), Vec::new());
     for round in 0..=runs {
+        let cpu_before = process_cpu_ms();
         let started = Instant::now();
         let sent: Vec<bool> = futures::stream::iter((0..total).map(|n| {
             let client = &client;
@@ -250,6 +358,7 @@ pub async fn run_ceiling(receiver: &str, runs: usize) -> Vec<f64> {
         .collect()
         .await;
         let elapsed = started.elapsed().max(Duration::from_micros(1));
+        let cpu_ms = process_cpu_ms() - cpu_before;
         assert!(
             sent.iter().all(|ok| *ok),
             "the receiver refused a ceiling POST"
@@ -257,7 +366,8 @@ pub async fn run_ceiling(receiver: &str, runs: usize) -> Vec<f64> {
         if round > 0 {
             // Round 0 warms the connection pool, as the fan-out's warm-up does.
             rates.push(total as f64 / elapsed.as_secs_f64());
+            cpu.push(cpu_ms * 1000.0 / total as f64);
         }
     }
-    rates
+    (rates, cpu)
 }
