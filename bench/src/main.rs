@@ -8,6 +8,7 @@
 //! every Lambda binary.
 
 mod coldstart;
+mod cpus;
 mod fanout;
 mod load;
 mod meter;
@@ -60,7 +61,18 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // The fan-out and ceiling children run on the runtime the deliver binary uses
     // (functions/src/bin/deliver.rs), so their CPU and rates compare like for like.
-    let runtime = if matches!(args.first().map(String::as_str), Some("fanout" | "ceiling")) {
+    let measured = matches!(args.first().map(String::as_str), Some("fanout" | "ceiling"));
+    // Cores are chosen before the runtime starts its threads, which inherit them.
+    match args.first().map(String::as_str) {
+        Some("fanout" | "ceiling") => cpus::pin_measured(),
+        None | Some("run") => {
+            if let Some(core) = cpus::reserve_for_measured() {
+                eprintln!("webhooks-bench: core {core} reserved for the measured process");
+            }
+        }
+        _ => {}
+    }
+    let runtime = if measured {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -141,7 +153,11 @@ async fn start_receiver() -> (String, Arc<AtomicU64>) {
 
 /// Runs this binary with `args` and parses the JSON line it prints.
 fn child(args: &[&str]) -> Result<Value, String> {
-    let out = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+    let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    if let Some((name, core)) = cpus::for_child() {
+        command.env(name, core);
+    }
+    let out = command
         .args(args)
         .stderr(Stdio::inherit())
         .output()
