@@ -259,8 +259,24 @@ fn apply_attempt(
     Some((task, wait))
 }
 
+/// When an attempt was made and whether it succeeded: what a webhook's health needs of it.
+#[derive(Clone, Copy)]
+struct Tried {
+    at: DateTime<Utc>,
+    succeeded: bool,
+}
+
+impl From<&Attempt> for Tried {
+    fn from(a: &Attempt) -> Self {
+        Tried {
+            at: a.at,
+            succeeded: a.succeeded(),
+        }
+    }
+}
+
 /// Keeps a webhook's `last_triggered_at` and auto-disable clock up to date after attempts.
-fn health_after(state: &AppState, webhook: &Webhook, attempts: &[&Attempt]) -> Webhook {
+fn health_after(state: &AppState, webhook: &Webhook, attempts: &[Tried]) -> Webhook {
     let mut next = webhook.clone();
     let Some(latest) = attempts.iter().map(|a| a.at).max() else {
         return next;
@@ -271,7 +287,7 @@ fn health_after(state: &AppState, webhook: &Webhook, attempts: &[&Attempt]) -> W
     {
         next.last_triggered_at = Some(latest);
     }
-    if attempts.iter().any(|a| a.succeeded()) {
+    if attempts.iter().any(|a| a.succeeded) {
         next.failing_since = None;
     } else {
         let since = *next.failing_since.get_or_insert(latest);
@@ -438,8 +454,10 @@ async fn fan_out(
         };
         for wi in matching {
             let wh = &view.webhooks[wi];
-            let id = crate::domain::delivery::delivery_id(&c.event.id, &wh.id);
-            if existing.contains(&id) {
+            // Only a resumed fan-out has records to skip (Delivery::new derives the id).
+            if !existing.is_empty()
+                && existing.contains(&crate::domain::delivery::delivery_id(&c.event.id, &wh.id))
+            {
                 continue;
             }
             if wh.status == WebhookStatus::Paused {
@@ -493,7 +511,7 @@ async fn fan_out(
     }
     let (outcomes, outcomes_rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
     let produce = async {
-        let mut attempts_by_webhook: HashMap<(String, usize), Vec<Attempt>> = HashMap::new();
+        let mut attempts_by_webhook: HashMap<(&str, usize), Vec<Tried>> = HashMap::new();
         for (ci, buffered) in deliveries.into_iter().enumerate() {
             for delivery in buffered.into_iter().filter(|_| !broken[ci]) {
                 let _ = outcomes.send(Outcome {
@@ -518,9 +536,9 @@ async fn fan_out(
                 sent.attempt.at,
             );
             attempts_by_webhook
-                .entry((c.event.tenant_id.clone(), wi))
+                .entry((c.event.tenant_id.as_str(), wi))
                 .or_default()
-                .push(sent.attempt.clone());
+                .push(Tried::from(&sent.attempt));
             let retry = apply_attempt(state, &mut delivery, 1, sent);
             let _ = outcomes.send(Outcome {
                 claimed: ci,
@@ -569,10 +587,9 @@ async fn fan_out(
     let updates = attempts_by_webhook
         .iter()
         .filter_map(|((tenant, wi), attempts)| {
-            let view = tenants[tenant].as_ref().ok()?;
+            let view = tenants[*tenant].as_ref().ok()?;
             let before = &view.webhooks[*wi];
-            let refs: Vec<&Attempt> = attempts.iter().collect();
-            let after = health_after(state, before, &refs);
+            let after = health_after(state, before, attempts);
             Some(async move { save_health(state, before, &after).await })
         });
     join_all(updates).await;
@@ -757,7 +774,7 @@ async fn retry_once(
         return save(state, &delivery, task.attempt, &OPEN).await;
     };
     let sent = send_event(state, &webhook, &event, task.attempt).await;
-    let after = health_after(state, &webhook, &[&sent.attempt]);
+    let after = health_after(state, &webhook, &[Tried::from(&sent.attempt)]);
     if let Some(next) = apply_attempt(state, &mut delivery, task.attempt, sent) {
         queues
             .send(&queues.delivery_url, &[next])
