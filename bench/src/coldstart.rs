@@ -2,16 +2,12 @@
 //! runtime API, against a stub runtime API on loopback that records the request and never
 //! answers (the process is then killed).
 
-use std::convert::Infallible;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
 const NEXT_INVOCATION: &str = "/2018-06-01/runtime/invocation/next";
@@ -23,27 +19,20 @@ pub async fn stub_runtime_api() -> (String, mpsc::UnboundedReceiver<Instant>) {
         .expect("binding");
     let address = listener.local_addr().expect("address").to_string();
     let (arrived, arrivals) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+    tokio::spawn(crate::serve::serve(
+        listener,
+        move |req: crate::serve::Request| {
             let arrived = arrived.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let arrived = arrived.clone();
-                    async move {
-                        if req.uri().path() == NEXT_INVOCATION {
-                            let _ = arrived.send(Instant::now());
-                            // Hold the request: the process waits here until it is killed.
-                            std::future::pending::<()>().await;
-                        }
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+            async move {
+                if req.uri().path() == NEXT_INVOCATION {
+                    let _ = arrived.send(Instant::now());
+                    // Hold the request: the process waits here until it is killed.
+                    std::future::pending::<()>().await;
+                }
+                hyper::Response::new(Full::new(Bytes::new()))
+            }
+        },
+    ));
     (address, arrivals)
 }
 

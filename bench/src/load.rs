@@ -4,18 +4,13 @@
 //! 5xx and lost deliveries; fails on any 5xx or loss.
 
 use std::collections::HashSet;
-use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 const CLIENTS: usize = 50;
@@ -32,33 +27,24 @@ async fn receiver() -> (String, Seen) {
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let seen: Seen = Arc::default();
     let shared = Arc::clone(&seen);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+    tokio::spawn(crate::serve::serve(
+        listener,
+        move |req: crate::serve::Request| {
             let seen = Arc::clone(&shared);
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let seen = Arc::clone(&seen);
-                    async move {
-                        let id = req
-                            .headers()
-                            .get("webhook-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        let path = req.uri().path().to_string();
-                        let _ = req.into_body().collect().await;
-                        seen.lock().expect("lock").insert((id, path));
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                            b"ok",
-                        ))))
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+            async move {
+                let id = req
+                    .headers()
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let path = req.uri().path().to_string();
+                let _ = req.into_body().collect().await;
+                seen.lock().expect("lock").insert((id, path));
+                crate::serve::ok()
+            }
+        },
+    ));
     (base, seen)
 }
 

@@ -12,21 +12,17 @@ mod cpus;
 mod fanout;
 mod load;
 mod meter;
+mod serve;
 mod stub;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use coldstart::median;
@@ -128,26 +124,14 @@ async fn start_receiver() -> (String, Arc<AtomicU64>) {
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let count = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&count);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let counter = Arc::clone(&counter);
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let counter = Arc::clone(&counter);
-                    async move {
-                        let _ = req.into_body().collect().await;
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                            b"ok",
-                        ))))
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    tokio::spawn(serve::serve(listener, move |req: serve::Request| {
+        let counter = Arc::clone(&counter);
+        async move {
+            let _ = req.into_body().collect().await;
+            counter.fetch_add(1, Ordering::Relaxed);
+            serve::ok()
         }
-    });
+    }));
     (base, count)
 }
 
@@ -460,36 +444,40 @@ async fn orchestrate() -> Result<(), String> {
     ] {
         row(name, format!("{value:.1}"), String::new(), "");
     }
-    row(
-        "DynamoDB write units per delivery",
-        format!("{write_units:.3}"),
-        "<= 1.1".into(),
-        ok(write_units <= 1.1),
-    );
-    row(
-        "DynamoDB read requests per delivery",
-        format!("{reads:.4}"),
-        "<= 0.05".into(),
-        ok(reads <= 0.05),
-    );
-    row(
-        "SQS requests per delivery (all-in)",
-        format!("{sqs_per_delivery:.4}"),
-        "<= 0.2".into(),
-        ok(sqs_per_delivery <= 0.2),
-    );
-    row(
-        "cost per million deliveries (USD)",
-        format!("{usd:.3}"),
-        "<= 1.50".into(),
-        ok(usd <= 1.5),
-    );
-    row(
-        "deliver peak RSS (MB)",
-        format!("{peak_rss_mb:.1}"),
-        "<= 64".into(),
-        ok(peak_rss_mb <= 64.0),
-    );
+    for (name, value, reference, good) in [
+        (
+            "DynamoDB write units per delivery",
+            format!("{write_units:.3}"),
+            "<= 1.1",
+            write_units <= 1.1,
+        ),
+        (
+            "DynamoDB read requests per delivery",
+            format!("{reads:.4}"),
+            "<= 0.05",
+            reads <= 0.05,
+        ),
+        (
+            "SQS requests per delivery (all-in)",
+            format!("{sqs_per_delivery:.4}"),
+            "<= 0.2",
+            sqs_per_delivery <= 0.2,
+        ),
+        (
+            "cost per million deliveries (USD)",
+            format!("{usd:.3}"),
+            "<= 1.50",
+            usd <= 1.5,
+        ),
+        (
+            "deliver peak RSS (MB)",
+            format!("{peak_rss_mb:.1}"),
+            "<= 64",
+            peak_rss_mb <= 64.0,
+        ),
+    ] {
+        row(name, value, reference.into(), ok(good));
+    }
     for (binary, ms) in &cold {
         let size = sizes[binary];
         row(

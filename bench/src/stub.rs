@@ -4,14 +4,10 @@
 //! (the bench writes nothing that conflicts). Only what the deliver path calls is served.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 type Items = Arc<Mutex<BTreeMap<(String, String), Value>>>;
@@ -119,46 +115,35 @@ fn sqs(operation: &str, body: &Value) -> Value {
 /// Serves the stub on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener) {
     let items: Items = Arc::default();
-    while let Ok((stream, _)) = listener.accept().await {
+    crate::serve::serve(listener, move |req: crate::serve::Request| {
         let items = Arc::clone(&items);
-        tokio::spawn(async move {
-            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let items = Arc::clone(&items);
-                async move {
-                    let target = req
-                        .headers()
-                        .get("x-amz-target")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    let body = req
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let (service, operation) = target.split_once('.').unwrap_or(("", ""));
-                    let (answer, content_type) = if service.starts_with("AmazonSQS") {
-                        (sqs(operation, &body), "application/x-amz-json-1.0")
-                    } else {
-                        (
-                            dynamodb(&items, operation, &body),
-                            "application/x-amz-json-1.0",
-                        )
-                    };
-                    Ok::<_, Infallible>(
-                        hyper::Response::builder()
-                            .header("content-type", content_type)
-                            .header("x-amzn-requestid", "stub")
-                            .body(Full::new(Bytes::from(answer.to_string())))
-                            .expect("static headers are valid"),
-                    )
-                }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+        async move {
+            let target = req
+                .headers()
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let (service, operation) = target.split_once('.').unwrap_or(("", ""));
+            let answer = if service.starts_with("AmazonSQS") {
+                sqs(operation, &body)
+            } else {
+                dynamodb(&items, operation, &body)
+            };
+            // Both services speak the AWS JSON 1.0 protocol to the SDK.
+            hyper::Response::builder()
+                .header("content-type", "application/x-amz-json-1.0")
+                .header("x-amzn-requestid", "stub")
+                .body(Full::new(Bytes::from(answer.to_string())))
+                .expect("static headers are valid")
+        }
+    })
+    .await;
 }
