@@ -228,7 +228,8 @@ async fn an_exhausted_schedule_fails_and_a_manual_retry_sends_again() {
 
 #[tokio::test]
 async fn retry_after_from_the_receiver_delays_the_next_attempt() {
-    let stack = fast_stack("100ms").await;
+    // Honoured up to the schedule's longest wait (5 s here).
+    let stack = fast_stack("100ms,5s").await;
     let receiver = Receiver::start().await;
     let client = tenant(&stack).await;
     receiver.script(
@@ -243,6 +244,49 @@ async fn retry_after_from_the_receiver_delays_the_next_attempt() {
         gap >= Duration::from_millis(1900),
         "second attempt after {gap:?}"
     );
+}
+
+/// A receiver's `Retry-After` can be anything: a number of seconds that overflows every
+/// clock, or a date in the year 9999. Neither may fail the batch (the other webhook of the
+/// same event gets exactly one delivery), nor write a time the log cannot read back, nor
+/// hold the next attempt past the schedule's longest wait (here 2 s, plus jitter).
+#[tokio::test]
+async fn no_retry_after_a_receiver_sends_can_crash_the_batch_or_corrupt_the_record() {
+    let stack = fast_stack("100ms,2s").await;
+    let receiver = Receiver::start().await;
+    let client = tenant(&stack).await;
+    for (path, value) in [
+        ("seconds", "9000000000000"),
+        ("overflow", "10000000000000000000000"),
+        ("date", "Fri, 31 Dec 9999 23:59:59 GMT"),
+    ] {
+        receiver.script(
+            path,
+            vec![
+                Answer::WithHeaders(503, vec![("retry-after", value.into())]),
+                Answer::WithHeaders(503, vec![("retry-after", value.into())]),
+            ],
+        );
+        client.webhook(&receiver.url(path), json!("*")).await;
+    }
+    let healthy = client.webhook(&receiver.url("healthy"), json!("*")).await;
+    client.publish("user.created", json!({})).await;
+
+    for path in ["seconds", "overflow", "date"] {
+        let got = receiver.wait_for(path, 3, WAIT).await;
+        for pair in got.windows(2) {
+            let gap = pair[1].at - pair[0].at;
+            assert!(gap < Duration::from_millis(2400 + 1500), "{path}: {gap:?}");
+        }
+    }
+    let done = client
+        .wait_for_deliveries("", WAIT, |list| all_with_status(list, 4, "succeeded"))
+        .await;
+    assert!(done.iter().all(|d| d["next_attempt_at"].is_null()));
+    let healthy_id = id(&healthy);
+    assert_eq!(receiver.requests("healthy").len(), 1);
+    let mine = client.deliveries(&format!("webhook_id={healthy_id}")).await;
+    assert_eq!(mine[0]["attempts"], 1);
 }
 
 #[tokio::test]

@@ -244,10 +244,7 @@ fn apply_attempt(
     sent: Sent,
 ) -> Option<(Task, Duration)> {
     let (status, wait) = next_step(state, attempt_number, &sent);
-    let at = sent.attempt.at;
-    let next_at = wait
-        .and_then(|w| chrono::TimeDelta::from_std(w).ok())
-        .map(|w| at + w);
+    let next_at = wait.map(|w| crate::domain::later(sent.attempt.at, w));
     delivery.record(attempt_number, sent.attempt, status, next_at);
     let (wait, next_at) = (wait?, next_at?);
     let task = Task::Retry(RetryTask {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 /// Waits after attempts 1, 2, ... (SPEC: 5s, 5m, 30m, 2h, 5h, 10h, 10h: eight attempts
 /// over about 27 hours). `RETRY_SCHEDULE` replaces it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,6 +13,10 @@ pub const DEFAULT_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
 
 /// The most a wait is stretched at random, so that retries of many deliveries spread out.
 pub const MAX_JITTER: f64 = 0.2;
+
+/// The longest wait a schedule (or any duration setting) may name: a year. Bounded so that
+/// no arithmetic on a wait can overflow.
+pub const LONGEST_SETTING: Duration = Duration::from_secs(365 * 86400);
 
 impl RetrySchedule {
     /// Parses `5s,5m,30m,2h`: whole numbers with `ms`, `s`, `m`, `h` or `d`.
@@ -35,8 +41,14 @@ impl RetrySchedule {
         self.0.get(attempt.checked_sub(1)? as usize).copied()
     }
 
+    /// The longest wait of the schedule: a receiver's `Retry-After` is honoured up to this
+    /// and never beyond.
+    pub fn longest_wait(&self) -> Duration {
+        self.0.iter().max().copied().unwrap_or_default()
+    }
+
     /// The wait with jitter: stretched by a random share in `[0, MAX_JITTER]`, and never
-    /// shorter than the receiver's `Retry-After`.
+    /// shorter than the receiver's `Retry-After` as far as the schedule's longest wait.
     pub fn next_wait(
         &self,
         attempt: u32,
@@ -44,8 +56,27 @@ impl RetrySchedule {
         random: f64,
     ) -> Option<Duration> {
         let base = self.wait_after(attempt)?;
-        let jittered = base.mul_f64(1.0 + MAX_JITTER * random.clamp(0.0, 1.0));
-        Some(retry_after.map_or(jittered, |ra| ra.max(jittered)))
+        let share = if random.is_finite() {
+            random.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let jittered = base.mul_f64(1.0 + MAX_JITTER * share);
+        let asked = retry_after.map_or(Duration::ZERO, |ra| ra.min(self.longest_wait()));
+        Some(jittered.max(asked))
+    }
+
+    /// When the attempt after attempt `attempt` (made at `at`) is due, or `None` when it was
+    /// the last. Never later than the latest time a record can hold.
+    pub fn next_attempt_at(
+        &self,
+        attempt: u32,
+        at: DateTime<Utc>,
+        retry_after: Option<Duration>,
+        random: f64,
+    ) -> Option<DateTime<Utc>> {
+        let wait = self.next_wait(attempt, retry_after, random)?;
+        Some(crate::domain::later(at, wait))
     }
 }
 
@@ -63,30 +94,36 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a wait like 5s, 5m or 2h"))?;
-    let seconds = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+    let wait = match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        "d" => n.checked_mul(86400).map(Duration::from_secs),
         _ => return Err(format!("{text:?}: the unit must be ms, s, m, h or d")),
     };
-    Ok(Duration::from_secs(seconds))
+    wait.filter(|w| *w <= LONGEST_SETTING)
+        .ok_or_else(|| format!("{text:?} is longer than a year"))
 }
 
-/// Reads `Retry-After`: delay-seconds, or an HTTP date.
-pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+/// Reads `Retry-After`: delay-seconds, or an HTTP date. Any value a receiver sends is read
+/// without panicking; the schedule bounds what is honoured ([`RetrySchedule::next_wait`]).
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (at.with_timezone(&chrono::Utc) - now).to_std().ok()
+    let at = DateTime::parse_from_rfc2822(value).ok()?;
+    at.with_timezone(&Utc)
+        .signed_duration_since(now)
+        .to_std()
+        .ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn the_default_schedule_is_the_specs() {
@@ -103,7 +140,7 @@ mod tests {
 
     #[test]
     fn jitter_stretches_by_at_most_a_fifth_and_retry_after_wins_when_longer() {
-        let s = RetrySchedule::parse("10s").unwrap();
+        let s = RetrySchedule::parse("10s,2m").unwrap();
         assert_eq!(s.next_wait(1, None, 0.0), Some(Duration::from_secs(10)));
         assert_eq!(s.next_wait(1, None, 1.0), Some(Duration::from_secs(12)));
         assert_eq!(
@@ -114,7 +151,72 @@ mod tests {
             s.next_wait(1, Some(Duration::from_secs(1)), 0.0),
             Some(Duration::from_secs(10))
         );
-        assert_eq!(s.next_wait(2, None, 0.0), None);
+        assert_eq!(s.next_wait(3, None, 0.0), None);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_longest_wait_and_never_beyond() {
+        let s = RetrySchedule::parse("1s,1m,10m").unwrap();
+        assert_eq!(s.longest_wait(), Duration::from_secs(600));
+        let huge = Some(Duration::from_secs(9_000_000_000_000));
+        assert_eq!(s.next_wait(1, huge, 0.0), Some(Duration::from_secs(600)));
+        assert_eq!(
+            s.next_wait(1, Some(Duration::from_secs(120)), 0.0),
+            Some(Duration::from_secs(120))
+        );
+        let at = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:55:00Z")
+            .unwrap()
+            .to_utc();
+        let next = s.next_attempt_at(3, at, huge, 1.0).unwrap();
+        assert_eq!(next, crate::domain::latest_time());
+        assert!(s.next_wait(1, None, f64::NAN).is_some());
+    }
+
+    #[test]
+    fn waits_past_a_year_are_refused_not_overflowed() {
+        for bad in ["18446744073709551615d", "366d", "9000000h"] {
+            assert!(RetrySchedule::parse(bad).is_err(), "{bad}");
+        }
+        assert!(RetrySchedule::parse("365d").is_ok());
+    }
+
+    fn retry_after_values() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9]{0,25}",
+            ".{0,40}",
+            (0i64..253_402_300_799).prop_map(|s| chrono::DateTime::from_timestamp(s, 0)
+                .unwrap_or_default()
+                .to_rfc2822()),
+        ]
+    }
+
+    proptest! {
+        /// Whatever a receiver sends and whenever it happens, the next attempt falls within
+        /// the schedule and its time survives the record's round trip through text.
+        #[test]
+        fn any_retry_after_any_attempt_any_clock_stays_in_the_schedule(
+            header in retry_after_values(),
+            attempt in 0u32..12,
+            clock_ms in 0i64..=253_402_300_799_999,
+            random in proptest::num::f64::ANY,
+        ) {
+            let schedule = RetrySchedule::default();
+            let at = chrono::DateTime::from_timestamp_millis(clock_ms).unwrap();
+            let retry_after = parse_retry_after(&header, at);
+            let next = schedule.next_attempt_at(attempt, at, retry_after, random);
+            prop_assert_eq!(next.is_some(), (1..schedule.max_attempts()).contains(&attempt));
+            if let Some(next) = next {
+                let longest = schedule.longest_wait().mul_f64(1.0 + MAX_JITTER);
+                let wait = (next - at).to_std().unwrap();
+                prop_assert!(wait <= longest, "{wait:?}");
+                prop_assert!(
+                    next == crate::domain::latest_time()
+                        || wait >= schedule.wait_after(attempt).unwrap()
+                );
+                let text = crate::domain::format_time(next);
+                prop_assert_eq!(crate::domain::parse_time(&text), Some(next));
+            }
+        }
     }
 
     #[test]

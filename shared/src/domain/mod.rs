@@ -21,6 +21,19 @@ pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// The latest time a record can hold: RFC 3339 has four-digit years.
+pub fn latest_time() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(253_402_300_799_999).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `at` plus `wait`, checked: never past [`latest_time`], whatever the wait.
+pub fn later(at: DateTime<Utc>, wait: std::time::Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(wait)
+        .ok()
+        .and_then(|w| at.checked_add_signed(w))
+        .map_or_else(latest_time, |t| t.min(latest_time()))
+}
+
 /// The current time, truncated to the milliseconds [`format_time`] keeps, so that a value
 /// read back from storage equals the one written.
 pub fn now() -> DateTime<Utc> {
