@@ -13,14 +13,18 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use shared::config::{Config, Mode, QueueUrls};
-use shared::delivery::client::{DeliveryClient, Outgoing, Target, TargetPolicy, parse_target};
-use shared::delivery::{PARALLEL_RECORD_WRITES, RECORDS_PER_WRITE, signed_headers};
+use shared::delivery::PARALLEL_RECORD_WRITES;
+use shared::delivery::client::{
+    DeliveryClient, Outgoing, Target, TargetPolicy, Transport, parse_target,
+};
+use shared::delivery::send::signed_headers;
 use shared::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use shared::domain::event_type::EventType;
 use shared::domain::webhook::{Secret, Webhook};
 use shared::ids::IdKind;
 use shared::state::AppState;
-use shared::storage::items::delivery_item;
+use shared::storage::RECORDS_PER_WRITE;
+use shared::storage::dynamo::items::delivery_item;
 
 use crate::meter::{AwsMeter, Counts};
 
@@ -164,16 +168,16 @@ pub async fn run_fanout(
     let mut config =
         Config::from_vars(Mode::Local, |k| vars.get(k).cloned()).expect("bench config");
     if emulator {
-        let template = shared::local::template::Template::built_in().expect("template");
+        let template = tools::local::template::Template::built_in().expect("template");
         let sdk = shared::state::sdk_config(&config).await;
-        shared::local::provision::ensure_table(
+        tools::local::provision::ensure_table(
             &aws_sdk_dynamodb::Client::new(&sdk),
             &template,
             &table,
         )
         .await
         .expect("creating the bench table");
-        let queues = shared::local::provision::ensure_queues(
+        let queues = tools::local::provision::ensure_queues(
             &aws_sdk_sqs::Client::new(&sdk),
             &template,
             &table,

@@ -208,8 +208,8 @@ async fn orchestrate() -> Result<(), String> {
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
         .port();
-    let emulator = shared::local::emulator::Emulator::start(
-        &shared::local::emulator::default_server_path(),
+    let emulator = tools::local::emulator::Emulator::start(
+        &tools::local::emulator::default_server_path(),
         port,
     )?;
 
@@ -268,7 +268,7 @@ async fn orchestrate() -> Result<(), String> {
     let emulator_failures = failures(&emulated);
 
     eprintln!("webhooks-bench: cold starts ({COLD_START_RUNS} runs per binary)");
-    let template = shared::local::template::Template::built_in()?;
+    let template = tools::local::template::Template::built_in()?;
     let (api, mut arrivals) = coldstart::stub_runtime_api().await;
     let mut cold: BTreeMap<String, f64> = BTreeMap::new();
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::api::request::{CONTEXT_KEY_ID, CONTEXT_SCOPES, CONTEXT_TENANT_ID};
 use crate::domain::api_key::{Scope, hash_key};
-use crate::storage::{Store, StoreResult};
+use crate::storage::{KeyStore, StoreResult};
 
 /// The key in an `Authorization: Bearer <key>` header.
 pub fn bearer_key(header: Option<&str>) -> Option<&str> {
@@ -25,7 +25,7 @@ pub fn bearer_key(header: Option<&str>) -> Option<&str> {
 
 /// The authorizer context for an Authorization header: the key's grant, or empty.
 pub async fn authorize(
-    store: &Store,
+    store: &dyn KeyStore,
     authorization: Option<&str>,
 ) -> StoreResult<HashMap<String, Value>> {
     let Some(key) = bearer_key(authorization) else {
@@ -48,7 +48,7 @@ pub async fn authorize(
 
 /// Answers an API Gateway (HTTP API, payload 2.0, simple responses) authorizer request.
 pub async fn handle_authorizer_request(
-    store: &Store,
+    store: &dyn KeyStore,
     request: ApiGatewayV2CustomAuthorizerV2Request,
 ) -> StoreResult<ApiGatewayV2CustomAuthorizerSimpleResponse> {
     let header = request

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::delivery::schedule::RetrySchedule;
+use crate::domain::retry::RetrySchedule;
+use crate::duration::parse_duration;
 
 /// Every setting the service reads. Built once by [`Config::from_env`]; nothing else reads
 /// the environment.
@@ -36,8 +37,6 @@ pub struct Config {
     /// How long a webhook's deliveries may all fail before it is disabled
     /// (`AUTO_DISABLE_AFTER`, default `5d`).
     pub auto_disable_after: Duration,
-    /// Settings only the local stack reads.
-    pub local: LocalSettings,
 }
 
 /// The queues' URLs.
@@ -48,32 +47,8 @@ pub struct QueueUrls {
     pub delivery: String,
 }
 
-/// What `make run` and `webhooks-admin --local` read besides the service's own settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LocalSettings {
-    /// The API's port on 127.0.0.1 (`PORT`, default 3000).
-    pub port: u16,
-    /// The dev key for tenant `dev` (`DEV_API_KEY`); generated when unset.
-    pub dev_api_key: Option<String>,
-    /// The port the local stack starts its emulator on (`EMULATOR_PORT`, default 4566).
-    pub emulator_port: u16,
-    /// Pollers per queue driving the deliver function (`LOCAL_POLLERS`, default 4, as
-    /// Lambda runs several invocations at once); 0 serves the API only.
-    pub pollers: u32,
-    /// The visibility timeout, in seconds, a local poller asks for when it receives
-    /// (`LOCAL_VISIBILITY_TIMEOUT`); unset keeps the queue's own (template.yaml: 18 min).
-    /// A few seconds bring a message held by a killed or failed invocation back quickly.
-    pub visibility_timeout: Option<u32>,
-}
-
-/// Local pollers per queue unless `LOCAL_POLLERS` says otherwise.
-pub const DEFAULT_LOCAL_POLLERS: u32 = 4;
-
 /// SPEC: a webhook whose deliveries have all failed for 5 days is disabled.
 pub const DEFAULT_AUTO_DISABLE_AFTER: Duration = Duration::from_secs(5 * 86400);
-
-/// Where the local stack's emulator listens unless `EMULATOR_PORT` says otherwise.
-pub const DEFAULT_EMULATOR_PORT: u16 = 4566;
 
 /// A setting that is missing or cannot be read.
 #[derive(Debug, PartialEq, Eq)]
@@ -171,37 +146,17 @@ impl Config {
                 None => RetrySchedule::default(),
             },
             auto_disable_after: match get("AUTO_DISABLE_AFTER") {
-                Some(text) => RetrySchedule::parse(&text)
-                    .ok()
-                    .and_then(|s| s.wait_after(1))
-                    .ok_or_else(|| ConfigError {
-                        variable: "AUTO_DISABLE_AFTER",
-                        reason: format!("expected a duration like 5d or 12h, got {text:?}"),
-                    })?,
+                Some(text) => parse_duration(text.trim()).map_err(|_| ConfigError {
+                    variable: "AUTO_DISABLE_AFTER",
+                    reason: format!("expected one duration like 5d or 12h, got {text:?}"),
+                })?,
                 None => DEFAULT_AUTO_DISABLE_AFTER,
-            },
-            local: LocalSettings {
-                port: parse_port("PORT", get("PORT"), 3000)?,
-                dev_api_key: get("DEV_API_KEY"),
-                emulator_port: parse_port(
-                    "EMULATOR_PORT",
-                    get("EMULATOR_PORT"),
-                    DEFAULT_EMULATOR_PORT,
-                )?,
-                pollers: match get("LOCAL_POLLERS") {
-                    Some(text) => parse_whole("LOCAL_POLLERS", &text)?,
-                    None => DEFAULT_LOCAL_POLLERS,
-                },
-                visibility_timeout: match get("LOCAL_VISIBILITY_TIMEOUT") {
-                    Some(text) => Some(parse_number("LOCAL_VISIBILITY_TIMEOUT", Some(text), 0)?),
-                    None => None,
-                },
             },
         })
     }
 }
 
-fn parse_bool(
+pub fn parse_bool(
     variable: &'static str,
     value: Option<String>,
     default: bool,
@@ -217,7 +172,7 @@ fn parse_bool(
     }
 }
 
-fn parse_number(
+pub fn parse_number(
     variable: &'static str,
     value: Option<String>,
     default: u32,
@@ -231,28 +186,6 @@ fn parse_number(
                 reason: format!("expected a positive whole number, got {text:?}"),
             }),
         },
-    }
-}
-
-/// A whole number that may be zero.
-fn parse_whole(variable: &'static str, text: &str) -> Result<u32, ConfigError> {
-    text.trim().parse::<u32>().map_err(|_| ConfigError {
-        variable,
-        reason: format!("expected a whole number, got {text:?}"),
-    })
-}
-
-fn parse_port(
-    variable: &'static str,
-    value: Option<String>,
-    default: u16,
-) -> Result<u16, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(text) => text.trim().parse::<u16>().map_err(|_| ConfigError {
-            variable,
-            reason: format!("expected a port number, got {text:?}"),
-        }),
     }
 }
 
@@ -279,11 +212,9 @@ mod tests {
         assert!(!c.allow_insecure_targets);
         assert_eq!(c.max_webhooks_per_tenant, 100);
         assert_eq!(c.retention_days, 30);
-        assert_eq!(c.local.port, 3000);
         assert_eq!(c.queues, None);
         assert_eq!(c.retry_schedule.max_attempts(), 8);
         assert_eq!(c.auto_disable_after, DEFAULT_AUTO_DISABLE_AFTER);
-        assert_eq!(c.local.emulator_port, DEFAULT_EMULATOR_PORT);
     }
 
     #[test]
@@ -293,33 +224,6 @@ mod tests {
         assert!(c.allow_insecure_targets);
         let c = config(Mode::Local, &[("ALLOW_INSECURE_TARGETS", "false")]).unwrap();
         assert!(!c.allow_insecure_targets);
-    }
-
-    #[test]
-    fn local_pollers_and_visibility_timeout_have_defaults_and_overrides() {
-        let c = config(Mode::Local, &[]).unwrap();
-        assert_eq!(
-            (c.local.pollers, c.local.visibility_timeout),
-            (DEFAULT_LOCAL_POLLERS, None)
-        );
-        let c = config(
-            Mode::Local,
-            &[("LOCAL_POLLERS", "0"), ("LOCAL_VISIBILITY_TIMEOUT", "3")],
-        )
-        .unwrap();
-        assert_eq!((c.local.pollers, c.local.visibility_timeout), (0, Some(3)));
-        for (variable, value) in [
-            ("LOCAL_POLLERS", "-1"),
-            ("LOCAL_VISIBILITY_TIMEOUT", "0"),
-            ("LOCAL_VISIBILITY_TIMEOUT", "soon"),
-        ] {
-            assert_eq!(
-                config(Mode::Local, &[(variable, value)])
-                    .unwrap_err()
-                    .variable,
-                variable
-            );
-        }
     }
 
     #[test]
@@ -339,6 +243,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.retry_schedule.max_attempts(), 3);
         assert_eq!(c.auto_disable_after, Duration::from_secs(3));
+        let e = config(Mode::Local, &[("AUTO_DISABLE_AFTER", "5d,1h")]).unwrap_err();
+        assert_eq!(e.variable, "AUTO_DISABLE_AFTER");
         assert_eq!(
             config(Mode::Local, &[("MAX_WEBHOOKS_PER_TENANT", "3")])
                 .unwrap()

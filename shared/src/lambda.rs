@@ -64,7 +64,7 @@ pub async fn serve_authorizer() -> Result<(), Error> {
         move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
             // A storage failure fails the invocation: API Gateway answers 500 and caches
             // nothing, rather than caching a denial for a valid key.
-            crate::auth::handle_authorizer_request(&state.store, event.payload)
+            crate::auth::handle_authorizer_request(&*state.store, event.payload)
                 .await
                 .map_err(Error::from)
         },

@@ -1,30 +1,36 @@
-//! The webhooks service: every piece of logic the Lambda binaries and the local stack run.
+//! The webhooks service as the Lambda functions run it (the local stack in `tools` runs the
+//! very same handlers). Imports point down: domain <- storage, queue, signing <- delivery,
+//! api <- lambda.
 //!
-//! - [`domain`]: API keys, event types, webhooks and their validation
-//! - [`storage`]: the DynamoDB item layout and every call to the table
+//! - [`domain`]: API keys, events, deliveries, event types, webhooks, the retry schedule
+//!   and the validation rules, with the domain's own error ([`domain::invalid`])
+//! - [`storage`]: the storage ports, on DynamoDB ([`storage::dynamo`], the one home of the
+//!   item layout) and in memory ([`storage::memory`], for unit tests)
+//! - [`queue`]: the SQS message shapes and the queue port, on SQS and in memory
+//! - [`signing`]: both signature schemes
+//! - [`delivery`]: the `deliver` function: fan-out, retries, pages, decisions, health
 //! - [`api`]: route registry, request parsing, handlers, errors on the wire
 //! - [`auth`]: the Lambda authorizer's logic
 //! - [`netguard`]: the SSRF guard
+//! - [`config`], [`duration`], [`page`], [`ids`], [`tls`], [`state`]: settings, durations
+//!   in settings, pages of lists, typed ids, the one TLS stack, what a process builds once
 //! - [`lambda`]: the doorways the binaries in `functions/` call
-//! - [`local`]: the local stack (emulator, provisioning from template.yaml, HTTP server)
-//! - [`admin`]: API key management for the `webhooks-admin` command
 
 /// Every binary that links this crate allocates with mimalloc: the fan-out allocates
 /// and frees many small buffers across threads, and glibc's malloc took 15% of its CPU.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod domain;
-pub mod error;
+pub mod duration;
 pub mod ids;
 pub mod lambda;
-pub mod local;
 pub mod netguard;
+pub mod page;
 pub mod queue;
 pub mod signing;
 pub mod state;

@@ -4,22 +4,27 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedInterceptor};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
-use crate::config::Config;
-use crate::delivery::client::{DeliveryClient, TargetPolicy};
-use crate::error::ApiError;
-use crate::queue::Queues;
-use crate::storage::Store;
+use std::sync::Arc;
 
-/// Settings and clients, built once per process (per Lambda cold start).
-#[derive(Clone, Debug)]
+use crate::config::Config;
+use crate::delivery::client::{DeliveryClient, TargetPolicy, Transport};
+use crate::queue::TaskQueue;
+use crate::queue::sqs::SqsQueues;
+use crate::storage::Store;
+use crate::storage::dynamo::DynamoStore;
+
+/// Settings and clients, built once per process (per Lambda cold start). Storage, queues
+/// and the delivery transport are behind their ports: DynamoDB, SQS and HTTP here, memory
+/// in unit tests.
+#[derive(Clone)]
 pub struct AppState {
     pub config: Config,
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     /// The queues, when configured (every deployed function; the local stack).
-    pub queues: Option<Queues>,
+    pub queues: Option<Arc<dyn TaskQueue>>,
     /// Deliveries' HTTP client: guarded against private addresses unless insecure targets
     /// are allowed.
-    pub delivery: DeliveryClient,
+    pub transport: Arc<dyn Transport>,
 }
 
 impl AppState {
@@ -37,23 +42,19 @@ impl AppState {
             dynamodb.push_interceptor(interceptor.clone());
             sqs.push_interceptor(interceptor);
         }
-        let store = Store::new(
+        let store = DynamoStore::new(
             aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             &config.table_name,
         );
         let sqs = aws_sdk_sqs::Client::from_conf(sqs.build());
-        let queues = config.queues.as_ref().map(|urls| {
-            Queues::new(
-                sqs.clone(),
-                urls.ingest.clone(),
-                urls.delivery.clone(),
-                urls.ingest_dlq.clone(),
-            )
-        });
+        let queues = config
+            .queues
+            .as_ref()
+            .map(|urls| Arc::new(SqsQueues::new(sqs.clone(), urls)) as Arc<dyn TaskQueue>);
         AppState {
-            delivery: DeliveryClient::new(TargetPolicy::from_config(&config)),
+            transport: Arc::new(DeliveryClient::new(TargetPolicy::from_config(&config))),
             queues,
-            store,
+            store: Arc::new(store),
             config,
         }
     }
@@ -63,12 +64,13 @@ impl AppState {
         chrono::Utc::now().timestamp() + i64::from(self.config.retention_days) * 86400
     }
 
-    /// The queues, or a 500 (logged) where a deployment forgot them.
-    pub fn queues(&self) -> Result<&Queues, ApiError> {
-        self.queues.as_ref().ok_or_else(|| {
+    /// The queues, if configured (logged as a misconfiguration where they are needed).
+    pub fn queues(&self) -> Option<&dyn TaskQueue> {
+        let queues = self.queues.as_deref();
+        if queues.is_none() {
             tracing::error!("INGEST_QUEUE_URL, INGEST_DLQ_URL and DELIVERY_QUEUE_URL are not set");
-            ApiError::internal()
-        })
+        }
+        queues
     }
 }
 

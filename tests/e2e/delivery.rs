@@ -174,6 +174,10 @@ async fn a_410_ends_the_retries_of_that_delivery() {
     let client = tenant(&stack).await;
     receiver.default("gone", Answer::Status(410));
     let gone = client.webhook(&receiver.url("gone"), json!("*")).await;
+    // The positive signal: a webhook that fails once with a 500 gets its retry through the
+    // same schedule and queue; once it has, a retry of the 410 would have come too.
+    receiver.script("probe", vec![Answer::Status(500)]);
+    client.webhook(&receiver.url("probe"), json!("*")).await;
     client.publish("user.created", json!({})).await;
     let failed = client
         .wait_for_deliveries(&format!("webhook_id={}", id(&gone)), WAIT, |d| {
@@ -182,7 +186,7 @@ async fn a_410_ends_the_retries_of_that_delivery() {
         .await;
     assert_eq!(failed[0]["attempts"], 1);
     assert_eq!(failed[0]["last_attempt"]["status_code"], 410);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    receiver.wait_for("probe", 2, WAIT).await;
     assert_eq!(receiver.requests("gone").len(), 1);
 }
 
@@ -388,23 +392,28 @@ async fn a_repeated_source_id_through_the_api_delivers_once() {
         &first,
         "the first event, unchanged"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(receiver.requests("once").len(), 1);
-    assert_eq!(client.deliveries("").await.len(), 1);
+    // The positive signal: a later event, published after the repeat, arrives.
+    let marker = client.publish("invoice.paid", json!({"n": 3})).await;
+    let got = receiver.wait_for("once", 2, WAIT).await;
+    assert_eq!(got[1].header("webhook-id"), id(&marker));
+    assert_eq!(
+        receiver.requests("once").len(),
+        2,
+        "the repeat delivered nothing"
+    );
+    assert_eq!(client.deliveries("").await.len(), 2);
     let events = client.get("/v1/events").await;
     assert_eq!(
         events.assert_status(200)["data"].as_array().unwrap().len(),
-        1
+        2
     );
 }
 
 /// Sends one raw message to the ingest queue, as an event source would.
 async fn send_to_ingest(stack: &Stack, body: &str) {
-    let queues = stack.state.queues.as_ref().unwrap();
-    queues
-        .client()
-        .send_message()
-        .queue_url(&queues.ingest_url)
+    let (sqs, queues) = stack.sqs().await;
+    sqs.send_message()
+        .queue_url(&queues.ingest)
         .message_body(body)
         .send()
         .await
@@ -423,20 +432,39 @@ async fn events_from_the_ingest_queue_are_delivered_once_per_source_id() {
     let got = receiver.wait_for("sqs", 1, WAIT).await;
     assert_signed(&got[0], wh["secret"].as_str().unwrap());
     assert_eq!(got[0].json()["data"], json!({"row": 9}));
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // The positive signal: a later message on the same queue arrives.
+    let marker = json!({"tenant_id": client.tenant, "type": "data.updated", "data": {"row": 10}, "id": "row-10-v1"});
+    send_to_ingest(&stack, &marker.to_string()).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !receiver
+        .requests("sqs")
+        .iter()
+        .any(|r| r.json()["data"] == json!({"row": 10}))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the later message never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let rows: Vec<Value> = receiver
+        .requests("sqs")
+        .iter()
+        .map(|r| r.json()["data"]["row"].clone())
+        .collect();
     assert_eq!(
-        receiver.requests("sqs").len(),
+        rows.iter().filter(|r| **r == json!(9)).count(),
         1,
-        "one delivery for one source id"
+        "one delivery for one source id: {rows:?}"
     );
     let events = client.get("/v1/events").await;
     let data = events.assert_status(200)["data"]
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(data.len(), 1);
-    assert_eq!(data[0]["source_id"], "row-9-v1");
-    assert_eq!(client.deliveries("").await.len(), 1);
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[1]["source_id"], "row-9-v1");
+    assert_eq!(client.deliveries("").await.len(), 2);
 }
 
 /// An SQS event as Lambda would hand it over, with one message per `(id, body)`.
@@ -516,13 +544,12 @@ async fn malformed_and_unknown_ingest_messages_go_to_the_dead_letter_queue_witho
         "rejects are not retried"
     );
     receiver.wait_for("good", 1, WAIT).await;
-    let queues = stack.state.queues.as_ref().unwrap();
+    let (sqs, queues) = stack.sqs().await;
     let mut reasons = Vec::new();
     for _ in 0..10 {
-        let out = queues
-            .client()
+        let out = sqs
             .receive_message()
-            .queue_url(&queues.ingest_dlq_url)
+            .queue_url(&queues.ingest_dlq)
             .max_number_of_messages(10)
             .message_attribute_names("All")
             .send()
@@ -878,9 +905,14 @@ async fn events_and_deliveries_are_invisible_to_other_tenants() {
         .wait_for_deliveries("", WAIT, |d| all_with_status(d, 1, "succeeded"))
         .await
         .remove(0);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        receiver.requests("theirs").is_empty(),
+    // The positive signal: the other tenant's own later event reaches its webhook.
+    let theirs = other.publish("user.created", json!({})).await;
+    let got = receiver.wait_for("theirs", 1, WAIT).await;
+    assert_eq!(
+        got.iter()
+            .map(|r| r.header("webhook-id"))
+            .collect::<Vec<_>>(),
+        vec![id(&theirs).as_str()],
         "another tenant's webhook got the event"
     );
 
@@ -903,8 +935,16 @@ async fn events_and_deliveries_are_invisible_to_other_tenants() {
         )
         .await
         .assert_error(404, "WEBHOOK_NOT_FOUND");
-    assert_eq!(other.get("/v1/events").await.body["data"], json!([]));
-    assert!(other.deliveries("").await.is_empty());
+    let their_events = other.get("/v1/events").await.body["data"].clone();
+    assert_eq!(their_events.as_array().unwrap().len(), 1, "{their_events}");
+    assert_eq!(their_events[0]["id"], theirs["id"]);
+    assert!(
+        other
+            .deliveries("")
+            .await
+            .iter()
+            .all(|d| d["event_id"] == theirs["id"])
+    );
     assert!(
         other
             .deliveries(&format!("webhook_id={}", id(&wh)))

@@ -11,9 +11,10 @@ use reqwest::Method;
 use serde_json::Value;
 use shared::config::{Config, Mode};
 use shared::domain::api_key::Scope;
-use shared::local::stack::LocalStack;
 use shared::state::AppState;
 use tokio::sync::oneshot;
+use tools::local::settings::LocalSettings;
+use tools::local::stack::LocalStack;
 
 /// Where every log line of the suite goes (the service's, and the commands' stderr), for
 /// `scripts/check-logs` to search for the secrets in [`SECRETS_FILE`].
@@ -86,10 +87,53 @@ fn remember_secrets_in(value: &Value) {
     }
 }
 
-/// The emulator `make test` started (scripts/with-emulator).
+/// The emulator `make test` started (scripts/with-emulator); under a plain `cargo test`,
+/// one this test process starts itself (and a watchdog stops when the process ends).
 pub fn emulator_endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL is unset: run the end-to-end tests with `make test`")
+    static ENDPOINT: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    ENDPOINT
+        .get_or_init(|| match std::env::var("AWS_ENDPOINT_URL") {
+            Ok(url) => Ok(url),
+            Err(_) => start_own_emulator(),
+        })
+        .clone()
+        .unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// Starts the emulator `make` installed on a free loopback port, under a shell that kills
+/// it as soon as this test process is gone.
+fn start_own_emulator() -> Result<String, String> {
+    let server = tools::local::emulator::default_server_path();
+    if !server.exists() {
+        return Err(format!(
+            "the end-to-end tests need the local AWS emulator ({} is missing): run `make test`",
+            server.display()
+        ));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port for the emulator: {e}"))?
+        .port();
+    let watchdog = format!(
+        "\"$0\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & server=$!; \
+         while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $server",
+        parent = std::process::id()
+    );
+    Command::new("bash")
+        .args(["-c", &watchdog])
+        .arg(&server)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting the emulator: {e}"))?;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline {
+            return Err("the emulator did not start within 30 s: run `make test`".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(format!("http://{address}"))
 }
 
 /// A binary of this workspace, built by `make test` beside this test binary.
@@ -130,7 +174,8 @@ impl Stack {
             settings.insert(k.to_string(), v.to_string());
         }
         let config = Config::from_vars(Mode::Local, |k| settings.get(k).cloned()).unwrap();
-        let stack = LocalStack::prepare(config, |_| {}).await.unwrap();
+        let local = LocalSettings::from_vars(|k| settings.get(k).cloned()).unwrap();
+        let stack = LocalStack::prepare(config, local, |_| {}).await.unwrap();
         let url = stack.url();
         let state = Arc::new(stack.state().clone());
         let (stop, stopped) = oneshot::channel();
@@ -146,6 +191,14 @@ impl Stack {
         }
     }
 
+    /// An SQS client on the stack's emulator and the stack's queue URLs, for tests that
+    /// talk to the queues as an event source or an operator would.
+    pub async fn sqs(&self) -> (aws_sdk_sqs::Client, shared::config::QueueUrls) {
+        let sdk = shared::state::sdk_config(&self.state.config).await;
+        let urls = self.state.config.queues.clone().unwrap();
+        (aws_sdk_sqs::Client::new(&sdk), urls)
+    }
+
     /// A new tenant with a key carrying `scopes`.
     pub async fn tenant_with(&self, scopes: &[Scope]) -> Client {
         let tenant = format!("t-{}", ulid::Ulid::new().to_string().to_lowercase());
@@ -159,7 +212,7 @@ impl Stack {
 
     /// Another key for an existing tenant.
     pub async fn key_for(&self, tenant: &str, scopes: &[Scope]) -> Client {
-        let (key, _) = shared::admin::create_key(&self.state.store, tenant, scopes.to_vec())
+        let (key, _) = tools::admin::create_key(&*self.state.store, tenant, scopes.to_vec())
             .await
             .unwrap();
         remember_secret(&key);

@@ -1,6 +1,7 @@
 //! The API layer: the route registry (function name to handler and scope), the dispatch
 //! every Lambda binary and the local server share, and the JSON responses.
 
+pub mod error;
 pub mod handlers;
 pub mod pagination;
 pub mod request;
@@ -10,9 +11,11 @@ use std::pin::Pin;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
+use tracing::Instrument;
 
+use crate::api::error::{ApiError, ApiResult};
 use crate::domain::api_key::Scope;
-use crate::error::{ApiError, ApiResult};
+use crate::queue::TaskQueue;
 use crate::state::AppState;
 use request::{AuthContext, Call};
 
@@ -155,19 +158,34 @@ pub fn route(function: &str) -> Option<&'static Route> {
 
 /// Serves one request on `route`: authentication (401), scope (403), the handler, and the
 /// error shape. Never panics on input and never shows an internal error to the client.
+/// Every log line of the request is written in a span naming its route and tenant.
 pub async fn dispatch(state: &AppState, route: &Route, req: Request) -> Response<Body> {
-    let result = async {
-        let auth = AuthContext::from_request(&req)?;
-        if let Some(scope) = route.scope {
-            auth.require(scope)?;
+    let span = tracing::info_span!(
+        "request",
+        route = route.function,
+        tenant_id = tracing::field::Empty
+    );
+    let work = async {
+        let result = async {
+            let auth = AuthContext::from_request(&req)?;
+            tracing::Span::current().record("tenant_id", auth.tenant_id.as_str());
+            if let Some(scope) = route.scope {
+                auth.require(scope)?;
+            }
+            (route.handler)(state, Call { auth, req }).await
         }
-        (route.handler)(state, Call { auth, req }).await
-    }
-    .await;
-    match result {
-        Ok(reply) => json_response(reply.status, &reply.body, None),
-        Err(error) => error_response(&error),
-    }
+        .await;
+        match result {
+            Ok(reply) => json_response(reply.status, &reply.body, None),
+            Err(error) => error_response(&error),
+        }
+    };
+    work.instrument(span).await
+}
+
+/// The queues, or a 500 where a deployment forgot them (logged by `AppState::queues`).
+pub fn queues(state: &AppState) -> ApiResult<&dyn TaskQueue> {
+    state.queues().ok_or_else(ApiError::internal)
 }
 
 /// The response for an error, with `Retry-After` where the code carries it.

@@ -5,8 +5,8 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
 
+use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::domain::api_key::Scope;
-use crate::error::{ApiError, ApiResult, ErrorCode};
 
 /// Largest request body accepted (SPEC: 200 KiB).
 pub const MAX_BODY_BYTES: usize = 200 * 1024;

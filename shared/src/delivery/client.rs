@@ -5,12 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
-use super::schedule::parse_retry_after;
 use crate::domain::delivery::{Attempt, excerpt};
+use crate::domain::retry::parse_retry_after;
 use crate::domain::webhook::BasicAuth;
 use crate::netguard::is_forbidden;
 
@@ -108,6 +109,16 @@ pub struct Outgoing<'a> {
     pub auth: Option<&'a BasicAuth>,
 }
 
+/// What the pipeline needs to send a request: the HTTP client here, a scripted double in
+/// unit tests.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Sends one request and reports what happened; a failure is an attempt with an error.
+    async fn send(&self, outgoing: Outgoing<'_>) -> Sent;
+    /// Completes a verified TLS handshake with the URL's host.
+    async fn probe_tls(&self, url: &str) -> Result<(), String>;
+}
+
 /// The result of one request: the attempt to record, and the receiver's `Retry-After`.
 #[derive(Debug)]
 pub struct Sent {
@@ -159,10 +170,13 @@ impl DeliveryClient {
             _ => None,
         }
     }
+}
 
+#[async_trait]
+impl Transport for DeliveryClient {
     /// Completes a verified TLS handshake with the URL's host (a HEAD request), under the
     /// same target policy as deliveries.
-    pub async fn probe_tls(&self, url: &str) -> Result<(), String> {
+    async fn probe_tls(&self, url: &str) -> Result<(), String> {
         let url = parse_target(url)?;
         if let Some(refusal) = self.refuse_literal(&url) {
             return Err(refusal);
@@ -178,7 +192,7 @@ impl DeliveryClient {
 
     /// Sends one request and reports what happened. Never fails: a failure is an attempt
     /// with an error.
-    pub async fn send(&self, outgoing: Outgoing<'_>) -> Sent {
+    async fn send(&self, outgoing: Outgoing<'_>) -> Sent {
         let at = crate::domain::now();
         let started = Instant::now();
         let elapsed = |started: Instant| started.elapsed().as_millis() as u64;

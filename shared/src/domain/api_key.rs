@@ -78,6 +78,14 @@ pub struct ApiKey {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// What the authorizer needs of a key: whose it is and what it may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub key_id: String,
+    pub tenant_id: String,
+    pub scopes: Vec<Scope>,
+}
+
 /// The prefix of every key, so a leaked key is recognisable by secret scanners.
 pub const KEY_PREFIX: &str = "whk_";
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::format_time;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use super::invalid::{Checked, Invalid, Rule};
 
 /// Largest event `data`, serialised (SPEC: 200 KiB).
 pub const MAX_DATA_BYTES: usize = 200 * 1024;
@@ -27,6 +27,19 @@ pub struct Event {
 }
 
 impl Event {
+    /// A new event, published now, with a fresh id and no source key yet.
+    pub fn new(tenant_id: &str, event_type: &str, data: Map<String, Value>) -> Self {
+        Event {
+            id: crate::ids::IdKind::Event.generate(),
+            tenant_id: tenant_id.to_string(),
+            event_type: event_type.to_string(),
+            data,
+            source_id: None,
+            created_at: super::now(),
+            fanned_out: false,
+        }
+    }
+
     /// The body POSTed to every webhook: `{"id", "type", "created", "data"}`.
     pub fn payload(&self) -> Vec<u8> {
         json!({
@@ -61,22 +74,20 @@ pub fn is_valid_source_id(id: &str) -> bool {
 }
 
 /// Checks event data: a JSON object of at most 200 KiB.
-pub fn check_data(data: Value) -> ApiResult<Map<String, Value>> {
+pub fn check_data(data: Value) -> Checked<Map<String, Value>> {
     let Value::Object(map) = data else {
-        return Err(ApiError::invalid_field(
-            "data",
-            "data must be a JSON object",
-        ));
+        return Err(Invalid::field("data", "data must be a JSON object"));
     };
     if serde_json::to_vec(&map)
         .map(|v| v.len())
         .unwrap_or(usize::MAX)
         > MAX_DATA_BYTES
     {
-        return Err(
-            ApiError::new(ErrorCode::PayloadTooLarge, "data is larger than 200 KiB")
-                .with_field("data"),
-        );
+        return Err(Invalid::new(
+            Rule::TooLarge,
+            "data",
+            "data is larger than 200 KiB",
+        ));
     }
     Ok(map)
 }
@@ -118,14 +129,8 @@ mod tests {
     #[test]
     fn data_must_be_an_object_within_the_limit() {
         assert!(check_data(json!({"a": 1})).is_ok());
-        assert_eq!(
-            check_data(json!([1])).unwrap_err().code,
-            ErrorCode::InvalidRequest
-        );
+        assert_eq!(check_data(json!([1])).unwrap_err().rule, Rule::Malformed);
         let big = json!({"x": "y".repeat(MAX_DATA_BYTES)});
-        assert_eq!(
-            check_data(big).unwrap_err().code,
-            ErrorCode::PayloadTooLarge
-        );
+        assert_eq!(check_data(big).unwrap_err().rule, Rule::TooLarge);
     }
 }

@@ -4,6 +4,8 @@ pub mod api_key;
 pub mod delivery;
 pub mod event;
 pub mod event_type;
+pub mod invalid;
+pub mod retry;
 pub mod validation;
 pub mod webhook;
 
@@ -26,12 +28,14 @@ pub fn latest_time() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(253_402_300_799_999).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// `at` plus `wait`, checked: never past [`latest_time`], whatever the wait.
+/// `at` plus `wait`, checked: never past [`latest_time`], whatever the wait, and to the
+/// millisecond a stored time keeps (so it reads back equal).
 pub fn later(at: DateTime<Utc>, wait: std::time::Duration) -> DateTime<Utc> {
-    chrono::TimeDelta::from_std(wait)
+    let sum = chrono::TimeDelta::from_std(wait)
         .ok()
         .and_then(|w| at.checked_add_signed(w))
-        .map_or_else(latest_time, |t| t.min(latest_time()))
+        .map_or_else(latest_time, |t| t.min(latest_time()));
+    DateTime::from_timestamp_millis(sum.timestamp_millis()).unwrap_or(sum)
 }
 
 /// The current time, truncated to the milliseconds [`format_time`] keeps, so that a value

@@ -6,8 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::invalid::{Checked, Invalid, Rule};
 use super::webhook::{BasicAuth, SECRET_PREFIX, Secret};
-use crate::error::{ApiError, ApiResult, ErrorCode};
 
 pub const MAX_EVENT_TYPE_NAME: usize = 128;
 pub const MAX_URL_LENGTH: usize = 2048;
@@ -32,10 +32,8 @@ pub fn is_valid_event_type_name(name: &str) -> bool {
 
 /// Checks the syntax of a subscription (`*`, `prefix.*` or names), drops repeats and keeps
 /// the order given. Whether the names exist is the caller's check against the catalogue.
-pub fn parse_subscription(entries: Vec<String>) -> ApiResult<Vec<String>> {
-    let invalid = |message: String| {
-        ApiError::new(ErrorCode::InvalidSubscription, message).with_field("events")
-    };
+pub fn parse_subscription(entries: Vec<String>) -> Checked<Vec<String>> {
+    let invalid = |message: String| Invalid::new(Rule::Subscription, "events", message);
     if entries.is_empty() {
         return Err(invalid("events must name at least one event type".into()));
     }
@@ -75,22 +73,22 @@ pub fn exact_names(subscription: &[String]) -> impl Iterator<Item = &str> {
 }
 
 /// The error for subscription names missing from the catalogue.
-pub fn unknown_types_error(unknown: &[&str]) -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidSubscription,
+pub fn unknown_types_error(unknown: &[&str]) -> Invalid {
+    Invalid::new(
+        Rule::Subscription,
+        "events",
         format!(
             "unknown event types: {}",
             join_quoted(unknown.iter().copied())
         ),
     )
-    .with_field("events")
 }
 
 /// Parses a webhook URL and checks what can be checked without the network: absolute,
 /// at most 2048 characters, `https` (or `http` when insecure targets are allowed), a host,
 /// and no credentials embedded in it.
-pub fn parse_webhook_url(text: &str, allow_insecure_targets: bool) -> ApiResult<Url> {
-    let invalid = |message: &str| ApiError::new(ErrorCode::InvalidUrl, message).with_field("url");
+pub fn parse_webhook_url(text: &str, allow_insecure_targets: bool) -> Checked<Url> {
+    let invalid = |message: &str| Invalid::new(Rule::Url, "url", message);
     if text.len() > MAX_URL_LENGTH {
         return Err(invalid("url must be at most 2048 characters"));
     }
@@ -99,10 +97,7 @@ pub fn parse_webhook_url(text: &str, allow_insecure_targets: bool) -> ApiResult<
         "https" => {}
         "http" if allow_insecure_targets => {}
         "http" => {
-            return Err(
-                ApiError::new(ErrorCode::InvalidUrlIsNotUsingHttps, "url must use https")
-                    .with_field("url"),
-            );
+            return Err(Invalid::new(Rule::UrlNotHttps, "url", "url must use https"));
         }
         _ => return Err(invalid("url must be an http(s) URL")),
     }
@@ -116,30 +111,30 @@ pub fn parse_webhook_url(text: &str, allow_insecure_targets: bool) -> ApiResult<
 }
 
 /// Checks a secret given by the client: `whsec_` plus base64 of 24 to 64 bytes.
-pub fn parse_secret(text: &str) -> ApiResult<Secret> {
+pub fn parse_secret(text: &str) -> Checked<Secret> {
     let key = text
         .strip_prefix(SECRET_PREFIX)
         .and_then(|b64| STANDARD.decode(b64).ok());
     match key {
         Some(bytes) if (24..=64).contains(&bytes.len()) => Ok(Secret(text.to_string())),
-        _ => Err(ApiError::new(
-            ErrorCode::InvalidSecret,
+        _ => Err(Invalid::new(
+            Rule::Secret,
+            "secret",
             "secret must be whsec_ followed by the base64 of 24 to 64 bytes",
-        )
-        .with_field("secret")),
+        )),
     }
 }
 
 /// Checks Basic credentials: a username without ':' and a password, each 1-256 characters.
-pub fn parse_basic_auth(username: String, password: String) -> ApiResult<BasicAuth> {
+pub fn parse_basic_auth(username: String, password: String) -> Checked<BasicAuth> {
     if username.is_empty() || username.len() > MAX_CREDENTIAL_LENGTH || username.contains(':') {
-        return Err(ApiError::invalid_field(
+        return Err(Invalid::field(
             "auth.username",
             "username must be 1-256 characters without ':'",
         ));
     }
     if password.is_empty() || password.len() > MAX_CREDENTIAL_LENGTH {
-        return Err(ApiError::invalid_field(
+        return Err(Invalid::field(
             "auth.password",
             "password must be 1-256 characters",
         ));
@@ -148,9 +143,9 @@ pub fn parse_basic_auth(username: String, password: String) -> ApiResult<BasicAu
 }
 
 /// Checks a free-text field's length.
-pub fn check_length(field: &str, value: &str, max: usize) -> ApiResult<()> {
+pub fn check_length(field: &str, value: &str, max: usize) -> Checked<()> {
     if value.chars().count() > max {
-        return Err(ApiError::invalid_field(
+        return Err(Invalid::field(
             field,
             format!("{field} must be at most {max} characters"),
         ));
@@ -159,8 +154,8 @@ pub fn check_length(field: &str, value: &str, max: usize) -> ApiResult<()> {
 }
 
 /// Metadata is an object of strings: at most 50 keys of 40 characters, values of 500.
-pub fn parse_metadata(value: Value) -> ApiResult<Map<String, Value>> {
-    let bad = |message: &str| ApiError::invalid_field("metadata", message);
+pub fn parse_metadata(value: Value) -> Checked<Map<String, Value>> {
+    let bad = |message: &str| Invalid::field("metadata", message);
     let Value::Object(map) = value else {
         return Err(bad("metadata must be an object of strings"));
     };
@@ -235,7 +230,7 @@ mod tests {
             vec!["".to_string()],
         ] {
             let e = parse_subscription(entries).unwrap_err();
-            assert_eq!(e.code, ErrorCode::InvalidSubscription);
+            assert_eq!(e.rule, Rule::Subscription);
             assert_eq!(e.field.as_deref(), Some("events"));
         }
     }
@@ -244,7 +239,7 @@ mod tests {
     fn urls_must_be_https_unless_insecure_targets_are_allowed() {
         assert!(parse_webhook_url("https://example.com/hooks", false).is_ok());
         let e = parse_webhook_url("http://example.com/hooks", false).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidUrlIsNotUsingHttps);
+        assert_eq!(e.rule, Rule::UrlNotHttps);
         assert!(parse_webhook_url("http://127.0.0.1:9000/x", true).is_ok());
         for bad in [
             "not a url",
@@ -254,16 +249,13 @@ mod tests {
             "mailto:a@example.com",
         ] {
             assert_eq!(
-                parse_webhook_url(bad, true).unwrap_err().code,
-                ErrorCode::InvalidUrl,
+                parse_webhook_url(bad, true).unwrap_err().rule,
+                Rule::Url,
                 "{bad}"
             );
         }
         let long = format!("https://example.com/{}", "a".repeat(2048));
-        assert_eq!(
-            parse_webhook_url(&long, false).unwrap_err().code,
-            ErrorCode::InvalidUrl
-        );
+        assert_eq!(parse_webhook_url(&long, false).unwrap_err().rule, Rule::Url);
     }
 
     #[test]
@@ -277,10 +269,7 @@ mod tests {
             STANDARD.encode([7u8; 32]),
             "whsec_not base64!".to_string(),
         ] {
-            assert_eq!(
-                parse_secret(&bad).unwrap_err().code,
-                ErrorCode::InvalidSecret
-            );
+            assert_eq!(parse_secret(&bad).unwrap_err().rule, Rule::Secret);
         }
     }
 

@@ -7,6 +7,7 @@ use shared::config::{Config, Mode};
 use shared::domain::api_key::Scope;
 use shared::domain::format_time;
 use shared::state::AppState;
+use tools::local::settings::LocalSettings;
 
 #[derive(Parser)]
 #[command(
@@ -63,21 +64,22 @@ async fn run(cli: Cli) -> Result<(), String> {
     let mode = if cli.local { Mode::Local } else { Mode::Lambda };
     let mut config = Config::from_env(mode).map_err(|e| e.to_string())?;
     if cli.local && config.aws_endpoint_url.is_none() {
-        config.aws_endpoint_url = Some(format!("http://127.0.0.1:{}", config.local.emulator_port));
+        let settings = LocalSettings::from_env().map_err(|e| e.to_string())?;
+        config.aws_endpoint_url = Some(format!("http://127.0.0.1:{}", settings.emulator_port));
     }
     let state = AppState::new(config).await;
-    let store = &state.store;
+    let store = &*state.store;
     match cli.command {
         Command::CreateKey { tenant, scopes } => {
             let scopes = Scope::parse_list(&scopes)?;
-            let (key, record) = shared::admin::create_key(store, &tenant, scopes).await?;
+            let (key, record) = tools::admin::create_key(store, &tenant, scopes).await?;
             println!("key_id: {}", record.key_id);
             println!("tenant: {}", record.tenant_id);
             println!("scopes: {}", Scope::join(&record.scopes));
             println!("{key}");
         }
         Command::ListKeys { tenant } => {
-            let keys = shared::admin::list_keys(store, &tenant).await?;
+            let keys = tools::admin::list_keys(store, &tenant).await?;
             if keys.is_empty() {
                 eprintln!("tenant {tenant} has no keys");
             }
@@ -96,7 +98,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::RevokeKey { key_id } => {
-            let key = shared::admin::revoke_key(store, &key_id).await?;
+            let key = tools::admin::revoke_key(store, &key_id).await?;
             println!("revoked {} (tenant {})", key.key_id, key.tenant_id);
         }
     }

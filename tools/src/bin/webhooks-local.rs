@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use shared::config::{Config, Mode};
 use shared::domain::api_key::generate_key;
-use shared::local::stack::LocalStack;
+use tools::local::settings::LocalSettings;
+use tools::local::stack::LocalStack;
 
 const DEV_TENANT: &str = "dev";
 
@@ -32,13 +33,14 @@ async fn stop_signal() {
 
 async fn run() -> Result<(), String> {
     let config = Config::from_env(Mode::Local).map_err(|e| e.to_string())?;
-    let dev_key = config
-        .local
+    let settings = LocalSettings::from_env().map_err(|e| e.to_string())?;
+    let dev_key = settings
         .dev_api_key
         .clone()
         .unwrap_or_else(|| generate_key(DEV_TENANT, vec![]).0);
-    let stack = LocalStack::prepare(config, |step| eprintln!("webhooks-local: {step}")).await?;
-    shared::admin::ensure_key(&stack.state().store, &dev_key, DEV_TENANT).await?;
+    let stack =
+        LocalStack::prepare(config, settings, |step| eprintln!("webhooks-local: {step}")).await?;
+    tools::admin::ensure_key(&*stack.state().store, &dev_key, DEV_TENANT).await?;
     let url = stack.url();
     println!();
     println!("Webhooks service running locally (Ctrl-C stops it and the emulator).");
@@ -46,7 +48,7 @@ async fn run() -> Result<(), String> {
     if let Some(endpoint) = stack.aws_endpoint() {
         println!(
             "AWS endpoint: {endpoint} (table {})",
-            stack.state().store.table_name()
+            stack.state().config.table_name
         );
     }
     if let Some(queue) = stack.ingest_queue_url() {

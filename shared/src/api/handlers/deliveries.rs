@@ -5,24 +5,25 @@ use serde_json::json;
 
 use super::events::time_filter;
 use crate::api::Reply;
-use crate::api::pagination::{CursorScope, PageRequest};
+use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::pagination::{CursorScope, page_json, page_request};
 use crate::api::request::Call;
-use crate::delivery::send_event;
+use crate::delivery::decide::{self, Attempted};
+use crate::delivery::send::send_event;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::{Event, check_data};
+use crate::domain::format_time;
 use crate::domain::validation::is_valid_event_type_name;
-use crate::domain::{format_time, now};
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::ids::IdKind;
 use crate::state::AppState;
-use crate::storage::StoreError;
+use crate::storage::{DeliveryFilter, Saved};
 
 pub async fn list_deliveries(state: &AppState, call: Call) -> ApiResult<Reply> {
     let scope = CursorScope {
         list: "deliveries",
         tenant_id: call.tenant(),
     };
-    let request = PageRequest::from_call(&call, scope)?;
+    let request = page_request(&call, scope)?;
     let webhook_id = call.query("webhook_id");
     if let Some(id) = &webhook_id
         && !IdKind::Webhook.is_valid(id)
@@ -52,22 +53,18 @@ pub async fn list_deliveries(state: &AppState, call: Call) -> ApiResult<Reply> {
             })
         })
         .transpose()?;
-    let (from, to) = (time_filter(&call, "from")?, time_filter(&call, "to")?);
+    let filter = DeliveryFilter {
+        webhook_id,
+        event_type,
+        status,
+        from: time_filter(&call, "from")?,
+        to: time_filter(&call, "to")?,
+    };
     let page = state
         .store
-        .list_deliveries(
-            call.tenant(),
-            webhook_id.as_deref(),
-            from,
-            to,
-            &request,
-            |d| {
-                status.is_none_or(|s| d.status == s)
-                    && event_type.as_ref().is_none_or(|t| &d.event_type == t)
-            },
-        )
+        .list_deliveries(call.tenant(), &filter, &request)
         .await?;
-    Ok(Reply::ok(page.to_json(scope, |d| d.to_json(false))))
+    Ok(Reply::ok(page_json(&page, scope, |d| d.to_json(false))))
 }
 
 async fn load(state: &AppState, call: &Call) -> ApiResult<Delivery> {
@@ -114,24 +111,26 @@ pub async fn retry_delivery(state: &AppState, call: Call) -> ApiResult<Reply> {
         })?;
     let previous = delivery.status;
     let attempt = delivery.attempts + 1;
-    let sent = send_event(state, &webhook, &event, attempt).await;
-    let status = if sent.attempt.succeeded() {
-        DeliveryStatus::Succeeded
-    } else {
-        DeliveryStatus::Failed
-    };
-    delivery.record(attempt, sent.attempt, status, None);
+    let sent = send_event(&*state.transport, &webhook, &event, attempt).await;
+    // The same decision as the pipeline's, made by hand: final whichever way it went.
+    let verdict = decide::after_attempt(
+        &state.config.retry_schedule,
+        attempt,
+        &sent,
+        0.0,
+        Attempted::ByHand,
+    );
+    decide::record(&mut delivery, attempt, sent, verdict);
     match state
         .store
         .save_delivery(&delivery, attempt, &[previous], state.expires_at())
-        .await
+        .await?
     {
-        Ok(()) => Ok(Reply::ok(delivery.to_json(true))),
-        Err(StoreError::ConditionFailed(_)) => Err(ApiError::new(
+        Saved::Written => Ok(Reply::ok(delivery.to_json(true))),
+        Saved::Superseded => Err(ApiError::new(
             ErrorCode::Conflict,
             "the delivery changed while it was being retried; read it again",
         )),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -160,16 +159,8 @@ pub async fn test_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
             "event must be an event type name",
         ));
     }
-    let event = Event {
-        id: IdKind::Event.generate(),
-        tenant_id: call.tenant().to_string(),
-        event_type,
-        data,
-        source_id: None,
-        created_at: now(),
-        fanned_out: false,
-    };
-    let sent = send_event(state, &webhook, &event, 1).await;
+    let event = Event::new(call.tenant(), &event_type, data);
+    let sent = send_event(&*state.transport, &webhook, &event, 1).await;
     let attempt = sent.attempt;
     let success = attempt.succeeded();
     let message = match (&attempt.status_code, &attempt.error) {

@@ -3,13 +3,13 @@
 use serde_json::json;
 
 use crate::api::Reply;
-use crate::api::pagination::{CursorScope, PageRequest, paginate};
+use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::pagination::{CursorScope, page_json, page_request};
 use crate::api::request::Call;
 use crate::domain::event_type::EventType;
 use crate::domain::validation::{MAX_DESCRIPTION_LENGTH, check_length, is_valid_event_type_name};
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::page::paginate;
 use crate::state::AppState;
-use crate::storage::StoreError;
 
 fn cursor_scope(call: &Call) -> CursorScope<'_> {
     CursorScope {
@@ -20,10 +20,10 @@ fn cursor_scope(call: &Call) -> CursorScope<'_> {
 
 pub async fn list_event_types(state: &AppState, call: Call) -> ApiResult<Reply> {
     let scope = cursor_scope(&call);
-    let request = PageRequest::from_call(&call, scope)?;
+    let request = page_request(&call, scope)?;
     let all = state.store.list_event_types(call.tenant()).await?;
     let page = paginate(all, |et| et.sort_key.as_str(), &request);
-    Ok(Reply::ok(page.to_json(scope, EventType::to_json)))
+    Ok(Reply::ok(page_json(&page, scope, EventType::to_json)))
 }
 
 pub async fn create_event_type(state: &AppState, call: Call) -> ApiResult<Reply> {
@@ -52,18 +52,18 @@ pub async fn create_event_type(state: &AppState, call: Call) -> ApiResult<Reply>
         created_at: crate::domain::now(),
         sort_key: crate::ids::new_ulid().to_string(),
     };
-    match state
+    if state
         .store
         .create_event_type(call.tenant(), &event_type)
-        .await
+        .await?
     {
-        Ok(()) => Ok(Reply::created(event_type.to_json())),
-        Err(StoreError::ConditionFailed(_)) => Err(ApiError::new(
+        Ok(Reply::created(event_type.to_json()))
+    } else {
+        Err(ApiError::new(
             ErrorCode::Conflict,
             format!("event type {:?} already exists", event_type.name),
         )
-        .with_field("name")),
-        Err(e) => Err(e.into()),
+        .with_field("name"))
     }
 }
 

@@ -7,17 +7,17 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::api::Reply;
-use crate::api::pagination::{CursorScope, PageRequest};
+use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::pagination::{CursorScope, page_json, page_request};
 use crate::api::request::Call;
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::event::{Event, check_data, is_valid_source_id};
 use crate::domain::validation::is_valid_event_type_name;
-use crate::domain::{format_time, now, parse_time};
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::domain::{format_time, parse_time};
 use crate::ids::IdKind;
-use crate::queue::{EventTask, Task};
+use crate::queue::{EventTask, QueueName, Task};
 use crate::state::AppState;
-use crate::storage::events::Stored;
+use crate::storage::{EventFilter, Stored};
 
 /// A time filter (`from`, `to`): RFC 3339, else a 400 naming it.
 pub fn time_filter(call: &Call, field: &str) -> ApiResult<Option<DateTime<Utc>>> {
@@ -62,16 +62,9 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
     {
         return Err(unknown());
     }
-    let queues = state.queues()?;
-    let event = Event {
-        id: IdKind::Event.generate(),
-        tenant_id: call.tenant().to_string(),
-        event_type,
-        data,
-        source_id: source_id.clone(),
-        created_at: now(),
-        fanned_out: false,
-    };
+    let queues = crate::api::queues(state)?;
+    let mut event = Event::new(call.tenant(), &event_type, data);
+    event.source_id = source_id.clone();
     let (event, resend) = match state
         .store
         .store_event(&event, source_id.as_deref(), state.expires_at())
@@ -94,7 +87,7 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
         resend,
     });
     queues
-        .send(&queues.ingest_url, &[(task, Duration::ZERO)])
+        .send(QueueName::Ingest, &[(task, Duration::ZERO)])
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "could not queue an event; answering 503");
@@ -108,7 +101,7 @@ pub async fn list_events(state: &AppState, call: Call) -> ApiResult<Reply> {
         list: "events",
         tenant_id: call.tenant(),
     };
-    let request = PageRequest::from_call(&call, scope)?;
+    let request = page_request(&call, scope)?;
     let event_type = call.query("type");
     if let Some(t) = &event_type
         && !is_valid_event_type_name(t)
@@ -118,14 +111,16 @@ pub async fn list_events(state: &AppState, call: Call) -> ApiResult<Reply> {
             "type must be an event type name",
         ));
     }
-    let (from, to) = (time_filter(&call, "from")?, time_filter(&call, "to")?);
+    let filter = EventFilter {
+        event_type,
+        from: time_filter(&call, "from")?,
+        to: time_filter(&call, "to")?,
+    };
     let page = state
         .store
-        .list_events(call.tenant(), from, to, &request, |e| {
-            event_type.as_ref().is_none_or(|t| &e.event_type == t)
-        })
+        .list_events(call.tenant(), &filter, &request)
         .await?;
-    Ok(Reply::ok(page.to_json(scope, Event::to_json)))
+    Ok(Reply::ok(page_json(&page, scope, Event::to_json)))
 }
 
 pub async fn get_event(state: &AppState, call: Call) -> ApiResult<Reply> {

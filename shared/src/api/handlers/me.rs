@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use crate::api::Reply;
+use crate::api::error::ApiResult;
 use crate::api::request::Call;
-use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub async fn get_me(_state: &AppState, call: Call) -> ApiResult<Reply> {

@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 
 use super::event_types::missing_event_types;
 use crate::api::Reply;
-use crate::api::pagination::{CursorScope, PageRequest, paginate};
+use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::pagination::{CursorScope, page_json, page_request};
 use crate::api::request::{Call, JsonObject};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::event_type::subscription_matches;
@@ -19,10 +20,10 @@ use crate::domain::validation::{
 };
 use crate::domain::webhook::{BasicAuth, Secret, Webhook, WebhookStatus};
 use crate::domain::{format_time, now};
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::ids::IdKind;
 use crate::netguard;
-use crate::queue::{Task, WebhookTask};
+use crate::page::paginate;
+use crate::queue::{QueueName, Task, WebhookTask};
 use crate::state::AppState;
 use crate::storage::{ChangeWebhookError, CreateWebhookError};
 
@@ -159,7 +160,7 @@ async fn check_subscription(
     if missing.is_empty() {
         Ok(events)
     } else {
-        Err(unknown_types_error(&missing))
+        Err(unknown_types_error(&missing).into())
     }
 }
 
@@ -173,7 +174,7 @@ fn read_auth(mut auth: JsonObject) -> ApiResult<BasicAuth> {
         .map_err(|e| e.with_field("auth.password"))?
         .ok_or_else(|| ApiError::invalid_field("auth.password", "auth.password is required"))?;
     auth.finish("auth")?;
-    parse_basic_auth(username, password)
+    Ok(parse_basic_auth(username, password)?)
 }
 
 /// Probes the URL's TLS: a handshake with a certificate the platform trusts.
@@ -183,7 +184,7 @@ async fn verify_tls(state: &AppState, url: &str) -> ApiResult<()> {
     if !url.starts_with("https://") {
         return Err(failed("verify_tls needs an https url".into()));
     }
-    match state.delivery.probe_tls(url).await {
+    match state.transport.probe_tls(url).await {
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::info!(error = %e, "TLS probe failed");
@@ -255,7 +256,7 @@ fn duplicate_url() -> ApiError {
 
 pub async fn list_webhooks(state: &AppState, call: Call) -> ApiResult<Reply> {
     let scope = cursor_scope(&call);
-    let request = PageRequest::from_call(&call, scope)?;
+    let request = page_request(&call, scope)?;
     let show_auth = call.show_authentication()?;
     let status = call.query("status").map(|s| parse_status(&s)).transpose()?;
     let event = call.query("event");
@@ -280,7 +281,9 @@ pub async fn list_webhooks(state: &AppState, call: Call) -> ApiResult<Reply> {
         })
         .collect();
     let page = paginate(webhooks, |wh| wh.id.as_str(), &request);
-    Ok(Reply::ok(page.to_json(scope, |wh| wh.to_json(show_auth))))
+    Ok(Reply::ok(page_json(&page, scope, |wh| {
+        wh.to_json(show_auth)
+    })))
 }
 
 pub async fn create_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
@@ -360,13 +363,13 @@ const CANCEL_DELAY: Duration = Duration::from_secs(5);
 pub async fn delete_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     let id = webhook_id(&call)?;
     load(state, call.tenant(), &id).await?;
-    let queues = state.queues()?;
+    let queues = crate::api::queues(state)?;
     let cancel = Task::Cancel(WebhookTask {
         tenant_id: call.tenant().to_string(),
         webhook_id: id.clone(),
     });
     queues
-        .send(&queues.delivery_url, &[(cancel, CANCEL_DELAY)])
+        .send(QueueName::Delivery, &[(cancel, CANCEL_DELAY)])
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "could not queue the cancellation of deliveries");
@@ -419,16 +422,16 @@ pub async fn unpause_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     // first: an unpause never sends a large backlog inside this request.
     let released = state
         .store
-        .count_open_deliveries(&webhook.id, DeliveryStatus::Buffered)
+        .count_open_deliveries(&webhook.tenant_id, &webhook.id, DeliveryStatus::Buffered)
         .await?;
     if released > 0 {
-        let queues = state.queues()?;
+        let queues = crate::api::queues(state)?;
         let task = Task::Release(WebhookTask {
             tenant_id: webhook.tenant_id.clone(),
             webhook_id: webhook.id.clone(),
         });
         queues
-            .send(&queues.delivery_url, &[(task, Duration::ZERO)])
+            .send(QueueName::Delivery, &[(task, Duration::ZERO)])
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "could not queue the release of buffered deliveries");

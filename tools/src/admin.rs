@@ -1,11 +1,11 @@
 //! API key management: what `webhooks-admin` and the local stack's dev key use.
 
-use crate::domain::api_key::{ApiKey, Scope, generate_key, record_for_key, validate_tenant_id};
-use crate::storage::{Store, StoreError};
+use shared::domain::api_key::{ApiKey, Scope, generate_key, record_for_key, validate_tenant_id};
+use shared::storage::{Store, StoreError};
 
 /// Creates a key for a tenant; returns the key (shown once) and its record.
 pub async fn create_key(
-    store: &Store,
+    store: &dyn Store,
     tenant_id: &str,
     scopes: Vec<Scope>,
 ) -> Result<(String, ApiKey), String> {
@@ -20,7 +20,7 @@ pub async fn create_key(
 
 /// Makes sure `key` works for `tenant_id` with every scope (the local dev key). A key that
 /// is already stored is left as it is.
-pub async fn ensure_key(store: &Store, key: &str, tenant_id: &str) -> Result<(), String> {
+pub async fn ensure_key(store: &dyn Store, key: &str, tenant_id: &str) -> Result<(), String> {
     let record = record_for_key(key, tenant_id, Scope::ALL.to_vec());
     match store
         .find_key_grant(&record.key_hash)
@@ -33,13 +33,13 @@ pub async fn ensure_key(store: &Store, key: &str, tenant_id: &str) -> Result<(),
     }
 }
 
-pub async fn list_keys(store: &Store, tenant_id: &str) -> Result<Vec<ApiKey>, String> {
+pub async fn list_keys(store: &dyn Store, tenant_id: &str) -> Result<Vec<ApiKey>, String> {
     validate_tenant_id(tenant_id)?;
     store.list_api_keys(tenant_id).await.map_err(describe)
 }
 
 /// Revokes a key by id; an error if no key has that id.
-pub async fn revoke_key(store: &Store, key_id: &str) -> Result<ApiKey, String> {
+pub async fn revoke_key(store: &dyn Store, key_id: &str) -> Result<ApiKey, String> {
     store
         .revoke_api_key(key_id)
         .await

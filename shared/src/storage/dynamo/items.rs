@@ -1,128 +1,17 @@
-//! The DynamoDB item layout: every key and attribute name, and the `From`/`TryFrom`
-//! mappings between domain types and items. The one place that knows how records are stored.
-//!
-//! | item | PK | SK |
-//! |---|---|---|
-//! | API key, looked up by the authorizer | `KEY#<sha256>` | `KEY` |
-//! | API key record (listing, revocation) | `KEYID#<key id>` | `KEYID` (GSI1: `T#<tenant>#KEYS` / key id) |
-//! | webhook | `T#<tenant>` | `WH#<id>` |
-//! | URL uniqueness guard | `T#<tenant>` | `URL#<sha256(url)>` |
-//! | per-tenant webhook counter | `T#<tenant>` | `COUNT` |
-//! | event type | `T#<tenant>` | `ET#<name>` |
-//! | event | `T#<tenant>#EV` | `EV#<id>` |
-//! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
-//! | delivery | `T#<tenant>#DL` | `DL#<id>` (GSI1: `WH#<webhook>` / id; GSI2 while open: `WH#<webhook>#<status>` / id) |
-//!
-//! Events, source keys and deliveries carry `expires_at` (Unix seconds) for the table's TTL.
-
-use std::collections::HashMap;
+//! The mappings between domain types and DynamoDB items (`From` and `TryFrom`, each
+//! unit-tested on its own), built on the keys of [`super::layout`].
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use crate::domain::api_key::{ApiKey, Scope};
+use super::layout::*;
+use crate::domain::api_key::{ApiKey, KeyGrant, Scope};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
 use crate::domain::webhook::{BasicAuth, Secret, Webhook, WebhookStatus};
 use crate::domain::{format_time, parse_time};
-
-pub type Item = HashMap<String, AttributeValue>;
-
-pub const PK: &str = "PK";
-pub const SK: &str = "SK";
-pub const GSI1: &str = "GSI1";
-pub const GSI1_PK: &str = "GSI1PK";
-pub const GSI1_SK: &str = "GSI1SK";
-pub const GSI2: &str = "GSI2";
-pub const GSI2_PK: &str = "GSI2PK";
-pub const GSI2_SK: &str = "GSI2SK";
-pub const EXPIRES_AT: &str = "expires_at";
-
-/// Partition of everything a tenant owns that is read together: webhooks, their URL guards,
-/// the webhook counter and the event-type catalogue.
-pub fn tenant_pk(tenant_id: &str) -> String {
-    format!("T#{tenant_id}")
-}
-
-pub fn webhook_sk(webhook_id: &str) -> String {
-    format!("WH#{webhook_id}")
-}
-pub const WEBHOOK_SK_PREFIX: &str = "WH#";
-
-pub fn url_guard_sk(url: &str) -> String {
-    format!("URL#{}", hex::encode(Sha256::digest(url.as_bytes())))
-}
-
-pub const COUNTER_SK: &str = "COUNT";
-pub const COUNTER_ATTR: &str = "webhooks";
-
-pub fn event_type_sk(name: &str) -> String {
-    format!("ET#{name}")
-}
-pub const EVENT_TYPE_SK_PREFIX: &str = "ET#";
-
-pub fn events_pk(tenant_id: &str) -> String {
-    format!("T#{tenant_id}#EV")
-}
-
-pub fn event_sk(event_id: &str) -> String {
-    format!("EV#{event_id}")
-}
-pub const EVENT_SK_PREFIX: &str = "EV#";
-
-pub fn source_key_pk(tenant_id: &str, source_id: &str) -> String {
-    format!("T#{tenant_id}#SRC#{source_id}")
-}
-pub const SOURCE_KEY_SK: &str = "SRC";
-
-pub fn deliveries_pk(tenant_id: &str) -> String {
-    format!("T#{tenant_id}#DL")
-}
-
-pub fn delivery_sk(delivery_id: &str) -> String {
-    format!("DL#{delivery_id}")
-}
-pub const DELIVERY_SK_PREFIX: &str = "DL#";
-
-/// GSI1 partition of one webhook's deliveries.
-pub fn webhook_deliveries_gsi_pk(webhook_id: &str) -> String {
-    format!("WH#{webhook_id}")
-}
-
-/// GSI2 (sparse) partition of one webhook's deliveries in an open status.
-pub fn open_deliveries_gsi_pk(webhook_id: &str, status: DeliveryStatus) -> String {
-    format!("WH#{webhook_id}#{}", status.as_str())
-}
-
-pub fn api_key_lookup_pk(key_hash: &str) -> String {
-    format!("KEY#{key_hash}")
-}
-pub const API_KEY_LOOKUP_SK: &str = "KEY";
-
-pub fn api_key_record_pk(key_id: &str) -> String {
-    format!("KEYID#{key_id}")
-}
-pub const API_KEY_RECORD_SK: &str = "KEYID";
-
-pub fn tenant_keys_gsi_pk(tenant_id: &str) -> String {
-    format!("T#{tenant_id}#KEYS")
-}
-
-/// The primary key of an item.
-pub fn key(pk: String, sk: impl Into<String>) -> Item {
-    HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk.into()))])
-}
-
-pub fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-pub fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
 
 /// An item that does not have the shape this module writes.
 #[derive(Debug, PartialEq, Eq)]
@@ -276,14 +165,6 @@ impl ItemBuilder {
 }
 
 // ---- API keys ----
-
-/// What the authorizer needs of a key, stored under the key's hash.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyGrant {
-    pub key_id: String,
-    pub tenant_id: String,
-    pub scopes: Vec<Scope>,
-}
 
 fn scopes_from(text: &str) -> Result<Vec<Scope>, ItemError> {
     Scope::parse_list(text).map_err(|_| Attrs::error("scopes", "unknown scope"))

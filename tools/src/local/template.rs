@@ -120,10 +120,7 @@ impl Template {
             .into_iter()
             .flatten()
             .filter(|(_, e)| e.get("Type").and_then(Value::as_str) == Some("SQS"))
-            .filter_map(|(_, e)| {
-                e.pointer("/Properties/Queue")
-                    .and_then(super::provision::get_att_target)
-            })
+            .filter_map(|(_, e)| e.pointer("/Properties/Queue").and_then(get_att_target))
             .collect())
     }
 
@@ -136,6 +133,15 @@ impl Template {
             })
             .collect()
     }
+}
+
+/// The logical id in `{"!GetAtt": "X.Arn"}` (or `Fn::GetAtt: [X, Arn]`).
+pub fn get_att_target(value: &Value) -> Option<String> {
+    if let Some(text) = value.get("!GetAtt").and_then(Value::as_str) {
+        return text.strip_suffix(".Arn").map(str::to_string);
+    }
+    let parts = value.get("Fn::GetAtt")?.as_array()?;
+    (parts.get(1)?.as_str()? == "Arn").then(|| parts.first()?.as_str().map(str::to_string))?
 }
 
 fn yaml_to_json(value: serde_yaml_ng::Value) -> Value {
@@ -274,7 +280,7 @@ mod tests {
             "functions/Cargo.toml [[bin]] entries and template.yaml differ"
         );
 
-        let mut registered: Vec<String> = crate::api::ROUTES
+        let mut registered: Vec<String> = shared::api::ROUTES
             .iter()
             .map(|r| r.function.to_string())
             .chain(NON_ROUTE_FUNCTIONS.iter().map(|f| f.to_string()))
@@ -286,7 +292,7 @@ mod tests {
         );
 
         let routes = template.http_routes().unwrap();
-        for route in crate::api::ROUTES {
+        for route in shared::api::ROUTES {
             assert!(
                 routes.iter().any(|r| r.function == route.function),
                 "{} has a handler but no route in template.yaml",
@@ -295,7 +301,7 @@ mod tests {
         }
         for route in &routes {
             assert!(
-                crate::api::route(&route.function).is_some(),
+                shared::api::route(&route.function).is_some(),
                 "{} {} has no handler",
                 route.method,
                 route.path

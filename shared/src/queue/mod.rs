@@ -3,12 +3,16 @@
 //! The ingest queue carries events from sources as SPEC §4 describes them, with no tag:
 //! `{"tenant_id", "type", "data", "id"?}`. The service's own messages carry a `kind`:
 //! an event published through the API, a retry of one delivery, or a page of work on one
-//! webhook's deliveries (release after unpause, cancel after delete).
+//! webhook's deliveries (release after unpause, cancel after delete). [`TaskQueue`] is what
+//! the service needs of the queues: [`sqs`] implements it on SQS, [`memory`] in memory for
+//! unit tests.
+
+pub mod memory;
+pub mod sqs;
 
 use std::time::Duration;
 
-use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -126,140 +130,37 @@ fn check_ingest(event: &EventTask) -> Result<(), String> {
     Ok(())
 }
 
-/// SQS's longest `DelaySeconds`.
-pub const MAX_DELAY: Duration = Duration::from_secs(900);
-/// SQS's longest visibility timeout.
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
-
 /// The queues the service sends to.
-#[derive(Clone, Debug)]
-pub struct Queues {
-    client: Client,
-    pub ingest_url: String,
-    pub delivery_url: String,
-    pub ingest_dlq_url: String,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueName {
+    /// Events: from sources, and from `POST /v1/events`.
+    Ingest,
+    /// The service's own tasks: retries, release and cancel pages.
+    Delivery,
 }
 
 /// A queue call failed; the caller reports its work as failed so it is retried.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("queue: {0}")]
 pub struct QueueError(pub String);
 
-impl std::fmt::Display for QueueError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "queue: {}", self.0)
-    }
-}
-
-impl std::error::Error for QueueError {}
-
-fn queue_error(e: impl std::error::Error + 'static) -> QueueError {
-    QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-}
-
-impl Queues {
-    pub fn new(
-        client: Client,
-        ingest_url: String,
-        delivery_url: String,
-        ingest_dlq_url: String,
-    ) -> Self {
-        Queues {
-            client,
-            ingest_url,
-            delivery_url,
-            ingest_dlq_url,
-        }
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Sends tasks to a queue, ten to a request, each with its delay (at most 15 minutes).
-    pub async fn send(
-        &self,
-        queue_url: &str,
-        tasks: &[(Task, Duration)],
-    ) -> Result<(), QueueError> {
-        for chunk in tasks.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, (task, delay))| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(serde_json::to_string(task).expect("tasks serialise"))
-                        .delay_seconds(delay.min(&MAX_DELAY).as_secs() as i32)
-                        .build()
-                        .expect("id and body are set")
-                })
-                .collect();
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(queue_error)?;
-            if !out.failed().is_empty() {
-                return Err(QueueError(format!(
-                    "{} of {} messages were not sent",
-                    out.failed().len(),
-                    chunk.len()
-                )));
-            }
-        }
-        Ok(())
-    }
-
+/// What the handlers and the pipeline need of the queues.
+#[async_trait]
+pub trait TaskQueue: Send + Sync {
+    /// Sends tasks, each with its delay (at most 15 minutes).
+    async fn send(&self, queue: QueueName, tasks: &[(Task, Duration)]) -> Result<(), QueueError>;
     /// Parks a received message until `wait` from now (at most 12 h) before it is seen again.
-    pub async fn defer(
+    async fn defer(
         &self,
-        queue_url: &str,
+        queue: QueueName,
         receipt_handle: &str,
         wait: Duration,
-    ) -> Result<(), QueueError> {
-        self.client
-            .change_message_visibility()
-            .queue_url(queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(wait.min(MAX_VISIBILITY).as_secs().max(1) as i32)
-            .send()
-            .await
-            .map_err(queue_error)?;
-        Ok(())
-    }
-
-    /// Sends an ingest message that can never be processed to the dead-letter queue,
-    /// with its reason.
-    pub async fn reject(&self, body: &str, reason: &str) -> Result<(), QueueError> {
-        self.client
-            .send_message()
-            .queue_url(&self.ingest_dlq_url)
-            .message_body(body)
-            .message_attributes(
-                "reason",
-                aws_sdk_sqs::types::MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(reason)
-                    .build()
-                    .expect("type and value are set"),
-            )
-            .send()
-            .await
-            .map_err(queue_error)?;
-        Ok(())
-    }
-
-    /// The URL of the queue an SQS event record came from (by the queue name in its ARN).
-    pub fn url_for_arn(&self, arn: &str) -> Option<&str> {
-        let name = arn.rsplit(':').next()?;
-        [&self.ingest_url, &self.delivery_url, &self.ingest_dlq_url]
-            .into_iter()
-            .find(|url| url.rsplit('/').next() == Some(name))
-            .map(String::as_str)
-    }
+    ) -> Result<(), QueueError>;
+    /// Sends an ingest message that can never be processed to the dead-letter queue, with
+    /// its reason.
+    async fn reject(&self, body: &str, reason: &str) -> Result<(), QueueError>;
+    /// Which of the service's queues an SQS record came from, by its event source ARN.
+    fn queue_of_arn(&self, arn: &str) -> Option<QueueName>;
 }
 
 #[cfg(test)]

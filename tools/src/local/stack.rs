@@ -12,9 +12,10 @@ use super::emulator::{Emulator, default_server_path};
 use super::pollers::{EventSource, poll};
 use super::provision::{ensure_queues, ensure_table};
 use super::server::LocalApi;
+use super::settings::LocalSettings;
 use super::template::Template;
-use crate::config::{Config, QueueUrls};
-use crate::state::AppState;
+use shared::config::{Config, QueueUrls};
+use shared::state::AppState;
 
 /// A prepared local stack, ready to serve.
 pub struct LocalStack {
@@ -25,6 +26,7 @@ pub struct LocalStack {
     address: SocketAddr,
     /// The queues the deliver function reads.
     event_sources: Vec<EventSource>,
+    settings: LocalSettings,
 }
 
 /// The template's logical ids of the queues the service sends to.
@@ -34,8 +36,12 @@ pub const DELIVERY_QUEUE: &str = "DeliveryQueue";
 
 impl LocalStack {
     /// Starts the emulator if needed, creates the table if missing and binds the API's port
-    /// (`config.local.port`; 0 picks a free one). `progress` hears each step.
-    pub async fn prepare(mut config: Config, progress: impl Fn(&str)) -> Result<Self, String> {
+    /// (`settings.port`; 0 picks a free one). `progress` hears each step.
+    pub async fn prepare(
+        mut config: Config,
+        settings: LocalSettings,
+        progress: impl Fn(&str),
+    ) -> Result<Self, String> {
         let template = Template::built_in()?;
         let emulator = match &config.aws_endpoint_url {
             Some(endpoint) => {
@@ -43,7 +49,7 @@ impl LocalStack {
                 None
             }
             None => {
-                let port = config.local.emulator_port;
+                let port = settings.emulator_port;
                 progress(&format!(
                     "starting the local AWS emulator on 127.0.0.1:{port}"
                 ));
@@ -52,7 +58,7 @@ impl LocalStack {
                 Some(emulator)
             }
         };
-        let sdk = crate::state::sdk_config(&config).await;
+        let sdk = shared::state::sdk_config(&config).await;
         let created = ensure_table(
             &aws_sdk_dynamodb::Client::new(&sdk),
             &template,
@@ -104,7 +110,7 @@ impl LocalStack {
         ));
         let state = Arc::new(AppState::new(config).await);
         let api = Arc::new(LocalApi::new(state, &template)?);
-        let port = api.state().config.local.port;
+        let port = settings.port;
         let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
             format!("cannot listen on 127.0.0.1:{port}: {e} (set PORT to another port)")
         })?;
@@ -115,6 +121,7 @@ impl LocalStack {
             listener,
             address,
             event_sources,
+            settings,
         })
     }
 
@@ -149,16 +156,18 @@ impl LocalStack {
             api,
             listener,
             event_sources,
+            settings,
             ..
         } = self;
         let (stop, stopped) = watch::channel(false);
         let state = Arc::new(api.state().clone());
         let mut pollers = Vec::new();
         for source in event_sources {
-            for _ in 0..state.config.local.pollers {
+            for _ in 0..settings.pollers {
                 pollers.push(tokio::spawn(poll(
                     Arc::clone(&state),
                     source.clone(),
+                    settings.visibility_timeout,
                     stopped.clone(),
                 )));
             }

@@ -6,5 +6,6 @@ pub mod emulator;
 pub mod pollers;
 pub mod provision;
 pub mod server;
+pub mod settings;
 pub mod stack;
 pub mod template;

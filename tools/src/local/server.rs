@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use super::template::{HttpRoute, Template, match_path};
-use crate::api::{self, Route, error_response};
-use crate::error::{ApiError, ErrorCode};
-use crate::state::AppState;
+use shared::api::error::{ApiError, ErrorCode};
+use shared::api::{self, Route, error_response};
+use shared::state::AppState;
 
 /// Lambda's limit on a synchronous invocation's payload.
 const MAX_LAMBDA_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -105,7 +105,7 @@ impl LocalApi {
             .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        let context = match crate::auth::authorize(&self.state.store, authorization).await {
+        let context = match shared::auth::authorize(&*self.state.store, authorization).await {
             Ok(context) => context,
             Err(e) => return to_hyper(error_response(&ApiError::from(e))),
         };

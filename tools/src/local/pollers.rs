@@ -9,7 +9,7 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use tokio::sync::watch;
 
-use crate::state::AppState;
+use shared::state::AppState;
 
 /// One queue the deliver function reads.
 #[derive(Clone, Debug)]
@@ -19,19 +19,19 @@ pub struct EventSource {
 }
 
 /// Polls `source` until `stop` turns true.
-pub async fn poll(state: Arc<AppState>, source: EventSource, mut stop: watch::Receiver<bool>) {
-    let Some(queues) = &state.queues else { return };
-    let client = queues.client().clone();
+pub async fn poll(
+    state: Arc<AppState>,
+    source: EventSource,
+    visibility_timeout: Option<u32>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let client = aws_sdk_sqs::Client::new(&shared::state::sdk_config(&state.config).await);
     let region = state
         .config
         .aws_region
         .clone()
         .unwrap_or_else(|| "us-east-1".into());
-    let visibility_timeout = state
-        .config
-        .local
-        .visibility_timeout
-        .map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+    let visibility_timeout = visibility_timeout.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
     while !*stop.borrow() {
         let receive = client
             .receive_message()
@@ -80,7 +80,7 @@ pub async fn poll(state: Arc<AppState>, source: EventSource, mut stop: watch::Re
             ));
             event.records.push(record);
         }
-        let response = crate::delivery::deliver_batch(&state, event).await;
+        let response = shared::delivery::deliver_batch(&state, event).await;
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()

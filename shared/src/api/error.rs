@@ -4,6 +4,9 @@
 use serde::Serialize;
 use serde_json::json;
 
+use crate::domain::invalid::{Invalid, Rule};
+use crate::storage::StoreError;
+
 /// Every error code the API answers with (SPEC §3, Errors).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -177,6 +180,42 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+impl From<Invalid> for ApiError {
+    /// Each rule of the domain has its code in the spec's table.
+    fn from(invalid: Invalid) -> ApiError {
+        let code = match invalid.rule {
+            Rule::Malformed => ErrorCode::InvalidRequest,
+            Rule::TooLarge => ErrorCode::PayloadTooLarge,
+            Rule::Url => ErrorCode::InvalidUrl,
+            Rule::UrlNotHttps => ErrorCode::InvalidUrlIsNotUsingHttps,
+            Rule::Subscription => ErrorCode::InvalidSubscription,
+            Rule::Secret => ErrorCode::InvalidSecret,
+        };
+        ApiError {
+            code,
+            message: invalid.message,
+            field: invalid.field,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// Storage trouble never reaches the client in detail: throttling is a 503 to retry,
+    /// anything else a 500, and both are logged here.
+    fn from(err: StoreError) -> ApiError {
+        match err {
+            StoreError::Unavailable(why) => {
+                tracing::warn!(reason = %why, "storage throttled; answering 503");
+                ApiError::unavailable()
+            }
+            other => {
+                tracing::error!(error = %other, "storage error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +244,29 @@ mod tests {
                 .get("field")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn domain_rules_map_to_the_specs_codes() {
+        let e = ApiError::from(Invalid::new(Rule::UrlNotHttps, "url", "url must use https"));
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            (ErrorCode::InvalidUrlIsNotUsingHttps, Some("url"))
+        );
+        assert_eq!(ApiError::from(Invalid::field("data", "no")).status(), 400);
+        assert_eq!(
+            ApiError::from(Invalid::new(Rule::TooLarge, "data", "big")).status(),
+            413
+        );
+    }
+
+    #[test]
+    fn throttling_becomes_503_and_other_errors_500() {
+        assert_eq!(
+            ApiError::from(StoreError::Unavailable("x".into())).status(),
+            503
+        );
+        assert_eq!(ApiError::from(StoreError::Other("x".into())).status(), 500);
     }
 
     #[test]

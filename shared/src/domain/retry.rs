@@ -1,8 +1,11 @@
-//! The retry schedule: how long to wait after each failed attempt.
+//! The retry schedule: how long to wait after each failed attempt, and how a receiver's
+//! `Retry-After` is read.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+use crate::duration::parse_duration;
 
 /// Waits after attempts 1, 2, ... (SPEC: 5s, 5m, 30m, 2h, 5h, 10h, 10h: eight attempts
 /// over about 27 hours). `RETRY_SCHEDULE` replaces it.
@@ -13,10 +16,6 @@ pub const DEFAULT_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
 
 /// The most a wait is stretched at random, so that retries of many deliveries spread out.
 pub const MAX_JITTER: f64 = 0.2;
-
-/// The longest wait a schedule (or any duration setting) may name: a year. Bounded so that
-/// no arithmetic on a wait can overflow.
-pub const LONGEST_SETTING: Duration = Duration::from_secs(365 * 86400);
 
 impl RetrySchedule {
     /// Parses `5s,5m,30m,2h`: whole numbers with `ms`, `s`, `m`, `h` or `d`.
@@ -76,7 +75,7 @@ impl RetrySchedule {
         random: f64,
     ) -> Option<DateTime<Utc>> {
         let wait = self.next_wait(attempt, retry_after, random)?;
-        Some(crate::domain::later(at, wait))
+        Some(super::later(at, wait))
     }
 }
 
@@ -84,26 +83,6 @@ impl Default for RetrySchedule {
     fn default() -> Self {
         RetrySchedule::parse(DEFAULT_SCHEDULE).expect("the default schedule parses")
     }
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a wait like 5s, 5m or 2h"))?;
-    let wait = match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        "d" => n.checked_mul(86400).map(Duration::from_secs),
-        _ => return Err(format!("{text:?}: the unit must be ms, s, m, h or d")),
-    };
-    wait.filter(|w| *w <= LONGEST_SETTING)
-        .ok_or_else(|| format!("{text:?} is longer than a year"))
 }
 
 /// Reads `Retry-After`: delay-seconds, or an HTTP date. Any value a receiver sends is read

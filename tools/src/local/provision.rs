@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_json::Value;
 
-use super::template::Template;
+use super::template::{Template, get_att_target};
 
 fn text<'a>(value: &'a Value, field: &str) -> Result<&'a str, String> {
     value
@@ -140,15 +140,6 @@ pub async fn ensure_table(
 pub struct LocalQueue {
     pub url: String,
     pub arn: String,
-}
-
-/// The logical id in `{"!GetAtt": "X.Arn"}` (or `Fn::GetAtt: [X, Arn]`).
-pub fn get_att_target(value: &Value) -> Option<String> {
-    if let Some(text) = value.get("!GetAtt").and_then(Value::as_str) {
-        return text.strip_suffix(".Arn").map(str::to_string);
-    }
-    let parts = value.get("Fn::GetAtt")?.as_array()?;
-    (parts.get(1)?.as_str()? == "Arn").then(|| parts.first()?.as_str().map(str::to_string))?
 }
 
 /// Creates every queue the template declares, named `<prefix>-<LogicalId>`, with its

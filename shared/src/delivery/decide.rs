@@ -1,0 +1,370 @@
+//! The pipeline's decisions, as pure functions of the schedule, the attempt, what storage
+//! holds and the time: what follows an attempt (another at a time, or an end), when an
+//! early task is parked, what a retry task does with the delivery and webhook it finds,
+//! which webhooks an event goes to, and the order a release sends in. The fan-out, retry
+//! tasks, release pages and the manual retry route all decide here.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::client::Sent;
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::event_type::subscription_matches;
+use crate::domain::retry::RetrySchedule;
+use crate::domain::webhook::{Webhook, WebhookStatus};
+use crate::queue::{RetryTask, Task};
+
+/// What follows an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Succeeded,
+    /// No more attempts: the schedule is spent, the receiver answered 410, or a manual
+    /// retry failed.
+    Failed,
+    /// Another attempt at `at`, queued with the delay `wait`.
+    RetryAt {
+        at: DateTime<Utc>,
+        wait: Duration,
+    },
+}
+
+/// Who made an attempt: the pipeline follows a failure with the schedule's next attempt;
+/// an attempt made by hand is final either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempted {
+    Automatically,
+    ByHand,
+}
+
+/// What follows attempt `number`, given how it went and a random share in `[0, 1)` for
+/// the jitter. A receiver's `Retry-After` is honoured up to the schedule's longest wait.
+pub fn after_attempt(
+    schedule: &RetrySchedule,
+    number: u32,
+    sent: &Sent,
+    random: f64,
+    by: Attempted,
+) -> Verdict {
+    if sent.attempt.succeeded() {
+        return Verdict::Succeeded;
+    }
+    if sent.attempt.status_code == Some(410) || by == Attempted::ByHand {
+        return Verdict::Failed;
+    }
+    match schedule.next_wait(number, sent.retry_after, random) {
+        Some(wait) => Verdict::RetryAt {
+            at: crate::domain::later(sent.attempt.at, wait),
+            wait,
+        },
+        None => Verdict::Failed,
+    }
+}
+
+/// Records attempt `number` and its verdict on the delivery; returns the retry task to
+/// queue (with its delay), if another attempt follows.
+pub fn record(
+    delivery: &mut Delivery,
+    number: u32,
+    sent: Sent,
+    verdict: Verdict,
+) -> Option<(Task, Duration)> {
+    let (status, next_at) = match verdict {
+        Verdict::Succeeded => (DeliveryStatus::Succeeded, None),
+        Verdict::Failed => (DeliveryStatus::Failed, None),
+        Verdict::RetryAt { at, .. } => (DeliveryStatus::Pending, Some(at)),
+    };
+    delivery.record(number, sent.attempt, status, next_at);
+    match verdict {
+        Verdict::RetryAt { at, wait } => Some((
+            Task::Retry(RetryTask {
+                tenant_id: delivery.tenant_id.clone(),
+                delivery_id: delivery.id.clone(),
+                attempt: number + 1,
+                not_before: at.timestamp_millis(),
+            }),
+            wait,
+        )),
+        Verdict::Succeeded | Verdict::Failed => None,
+    }
+}
+
+/// How long a task due at `not_before` (Unix milliseconds) must still wait at `now`;
+/// `None` when it is due. SQS delays whole seconds and at most 15 minutes, so tasks come
+/// early and are parked for the rest.
+pub fn still_to_wait(not_before: i64, now: DateTime<Utc>) -> Option<Duration> {
+    let due = DateTime::<Utc>::from_timestamp_millis(not_before)?;
+    (due > now).then(|| (due - now).to_std().unwrap_or_default())
+}
+
+/// Receives after which a retry task whose delivery record is missing is dropped.
+pub const MISSING_RECORD_RECEIVES: u32 = 5;
+
+/// A retry task found no record: the task is queued before the record is written, so wait
+/// a moment for the writer; past a few receives the record is gone for good (expired).
+pub fn wait_for_missing_record(receive_count: u32) -> Option<Duration> {
+    (receive_count < MISSING_RECORD_RECEIVES).then_some(Duration::from_secs(1))
+}
+
+/// What a retry task does with the delivery and the webhook it finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryStep {
+    /// A duplicate task (its attempt was made), or the delivery closed meanwhile.
+    Drop,
+    /// Close the delivery in this status without an attempt.
+    Close(DeliveryStatus),
+    /// Make the attempt.
+    Attempt,
+}
+
+pub fn retry_step(delivery: &Delivery, task_attempt: u32, webhook: Option<&Webhook>) -> RetryStep {
+    if delivery.attempts >= task_attempt || !delivery.status.is_open() {
+        return RetryStep::Drop;
+    }
+    match webhook.map(|wh| wh.status) {
+        None | Some(WebhookStatus::Disabled) => RetryStep::Close(DeliveryStatus::Cancelled),
+        Some(WebhookStatus::Paused) => RetryStep::Close(DeliveryStatus::Buffered),
+        Some(WebhookStatus::Active) => RetryStep::Attempt,
+    }
+}
+
+/// Where an event goes for one webhook of its tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Attempt it now.
+    Send,
+    /// Keep it buffered until the webhook is unpaused.
+    Buffer,
+}
+
+/// Whether `webhook` gets an event of `event_type`, and how: a disabled webhook or one not
+/// subscribed gets nothing, not even a record.
+pub fn route(webhook: &Webhook, event_type: &str) -> Option<Route> {
+    if webhook.status == WebhookStatus::Disabled
+        || !subscription_matches(&webhook.events, event_type)
+    {
+        return None;
+    }
+    Some(match webhook.status {
+        WebhookStatus::Paused => Route::Buffer,
+        _ => Route::Send,
+    })
+}
+
+/// The tasks that release a page of buffered deliveries: one attempt each, due now, oldest
+/// first.
+pub fn release_tasks(page: &[Delivery], now: DateTime<Utc>) -> Vec<(Task, Duration)> {
+    let mut page: Vec<&Delivery> = page.iter().collect();
+    page.sort_by(|a, b| a.id.cmp(&b.id));
+    page.into_iter()
+        .map(|d| {
+            let task = Task::Retry(RetryTask {
+                tenant_id: d.tenant_id.clone(),
+                delivery_id: d.id.clone(),
+                attempt: d.attempts + 1,
+                not_before: now.timestamp_millis(),
+            });
+            (task, Duration::ZERO)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::delivery::Attempt;
+    use crate::domain::webhook::tests::sample;
+
+    fn sent(status: Option<u16>, retry_after: Option<u64>) -> Sent {
+        Sent {
+            attempt: Attempt {
+                at: crate::domain::parse_time("2026-03-01T00:00:00Z").unwrap(),
+                status_code: status,
+                response_time: 3,
+                error: None,
+                response_excerpt: None,
+            },
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    fn schedule() -> RetrySchedule {
+        RetrySchedule::parse("10s,1m").unwrap()
+    }
+
+    #[test]
+    fn a_2xx_succeeds_and_a_410_ends_the_retries() {
+        let s = schedule();
+        assert_eq!(
+            after_attempt(&s, 1, &sent(Some(204), None), 0.5, Attempted::Automatically),
+            Verdict::Succeeded
+        );
+        assert_eq!(
+            after_attempt(&s, 1, &sent(Some(410), None), 0.5, Attempted::Automatically),
+            Verdict::Failed
+        );
+    }
+
+    #[test]
+    fn a_failure_waits_the_schedule_with_jitter_then_is_exhausted() {
+        let s = schedule();
+        let failed = sent(Some(500), None);
+        let Verdict::RetryAt { at, wait } =
+            after_attempt(&s, 1, &failed, 1.0, Attempted::Automatically)
+        else {
+            panic!("expected a retry")
+        };
+        assert_eq!(wait, Duration::from_secs(12));
+        assert_eq!(at - failed.attempt.at, chrono::TimeDelta::seconds(12));
+        assert!(matches!(
+            after_attempt(&s, 2, &failed, 0.0, Attempted::Automatically),
+            Verdict::RetryAt { wait, .. } if wait == Duration::from_secs(60)
+        ));
+        assert_eq!(
+            after_attempt(&s, 3, &failed, 0.0, Attempted::Automatically),
+            Verdict::Failed
+        );
+    }
+
+    #[test]
+    fn retry_after_is_honoured_only_up_to_the_longest_wait() {
+        let s = schedule();
+        let verdict = |secs| {
+            after_attempt(
+                &s,
+                1,
+                &sent(Some(503), Some(secs)),
+                0.0,
+                Attempted::Automatically,
+            )
+        };
+        assert!(
+            matches!(verdict(30), Verdict::RetryAt { wait, .. } if wait == Duration::from_secs(30))
+        );
+        assert!(
+            matches!(verdict(u64::MAX), Verdict::RetryAt { wait, .. } if wait == Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn an_attempt_by_hand_is_final() {
+        let s = schedule();
+        assert_eq!(
+            after_attempt(&s, 1, &sent(Some(500), None), 0.0, Attempted::ByHand),
+            Verdict::Failed
+        );
+        assert_eq!(
+            after_attempt(&s, 9, &sent(Some(200), None), 0.0, Attempted::ByHand),
+            Verdict::Succeeded
+        );
+    }
+
+    fn delivery() -> Delivery {
+        Delivery::new(
+            "acme",
+            "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "wh_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "user.created",
+            DeliveryStatus::Pending,
+            crate::domain::now(),
+        )
+    }
+
+    #[test]
+    fn recording_a_retry_verdict_keeps_the_delivery_pending_and_queues_the_next_attempt() {
+        let mut d = delivery();
+        let failed = sent(Some(500), None);
+        let verdict = after_attempt(&schedule(), 1, &failed, 0.0, Attempted::Automatically);
+        let (task, delay) = record(&mut d, 1, failed, verdict).unwrap();
+        assert_eq!(d.status, DeliveryStatus::Pending);
+        assert_eq!(d.attempts, 1);
+        let Task::Retry(retry) = task else { panic!() };
+        assert_eq!(retry.attempt, 2);
+        assert_eq!(
+            Some(retry.not_before),
+            d.next_attempt_at.map(|t| t.timestamp_millis())
+        );
+        assert_eq!(delay, Duration::from_secs(10));
+        let ok = sent(Some(200), None);
+        assert!(record(&mut d, 2, ok, Verdict::Succeeded).is_none());
+        assert_eq!(
+            (d.status, d.next_attempt_at),
+            (DeliveryStatus::Succeeded, None)
+        );
+    }
+
+    #[test]
+    fn early_tasks_wait_for_the_rest_of_their_delay() {
+        let now = crate::domain::parse_time("2026-03-01T00:00:00Z").unwrap();
+        let ms = now.timestamp_millis();
+        assert_eq!(
+            still_to_wait(ms + 1500, now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(still_to_wait(ms, now), None);
+        assert_eq!(still_to_wait(ms - 10, now), None);
+        assert_eq!(still_to_wait(i64::MAX, now), None);
+        assert_eq!(wait_for_missing_record(1), Some(Duration::from_secs(1)));
+        assert_eq!(wait_for_missing_record(MISSING_RECORD_RECEIVES), None);
+    }
+
+    #[test]
+    fn a_retry_task_attempts_only_an_open_delivery_of_an_active_webhook() {
+        let d = delivery();
+        let mut wh = sample();
+        assert_eq!(retry_step(&d, 1, Some(&wh)), RetryStep::Attempt);
+        assert_eq!(retry_step(&d, 0, Some(&wh)), RetryStep::Drop);
+        assert_eq!(
+            retry_step(&d, 1, None),
+            RetryStep::Close(DeliveryStatus::Cancelled)
+        );
+        wh.status = WebhookStatus::Paused;
+        assert_eq!(
+            retry_step(&d, 1, Some(&wh)),
+            RetryStep::Close(DeliveryStatus::Buffered)
+        );
+        wh.status = WebhookStatus::Disabled;
+        assert_eq!(
+            retry_step(&d, 1, Some(&wh)),
+            RetryStep::Close(DeliveryStatus::Cancelled)
+        );
+        let mut closed = delivery();
+        closed.status = DeliveryStatus::Succeeded;
+        assert_eq!(retry_step(&closed, 1, Some(&sample())), RetryStep::Drop);
+    }
+
+    #[test]
+    fn events_route_to_subscribed_webhooks_and_buffer_for_paused_ones() {
+        let mut wh = sample();
+        wh.events = vec!["user.*".into()];
+        assert_eq!(route(&wh, "user.created"), Some(Route::Send));
+        assert_eq!(route(&wh, "invoice.paid"), None);
+        wh.status = WebhookStatus::Paused;
+        assert_eq!(route(&wh, "user.created"), Some(Route::Buffer));
+        wh.status = WebhookStatus::Disabled;
+        assert_eq!(route(&wh, "user.created"), None);
+    }
+
+    #[test]
+    fn a_release_sends_oldest_first_due_now() {
+        let now = crate::domain::now();
+        let ids = [
+            "evt_01ARZ3NDEMTSV4RRFFQ69G5FAV",
+            "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        ];
+        let page: Vec<Delivery> = ids
+            .iter()
+            .map(|e| Delivery::new("acme", e, "wh_x", "a.b", DeliveryStatus::Buffered, now))
+            .collect();
+        let tasks = release_tasks(&page, now);
+        let order: Vec<String> = tasks
+            .iter()
+            .map(|(t, _)| match t {
+                Task::Retry(r) => r.delivery_id.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(order, vec![page[1].id.clone(), page[0].id.clone()]);
+        assert!(tasks.iter().all(|(_, delay)| delay.is_zero()));
+    }
+}

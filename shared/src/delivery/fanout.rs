@@ -1,0 +1,452 @@
+//! The fan-out: every event of the batch stored once, matched against its tenant's
+//! webhooks, sent to every match at once (one slow endpoint delays no other), and every
+//! outcome recorded while the rest are still in flight.
+//!
+//! An event goes through typed phases: its message is [`Claimed`] (the event stored or
+//! found), then [`Planned`] (the webhooks it goes to now, the records of the paused ones),
+//! then each request is a [`PendingDispatch`] until it is sent and becomes a
+//! [`CompletedDispatch`], recorded 25 to a write after its retry task is queued.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::join_all;
+use tracing::Instrument;
+
+use super::client::{Target, parse_target};
+use super::decide::{self, Attempted, Route};
+use super::health::{self, Tried};
+use super::send::{Attempting, send_attempt};
+use super::{Message, PipelineError, random_share, reject};
+use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id};
+use crate::domain::event::Event;
+use crate::domain::webhook::Webhook;
+use crate::queue::{EventTask, QueueName, Task, TaskQueue};
+use crate::state::AppState;
+use crate::storage::{RECORDS_PER_WRITE, StoreError, Stored, TenantView};
+
+/// Requests in flight at once in one invocation.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Record writes in flight at once during a fan-out.
+pub const PARALLEL_RECORD_WRITES: usize = 8;
+
+/// An event of the batch, stored (or found), ready to plan.
+struct Claimed<'m> {
+    message: &'m Message<EventTask>,
+    event: Event,
+    /// A repeat of a fan-out that may not have finished: skip the records that exist.
+    resume: bool,
+}
+
+/// What an event's fan-out does: the webhooks it is sent to now, and the records of the
+/// paused webhooks that buffer it.
+struct Planned<'a> {
+    message: &'a Message<EventTask>,
+    event: Event,
+    body: Bytes,
+    send_to: Vec<&'a Webhook>,
+    buffered: Vec<Delivery>,
+    span: tracing::Span,
+}
+
+/// One request to make: an event (by its plan) to a webhook, at its parsed URL.
+struct PendingDispatch<'a, 't> {
+    plan: usize,
+    webhook: &'a Webhook,
+    target: &'t Target,
+}
+
+/// A request made, or a record of a buffered event: what to record, and the retry task to
+/// queue before the record is written.
+struct CompletedDispatch {
+    plan: usize,
+    delivery: Delivery,
+    retry: Option<(Task, Duration)>,
+}
+
+/// Fans out the batch's events; returns the ids of messages to retry.
+pub(super) async fn fan_out(
+    state: &AppState,
+    queues: &dyn TaskQueue,
+    messages: Vec<(Message<EventTask>, tracing::Span)>,
+) -> Vec<String> {
+    if messages.is_empty() {
+        return Vec::new();
+    }
+    let mut failed = Vec::new();
+    let views = load_views(state, &messages).await;
+    let claims = join_all(messages.iter().map(|(m, span)| {
+        claim(state, queues, m, views.get(m.task.tenant_id.as_str())).instrument(span.clone())
+    }))
+    .await;
+    let mut plans: Vec<Planned<'_>> = Vec::new();
+    for ((message, span), claim) in messages.iter().zip(claims) {
+        let planned = match claim {
+            Ok(Some(claimed)) => {
+                span.record("event_id", claimed.event.id.as_str());
+                let view = views.get(message.task.tenant_id.as_str());
+                plan(state, claimed, view, span.clone())
+                    .instrument(span.clone())
+                    .await
+            }
+            Ok(None) => continue,
+            Err(e) => Err(e),
+        };
+        match planned {
+            Ok(p) => plans.push(p),
+            Err(e) => {
+                let _entered = span.enter();
+                tracing::warn!(error = %e, "the event's fan-out will be retried");
+                failed.push(message.id().to_string());
+            }
+        }
+    }
+    let (tried, unfinished) = dispatch_and_record(state, queues, &plans).await;
+    let finished: Vec<&Planned<'_>> = plans
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !unfinished[*i])
+        .map(|(_, p)| p)
+        .collect();
+    let marks = join_all(
+        finished
+            .iter()
+            .map(|p| state.store.mark_fanned_out(&p.event.tenant_id, &p.event.id)),
+    )
+    .await;
+    for (plan, mark) in finished.iter().zip(marks) {
+        if let Err(e) = mark {
+            // The records are written; a repeat resumes and skips them.
+            let _entered = plan.span.enter();
+            tracing::warn!(error = %e, "could not mark an event fanned out");
+            failed.push(plan.message.id().to_string());
+        }
+    }
+    for (plan, _) in plans.iter().zip(&unfinished).filter(|(_, u)| **u) {
+        failed.push(plan.message.id().to_string());
+    }
+    // Webhook health: last_triggered_at and the auto-disable clock.
+    join_all(tried.into_values().map(|(webhook, attempts)| async move {
+        let after = health::after(webhook, &attempts, state.config.auto_disable_after);
+        health::save(&*state.store, webhook, &after).await;
+    }))
+    .await;
+    failed.sort();
+    failed.dedup();
+    failed
+}
+
+/// Each tenant of the batch read once: its webhooks and catalogue (`None`: unreadable now).
+async fn load_views<'m>(
+    state: &AppState,
+    messages: &'m [(Message<EventTask>, tracing::Span)],
+) -> HashMap<&'m str, Option<TenantView>> {
+    let mut views = HashMap::new();
+    for (m, span) in messages {
+        let tenant = m.task.tenant_id.as_str();
+        if !views.contains_key(tenant) {
+            let view = match state.store.load_tenant(tenant).await {
+                Ok(view) => Some(view),
+                Err(e) => {
+                    let _entered = span.enter();
+                    tracing::warn!(error = %e, "could not read the tenant's webhooks");
+                    None
+                }
+            };
+            views.insert(tenant, view);
+        }
+    }
+    views
+}
+
+/// Stores the message's event once, or finds it. `Ok(None)`: nothing to do (already
+/// fanned out, or rejected to the dead-letter queue).
+async fn claim<'m>(
+    state: &AppState,
+    queues: &dyn TaskQueue,
+    message: &'m Message<EventTask>,
+    view: Option<&Option<TenantView>>,
+) -> Result<Option<Claimed<'m>>, PipelineError> {
+    let task = &message.task;
+    let Some(Some(view)) = view else {
+        return Err(
+            StoreError::Unavailable("the tenant's webhooks could not be read".into()).into(),
+        );
+    };
+    if !view.event_types.contains(&task.event_type) {
+        let reason = format!(
+            "event type {:?} is not in the catalogue of tenant {:?} (unknown type or tenant)",
+            task.event_type, task.tenant_id
+        );
+        reject(queues, message.body(), &reason).await?;
+        return Ok(None);
+    }
+    let claimed = |event, resume| {
+        Ok(Some(Claimed {
+            message,
+            event,
+            resume,
+        }))
+    };
+    if let Some(event_id) = &task.event_id {
+        // Stored by the API. A first receipt needs no read; a repeat checks what is done.
+        if message.receive_count() <= 1 && !task.resend {
+            let created_at = task
+                .created_at
+                .as_deref()
+                .and_then(crate::domain::parse_time)
+                .unwrap_or_else(crate::domain::now);
+            let mut event = Event::new(&task.tenant_id, &task.event_type, task.data.clone());
+            event.id = event_id.clone();
+            event.source_id = task.id.clone();
+            event.created_at = created_at;
+            return claimed(event, false);
+        }
+        return match state.store.get_event(&task.tenant_id, event_id).await? {
+            Some(event) if event.fanned_out => Ok(None),
+            Some(event) => claimed(event, true),
+            None => {
+                tracing::warn!("queued event no longer stored; dropped");
+                Ok(None)
+            }
+        };
+    }
+    // From a source on the ingest queue: its `id`, else the SQS message id, makes the
+    // repeat of one message (or one source event) land on the first.
+    let key = match &task.id {
+        Some(id) => id.clone(),
+        None => format!("sqs:{}", message.id()),
+    };
+    let mut event = Event::new(&task.tenant_id, &task.event_type, task.data.clone());
+    event.source_id = task.id.clone();
+    match state
+        .store
+        .store_event(&event, Some(&key), state.expires_at())
+        .await?
+    {
+        Stored::New => claimed(event, false),
+        Stored::Repeat(first) if first.fanned_out => Ok(None),
+        Stored::Repeat(first) => claimed(first, true),
+    }
+}
+
+/// Which webhooks of the tenant get the event, now or on unpause; a resumed fan-out skips
+/// those whose record exists.
+async fn plan<'a>(
+    state: &AppState,
+    claimed: Claimed<'a>,
+    view: Option<&'a Option<TenantView>>,
+    span: tracing::Span,
+) -> Result<Planned<'a>, PipelineError> {
+    let Some(Some(view)) = view else {
+        return Err(
+            StoreError::Unavailable("the tenant's webhooks could not be read".into()).into(),
+        );
+    };
+    let event = claimed.event;
+    let routed: Vec<(&Webhook, Route)> = view
+        .webhooks
+        .iter()
+        .filter_map(|wh| decide::route(wh, &event.event_type).map(|r| (wh, r)))
+        .collect();
+    let existing: Vec<String> = if claimed.resume {
+        let ids: Vec<String> = routed
+            .iter()
+            .map(|(wh, _)| delivery_id(&event.id, &wh.id))
+            .collect();
+        state
+            .store
+            .existing_deliveries(&event.tenant_id, &ids)
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut send_to = Vec::new();
+    let mut buffered = Vec::new();
+    for (wh, route) in routed {
+        // Only a resumed fan-out has records to skip (Delivery::new derives the id).
+        if !existing.is_empty() && existing.contains(&delivery_id(&event.id, &wh.id)) {
+            continue;
+        }
+        match route {
+            Route::Send => send_to.push(wh),
+            Route::Buffer => buffered.push(Delivery::new(
+                &event.tenant_id,
+                &event.id,
+                &wh.id,
+                &event.event_type,
+                DeliveryStatus::Buffered,
+                crate::domain::now(),
+            )),
+        }
+    }
+    Ok(Planned {
+        message: claimed.message,
+        body: Bytes::from(event.payload()),
+        event,
+        send_to,
+        buffered,
+        span,
+    })
+}
+
+/// The attempts made to each webhook of the batch, for its health.
+type TriedByWebhook<'a> = HashMap<(&'a str, &'a str), (&'a Webhook, Vec<Tried>)>;
+
+/// Sends every planned request concurrently and records the outcomes (and the buffered
+/// records) 25 at a time while the rest are still in flight. Returns the attempts per
+/// webhook, and which plans did not get all their records written.
+async fn dispatch_and_record<'a>(
+    state: &AppState,
+    queues: &dyn TaskQueue,
+    plans: &'a [Planned<'a>],
+) -> (TriedByWebhook<'a>, Vec<bool>) {
+    // Each webhook's URL parsed once for the batch, not once per event.
+    let mut targets: HashMap<(&str, &str), Target> = HashMap::new();
+    for plan in plans {
+        for wh in &plan.send_to {
+            targets
+                .entry((wh.tenant_id.as_str(), wh.id.as_str()))
+                .or_insert_with(|| parse_target(&wh.url));
+        }
+    }
+    let pending: Vec<PendingDispatch<'a, '_>> = plans
+        .iter()
+        .enumerate()
+        .flat_map(|(i, plan)| {
+            let targets = &targets;
+            plan.send_to.iter().map(move |wh| PendingDispatch {
+                plan: i,
+                webhook: wh,
+                target: &targets[&(wh.tenant_id.as_str(), wh.id.as_str())],
+            })
+        })
+        .collect();
+    let (completed, completions) = tokio::sync::mpsc::unbounded_channel::<CompletedDispatch>();
+    let produce = async {
+        let mut tried: TriedByWebhook<'a> = HashMap::new();
+        for (i, plan) in plans.iter().enumerate() {
+            for delivery in &plan.buffered {
+                let _ = completed.send(CompletedDispatch {
+                    plan: i,
+                    delivery: delivery.clone(),
+                    retry: None,
+                });
+            }
+        }
+        // Futures collected first: a lazily mapped stream trips the compiler's Send check
+        // inside spawned tasks (the local stack's pollers).
+        let requests: Vec<_> = pending
+            .into_iter()
+            .map(|p| dispatch(state, plans, p))
+            .collect();
+        let mut sending = futures::stream::iter(requests).buffer_unordered(MAX_IN_FLIGHT);
+        while let Some((webhook, attempt, done)) = sending.next().await {
+            tried
+                .entry((webhook.tenant_id.as_str(), webhook.id.as_str()))
+                .or_insert_with(|| (webhook, Vec::new()))
+                .1
+                .push(attempt);
+            let _ = completed.send(done);
+        }
+        drop(completed);
+        tried
+    };
+    let expires = state.expires_at();
+    let record = futures::stream::unfold(completions, |mut rx| async move {
+        rx.recv().await.map(|done| (done, rx))
+    })
+    .chunks(RECORDS_PER_WRITE)
+    .map(move |chunk| record_chunk(state, queues, chunk, expires))
+    .buffer_unordered(PARALLEL_RECORD_WRITES)
+    .collect::<Vec<_>>();
+    let (tried, recorded) = tokio::join!(produce, record);
+    let mut unfinished = vec![false; plans.len()];
+    for (touched, result) in recorded {
+        if let Err(e) = result {
+            let events: Vec<&str> = touched
+                .iter()
+                .map(|&i| plans[i].event.id.as_str())
+                .collect();
+            tracing::warn!(error = %e, ?events, "could not record deliveries; their events will be retried");
+            for i in touched {
+                unfinished[i] = true;
+            }
+        }
+    }
+    (tried, unfinished)
+}
+
+/// Sends one pending dispatch and decides what follows it.
+async fn dispatch<'a>(
+    state: &AppState,
+    plans: &'a [Planned<'a>],
+    pending: PendingDispatch<'a, '_>,
+) -> (&'a Webhook, Tried, CompletedDispatch) {
+    let plan = &plans[pending.plan];
+    let event = &plan.event;
+    let sent = send_attempt(
+        &*state.transport,
+        Attempting {
+            webhook: pending.webhook,
+            target: pending.target,
+            event_id: &event.id,
+            event_type: &event.event_type,
+            body: plan.body.clone(),
+            number: 1,
+        },
+    )
+    .await;
+    let tried = Tried::from(&sent.attempt);
+    let mut delivery = Delivery::new(
+        &event.tenant_id,
+        &event.id,
+        &pending.webhook.id,
+        &event.event_type,
+        DeliveryStatus::Pending,
+        sent.attempt.at,
+    );
+    let verdict = decide::after_attempt(
+        &state.config.retry_schedule,
+        1,
+        &sent,
+        random_share(),
+        Attempted::Automatically,
+    );
+    let retry = decide::record(&mut delivery, 1, sent, verdict);
+    let done = CompletedDispatch {
+        plan: pending.plan,
+        delivery,
+        retry,
+    };
+    (pending.webhook, tried, done)
+}
+
+/// Queues the chunk's next attempts, then writes its records (in that order, so a record
+/// never promises an attempt that was not queued). Returns the plans the chunk touched.
+async fn record_chunk(
+    state: &AppState,
+    queues: &dyn TaskQueue,
+    chunk: Vec<CompletedDispatch>,
+    expires: i64,
+) -> (Vec<usize>, Result<(), PipelineError>) {
+    let touched: Vec<usize> = chunk.iter().map(|d| d.plan).collect();
+    let mut retries = Vec::new();
+    let mut records = Vec::with_capacity(chunk.len());
+    for done in chunk {
+        retries.extend(done.retry);
+        records.push(done.delivery);
+    }
+    let result = async {
+        queues.send(QueueName::Delivery, &retries).await?;
+        state.store.put_deliveries(&records, expires).await?;
+        Ok(())
+    }
+    .await;
+    (touched, result)
+}

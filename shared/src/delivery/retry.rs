@@ -1,0 +1,89 @@
+//! Retry tasks: one more attempt at one delivery, parked until it is due, dropped when it
+//! is a duplicate, closed without an attempt when its webhook is gone, paused or disabled.
+
+use super::decide::{self, Attempted, RetryStep};
+use super::health::{self, Tried};
+use super::send::send_event;
+use super::{Handled, Message, PipelineError, random_share};
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::queue::{QueueName, RetryTask, TaskQueue};
+use crate::state::AppState;
+
+/// The open statuses: a retry may find its delivery still buffered while a release marks
+/// it pending; either way the attempt's outcome is written.
+const OPEN: [DeliveryStatus; 2] = [DeliveryStatus::Pending, DeliveryStatus::Buffered];
+
+/// Handles one retry task.
+pub(super) async fn retry(
+    state: &AppState,
+    queues: &dyn TaskQueue,
+    message: &Message<RetryTask>,
+) -> Result<Handled, PipelineError> {
+    let task = &message.task;
+    let store = &state.store;
+    if let Some(wait) = decide::still_to_wait(task.not_before, chrono::Utc::now()) {
+        return message.park(queues, wait).await;
+    }
+    let Some(mut delivery) = store
+        .get_delivery(&task.tenant_id, &task.delivery_id)
+        .await?
+    else {
+        return match decide::wait_for_missing_record(message.receive_count()) {
+            Some(wait) => message.park(queues, wait).await,
+            None => Ok(Handled::Done),
+        };
+    };
+    let webhook = store
+        .get_webhook(&task.tenant_id, &delivery.webhook_id)
+        .await?;
+    let step = decide::retry_step(&delivery, task.attempt, webhook.as_ref());
+    let webhook = match (step, webhook) {
+        (RetryStep::Attempt, Some(webhook)) => webhook,
+        (RetryStep::Close(status), _) => {
+            close(&mut delivery, status);
+            save(state, &delivery, task.attempt).await?;
+            return Ok(Handled::Done);
+        }
+        (RetryStep::Drop | RetryStep::Attempt, _) => return Ok(Handled::Done),
+    };
+    let Some(event) = store.get_event(&task.tenant_id, &delivery.event_id).await? else {
+        close(&mut delivery, DeliveryStatus::Failed);
+        save(state, &delivery, task.attempt).await?;
+        return Ok(Handled::Done);
+    };
+    let sent = send_event(&*state.transport, &webhook, &event, task.attempt).await;
+    let after = health::after(
+        &webhook,
+        &[Tried::from(&sent.attempt)],
+        state.config.auto_disable_after,
+    );
+    let verdict = decide::after_attempt(
+        &state.config.retry_schedule,
+        task.attempt,
+        &sent,
+        random_share(),
+        Attempted::Automatically,
+    );
+    if let Some(next) = decide::record(&mut delivery, task.attempt, sent, verdict) {
+        queues.send(QueueName::Delivery, &[next]).await?;
+    }
+    save(state, &delivery, task.attempt).await?;
+    health::save(&*state.store, &webhook, &after).await;
+    Ok(Handled::Done)
+}
+
+fn close(delivery: &mut Delivery, status: DeliveryStatus) {
+    delivery.status = status;
+    delivery.next_attempt_at = None;
+    delivery.updated_at = crate::domain::now();
+}
+
+/// Saves a delivery unless a later attempt or a close got there first (then there is
+/// nothing to do).
+async fn save(state: &AppState, delivery: &Delivery, attempt: u32) -> Result<(), PipelineError> {
+    state
+        .store
+        .save_delivery(delivery, attempt, &OPEN, state.expires_at())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! Signing and sending one attempt: the headers of SPEC §4 (both signatures, under every
+//! secret in force) and the request through the delivery transport.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use super::client::{Outgoing, Sent, Target, Transport, parse_target};
+use crate::domain::event::Event;
+use crate::domain::webhook::Webhook;
+use crate::signing::{hex_signature, standard_signature_header};
+
+/// The headers of one attempt of `event` to `webhook` at `now`: its id, timestamp, both
+/// signatures (the Standard Webhooks one under every secret in force), type and attempt.
+pub fn signed_headers(
+    webhook: &Webhook,
+    event_id: &str,
+    event_type: &str,
+    body: &[u8],
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> Vec<(&'static str, String)> {
+    let timestamp = now.timestamp();
+    let mut secrets = vec![&webhook.secret];
+    if let (Some(previous), Some(until)) = (&webhook.previous_secret, webhook.previous_expires_at)
+        && until > now
+    {
+        secrets.push(previous);
+    }
+    vec![
+        ("webhook-id", event_id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        (
+            "webhook-signature",
+            standard_signature_header(&secrets, event_id, timestamp, body),
+        ),
+        ("x-webhook-signature", hex_signature(&webhook.secret, body)),
+        ("x-webhook-event", event_type.to_string()),
+        ("x-webhook-attempt", attempt.to_string()),
+    ]
+}
+
+/// One attempt to make: which event, to which webhook at which parsed URL, with which body.
+pub struct Attempting<'a> {
+    pub webhook: &'a Webhook,
+    pub target: &'a Target,
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub body: Bytes,
+    pub number: u32,
+}
+
+/// Signs and sends one attempt.
+pub async fn send_attempt(transport: &dyn Transport, attempt: Attempting<'_>) -> Sent {
+    let headers = signed_headers(
+        attempt.webhook,
+        attempt.event_id,
+        attempt.event_type,
+        &attempt.body,
+        attempt.number,
+        Utc::now(),
+    );
+    transport
+        .send(Outgoing {
+            url: attempt.target,
+            body: attempt.body,
+            headers,
+            auth: attempt.webhook.auth.as_ref(),
+        })
+        .await
+}
+
+/// Signs and sends one attempt of a stored event to `webhook`.
+pub async fn send_event(
+    transport: &dyn Transport,
+    webhook: &Webhook,
+    event: &Event,
+    number: u32,
+) -> Sent {
+    let target = parse_target(&webhook.url);
+    send_attempt(
+        transport,
+        Attempting {
+            webhook,
+            target: &target,
+            event_id: &event.id,
+            event_type: &event.event_type,
+            body: Bytes::from(event.payload()),
+            number,
+        },
+    )
+    .await
+}

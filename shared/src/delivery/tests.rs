@@ -1,0 +1,506 @@
+//! The pipeline's logic against the in-memory store and queues and a scripted transport:
+//! fan-out, retry tasks, release and cancel pages, in milliseconds and without the
+//! emulator. The end-to-end suite runs the same code on the real implementations.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use serde_json::json;
+
+use super::client::{Outgoing, Sent, Transport};
+use super::deliver_batch;
+use super::pages::PAGE;
+use crate::config::{Config, Mode};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
+use crate::domain::event::Event;
+use crate::domain::event_type::EventType;
+use crate::domain::webhook::{Secret, Webhook, WebhookStatus};
+use crate::queue::memory::{DELIVERY_ARN, INGEST_ARN, MemoryQueue};
+use crate::queue::{QueueName, RetryTask, Task, WebhookTask};
+use crate::state::AppState;
+use crate::storage::memory::MemoryStore;
+use crate::storage::{CatalogStore, DeliveryStore, EventStore, WebhookStore};
+
+/// Answers each request by the path of its URL: a scripted status, then 200.
+#[derive(Default)]
+struct Scripted {
+    answers: Mutex<HashMap<String, VecDeque<u16>>>,
+    /// The path of every request, in order.
+    requests: Mutex<Vec<String>>,
+}
+
+impl Scripted {
+    fn script(&self, path: &str, statuses: &[u16]) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), statuses.iter().copied().collect());
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Transport for Scripted {
+    async fn send(&self, outgoing: Outgoing<'_>) -> Sent {
+        let path = outgoing
+            .url
+            .as_ref()
+            .map(|u| u.path().trim_start_matches('/').to_string())
+            .unwrap_or_default();
+        let status = self
+            .answers
+            .lock()
+            .unwrap()
+            .get_mut(&path)
+            .and_then(VecDeque::pop_front)
+            .unwrap_or(200);
+        self.requests.lock().unwrap().push(path);
+        Sent {
+            attempt: Attempt {
+                at: crate::domain::now(),
+                status_code: Some(status),
+                response_time: 1,
+                error: (status >= 300).then(|| format!("HTTP {status}")),
+                response_excerpt: None,
+            },
+            retry_after: None,
+        }
+    }
+
+    async fn probe_tls(&self, _url: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+const TENANT: &str = "acme";
+
+struct World {
+    state: AppState,
+    store: Arc<MemoryStore>,
+    queue: Arc<MemoryQueue>,
+    transport: Arc<Scripted>,
+}
+
+async fn world() -> World {
+    let config = Config::from_vars(Mode::Local, |k| {
+        (k == "RETRY_SCHEDULE").then(|| "10s,1m".to_string())
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(MemoryQueue::new());
+    let transport = Arc::new(Scripted::default());
+    let state = AppState {
+        config,
+        store: store.clone(),
+        queues: Some(queue.clone()),
+        transport: transport.clone(),
+    };
+    for name in ["user.created", "invoice.paid"] {
+        let et = EventType {
+            name: name.into(),
+            description: String::new(),
+            schema: None,
+            created_at: crate::domain::now(),
+            sort_key: crate::ids::new_ulid().to_string(),
+        };
+        store.create_event_type(TENANT, &et).await.unwrap();
+    }
+    World {
+        state,
+        store,
+        queue,
+        transport,
+    }
+}
+
+impl World {
+    async fn webhook(&self, path: &str, events: &[&str], status: WebhookStatus) -> Webhook {
+        let mut wh = Webhook::new(
+            TENANT,
+            format!("http://127.0.0.1:9/{path}"),
+            events.iter().map(|e| e.to_string()).collect(),
+            Secret::generate(),
+        );
+        wh.status = status;
+        self.store.create_webhook(&wh, 100).await.unwrap();
+        wh
+    }
+
+    async fn deliver(&self, records: Vec<SqsMessage>) -> Vec<String> {
+        let mut batch = SqsEvent::default();
+        batch.records = records;
+        deliver_batch(&self.state, batch)
+            .await
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect()
+    }
+
+    fn deliveries(&self) -> Vec<Delivery> {
+        self.store.all_deliveries()
+    }
+}
+
+fn message(id: &str, arn: &str, body: String, receives: u32) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = Some(id.into());
+    record.receipt_handle = Some(format!("receipt-{id}"));
+    record.body = Some(body);
+    record.event_source_arn = Some(arn.into());
+    record
+        .attributes
+        .insert("ApproximateReceiveCount".into(), receives.to_string());
+    record
+}
+
+fn ingest(id: &str, event_type: &str) -> SqsMessage {
+    let body = json!({"tenant_id": TENANT, "type": event_type, "data": {"n": 1}});
+    message(id, INGEST_ARN, body.to_string(), 1)
+}
+
+fn task(id: &str, task: Task) -> SqsMessage {
+    message(id, DELIVERY_ARN, serde_json::to_string(&task).unwrap(), 1)
+}
+
+#[tokio::test]
+async fn an_event_goes_to_active_subscribers_and_buffers_for_paused_ones_only() {
+    let w = world().await;
+    let active = w
+        .webhook("active", &["user.*"], WebhookStatus::Active)
+        .await;
+    let paused = w.webhook("paused", &["*"], WebhookStatus::Paused).await;
+    w.webhook("disabled", &["*"], WebhookStatus::Disabled).await;
+    w.webhook("other", &["invoice.paid"], WebhookStatus::Active)
+        .await;
+    assert!(
+        w.deliver(vec![ingest("m-1", "user.created")])
+            .await
+            .is_empty()
+    );
+
+    assert_eq!(w.transport.paths(), vec!["active"]);
+    let records = w.deliveries();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let status_of = |wh: &Webhook| {
+        records
+            .iter()
+            .find(|d| d.webhook_id == wh.id)
+            .unwrap()
+            .status
+    };
+    assert_eq!(status_of(&active), DeliveryStatus::Succeeded);
+    assert_eq!(status_of(&paused), DeliveryStatus::Buffered);
+    let event = w
+        .store
+        .get_event(TENANT, &records[0].event_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(event.fanned_out);
+}
+
+#[tokio::test]
+async fn a_failed_first_attempt_queues_its_retry_before_its_record_says_pending() {
+    let w = world().await;
+    w.webhook("flaky", &["*"], WebhookStatus::Active).await;
+    w.transport.script("flaky", &[503]);
+    assert!(
+        w.deliver(vec![ingest("m-1", "user.created")])
+            .await
+            .is_empty()
+    );
+    let [d] = w.deliveries().try_into().unwrap();
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 1));
+    let queued = w.queue.take(QueueName::Delivery);
+    let [(Task::Retry(retry), delay)] = queued.as_slice() else {
+        panic!("{queued:?}")
+    };
+    assert_eq!(
+        (retry.attempt, retry.delivery_id.as_str()),
+        (2, d.id.as_str())
+    );
+    assert!((Duration::from_secs(10)..=Duration::from_secs(12)).contains(delay));
+    assert_eq!(
+        Some(retry.not_before),
+        d.next_attempt_at.map(|t| t.timestamp_millis())
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_message_sends_and_records_nothing_twice() {
+    let w = world().await;
+    w.webhook("a", &["*"], WebhookStatus::Active).await;
+    assert!(
+        w.deliver(vec![ingest("m-1", "user.created")])
+            .await
+            .is_empty()
+    );
+    let mut again = ingest("m-1", "user.created");
+    again
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "2".into());
+    assert!(w.deliver(vec![again]).await.is_empty());
+    assert_eq!(w.transport.paths().len(), 1);
+    assert_eq!(w.deliveries().len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_types_are_rejected_with_their_reason_and_malformed_messages_too() {
+    let w = world().await;
+    w.webhook("a", &["*"], WebhookStatus::Active).await;
+    let failed = w
+        .deliver(vec![
+            ingest("unknown", "nope.nope"),
+            message("junk", INGEST_ARN, "{not json".into(), 1),
+            ingest("good", "user.created"),
+        ])
+        .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let sent = w.queue.sent();
+    let reasons: Vec<&str> = sent.rejected.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("not in the catalogue")));
+    assert!(reasons.iter().any(|r| r.contains("not JSON")));
+    assert_eq!(w.transport.paths(), vec!["a"]);
+}
+
+#[tokio::test]
+async fn storage_trouble_brings_the_message_back_and_writes_nothing() {
+    let w = world().await;
+    w.webhook("a", &["*"], WebhookStatus::Active).await;
+    w.store.fail_next(1);
+    assert_eq!(
+        w.deliver(vec![ingest("m-1", "user.created")]).await,
+        vec!["m-1"]
+    );
+    assert!(w.deliveries().is_empty());
+    assert!(w.transport.paths().is_empty());
+}
+
+#[tokio::test]
+async fn a_record_write_that_fails_leaves_the_event_unmarked_for_a_repeat() {
+    let w = world().await;
+    w.webhook("a", &["*"], WebhookStatus::Active).await;
+    w.transport.script("a", &[500]);
+    w.queue.fail_next(1);
+    assert_eq!(
+        w.deliver(vec![ingest("m-1", "user.created")]).await,
+        vec!["m-1"]
+    );
+    assert!(
+        w.deliveries().is_empty(),
+        "no record without its retry task"
+    );
+}
+
+/// A stored event with one pending delivery after a failed first attempt.
+async fn pending_delivery(w: &World, webhook: &Webhook) -> Delivery {
+    let event = Event::new(TENANT, "user.created", serde_json::Map::new());
+    w.store.store_event(&event, None, 0).await.unwrap();
+    let mut d = Delivery::new(
+        TENANT,
+        &event.id,
+        &webhook.id,
+        &event.event_type,
+        DeliveryStatus::Pending,
+        event.created_at,
+    );
+    d.attempts = 1;
+    w.store
+        .put_deliveries(std::slice::from_ref(&d), 0)
+        .await
+        .unwrap();
+    d
+}
+
+fn retry_task(d: &Delivery, attempt: u32, not_before: i64) -> Task {
+    Task::Retry(RetryTask {
+        tenant_id: TENANT.into(),
+        delivery_id: d.id.clone(),
+        attempt,
+        not_before,
+    })
+}
+
+#[tokio::test]
+async fn a_due_retry_task_makes_its_attempt_and_a_duplicate_does_nothing() {
+    let w = world().await;
+    let wh = w.webhook("a", &["*"], WebhookStatus::Active).await;
+    let d = pending_delivery(&w, &wh).await;
+    let due = retry_task(&d, 2, 0);
+    assert!(w.deliver(vec![task("t-1", due.clone())]).await.is_empty());
+    let [after] = w.deliveries().try_into().unwrap();
+    assert_eq!(
+        (after.status, after.attempts),
+        (DeliveryStatus::Succeeded, 2)
+    );
+    assert!(w.deliver(vec![task("t-2", due)]).await.is_empty());
+    assert_eq!(w.transport.paths().len(), 1, "the duplicate sent nothing");
+}
+
+#[tokio::test]
+async fn an_early_retry_task_is_parked_for_the_rest_of_its_wait() {
+    let w = world().await;
+    let wh = w.webhook("a", &["*"], WebhookStatus::Active).await;
+    let d = pending_delivery(&w, &wh).await;
+    let later = chrono::Utc::now().timestamp_millis() + 60_000;
+    let failed = w.deliver(vec![task("t-1", retry_task(&d, 2, later))]).await;
+    assert_eq!(failed, vec!["t-1"], "it comes back when due");
+    let sent = w.queue.sent();
+    let [(queue, receipt, wait)] = sent.deferred.as_slice() else {
+        panic!("{:?}", sent.deferred)
+    };
+    assert_eq!(
+        (*queue, receipt.as_str()),
+        (QueueName::Delivery, "receipt-t-1")
+    );
+    assert!(*wait > Duration::from_secs(55) && *wait <= Duration::from_secs(60));
+    assert!(w.transport.paths().is_empty());
+}
+
+#[tokio::test]
+async fn a_retry_for_a_paused_webhook_buffers_and_one_for_a_deleted_webhook_cancels() {
+    let w = world().await;
+    let paused = w.webhook("p", &["*"], WebhookStatus::Paused).await;
+    let gone = w.webhook("g", &["*"], WebhookStatus::Active).await;
+    let a = pending_delivery(&w, &paused).await;
+    let b = pending_delivery(&w, &gone).await;
+    w.store.delete_webhook(&gone).await.unwrap();
+    let failed = w
+        .deliver(vec![
+            task("t-1", retry_task(&a, 2, 0)),
+            task("t-2", retry_task(&b, 2, 0)),
+        ])
+        .await;
+    assert!(failed.is_empty());
+    let status = |id: &str| {
+        w.deliveries()
+            .into_iter()
+            .find(|d| d.id == id)
+            .unwrap()
+            .status
+    };
+    assert_eq!(status(&a.id), DeliveryStatus::Buffered);
+    assert_eq!(status(&b.id), DeliveryStatus::Cancelled);
+    assert!(w.transport.paths().is_empty());
+}
+
+/// `n` buffered deliveries of a webhook, one per event, oldest first.
+async fn buffered(w: &World, webhook: &Webhook, n: usize) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let event = Event::new(TENANT, "user.created", serde_json::Map::new());
+        w.store.store_event(&event, None, 0).await.unwrap();
+        let d = Delivery::new(
+            TENANT,
+            &event.id,
+            &webhook.id,
+            &event.event_type,
+            DeliveryStatus::Buffered,
+            event.created_at,
+        );
+        w.store
+            .put_deliveries(std::slice::from_ref(&d), 0)
+            .await
+            .unwrap();
+        out.push(d);
+        // Distinct milliseconds, so the delivery ids (which carry the event's time) sort.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    out
+}
+
+fn page_task(kind: fn(WebhookTask) -> Task, webhook: &Webhook) -> Task {
+    kind(WebhookTask {
+        tenant_id: TENANT.into(),
+        webhook_id: webhook.id.clone(),
+    })
+}
+
+#[tokio::test]
+async fn a_release_page_queues_the_oldest_first_and_a_full_page_queues_the_next() {
+    let w = world().await;
+    let wh = w.webhook("a", &["*"], WebhookStatus::Active).await;
+    let held = buffered(&w, &wh, PAGE + 1).await;
+    let release = page_task(Task::Release, &wh);
+    assert!(
+        w.deliver(vec![task("r-1", release.clone())])
+            .await
+            .is_empty()
+    );
+    let queued = w.queue.take(QueueName::Delivery);
+    let retried: Vec<&str> = queued
+        .iter()
+        .filter_map(|(t, _)| match t {
+            Task::Retry(r) => Some(r.delivery_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let oldest: Vec<&str> = held[..PAGE].iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(retried, oldest);
+    assert_eq!(
+        queued.last().map(|(t, _)| t),
+        Some(&release),
+        "the next page"
+    );
+    let pending = w
+        .deliveries()
+        .iter()
+        .filter(|d| d.status == DeliveryStatus::Pending)
+        .count();
+    assert_eq!(pending, PAGE);
+    // The next page releases the last one and stops.
+    assert!(w.deliver(vec![task("r-2", release)]).await.is_empty());
+    let queued = w.queue.take(QueueName::Delivery);
+    assert_eq!(queued.len(), 1);
+}
+
+#[tokio::test]
+async fn a_release_for_a_paused_again_webhook_keeps_everything_buffered() {
+    let w = world().await;
+    let wh = w.webhook("a", &["*"], WebhookStatus::Paused).await;
+    buffered(&w, &wh, 3).await;
+    assert!(
+        w.deliver(vec![task("r", page_task(Task::Release, &wh))])
+            .await
+            .is_empty()
+    );
+    assert!(w.queue.take(QueueName::Delivery).is_empty());
+    assert!(
+        w.deliveries()
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Buffered)
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_page_closes_a_deleted_webhooks_open_deliveries_only_once_it_is_gone() {
+    let w = world().await;
+    let wh = w.webhook("a", &["*"], WebhookStatus::Active).await;
+    buffered(&w, &wh, 2).await;
+    pending_delivery(&w, &wh).await;
+    let cancel = page_task(Task::Cancel, &wh);
+    assert!(
+        w.deliver(vec![task("c-1", cancel.clone())])
+            .await
+            .is_empty()
+    );
+    assert!(
+        w.deliveries().iter().all(|d| d.status.is_open()),
+        "the webhook still exists: the delete did not happen"
+    );
+    w.store.delete_webhook(&wh).await.unwrap();
+    assert!(w.deliver(vec![task("c-2", cancel)]).await.is_empty());
+    assert!(
+        w.deliveries()
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Cancelled)
+    );
+}

@@ -1,0 +1,126 @@
+//! Pages of a list, newest first: what a list request asks for and what it gets. Storage
+//! fills pages; the API layer turns their sort keys into cursors.
+
+pub const DEFAULT_LIMIT: usize = 20;
+pub const MAX_LIMIT: usize = 100;
+
+/// Where a page starts, relative to a cursor. Lists run newest first, so `After` pages
+/// towards older items and `Before` towards newer ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Position {
+    First,
+    After(String),
+    Before(String),
+}
+
+/// A list request's paging: how many, and from where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: usize,
+    pub position: Position,
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub limit: usize,
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub start_key: Option<String>,
+    pub end_key: Option<String>,
+}
+
+/// Pages through a whole list held in memory. `items` may come in any order; each item's
+/// `sort_key` orders it (greater is newer) and is what its cursor names.
+pub fn paginate<T>(
+    mut items: Vec<T>,
+    sort_key: impl Fn(&T) -> &str,
+    request: &PageRequest,
+) -> Page<T> {
+    items.sort_by(|a, b| sort_key(b).cmp(sort_key(a)));
+    let total = items.len();
+    // The window [start, end) of the newest-first list.
+    let (start, end) = match &request.position {
+        Position::First => (0, request.limit.min(total)),
+        Position::After(cursor) => {
+            let start = items.partition_point(|i| sort_key(i) >= cursor.as_str());
+            (start, (start + request.limit).min(total))
+        }
+        Position::Before(cursor) => {
+            let end = items.partition_point(|i| sort_key(i) > cursor.as_str());
+            (end.saturating_sub(request.limit), end)
+        }
+    };
+    let data: Vec<T> = items.drain(start..end).collect();
+    Page {
+        start_key: data.first().map(|i| sort_key(i).to_string()),
+        end_key: data.last().map(|i| sort_key(i).to_string()),
+        has_previous_page: start > 0,
+        has_next_page: end < total,
+        data,
+        limit: request.limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn keys(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("k{i:03}")).collect()
+    }
+
+    fn page(items: Vec<String>, limit: usize, position: Position) -> Page<String> {
+        paginate(items, |s| s.as_str(), &PageRequest { limit, position })
+    }
+
+    #[test]
+    fn pages_run_newest_first_and_walk_both_ways() {
+        let first = page(keys(5), 2, Position::First);
+        assert_eq!(first.data, vec!["k004", "k003"]);
+        assert!(first.has_next_page && !first.has_previous_page);
+
+        let second = page(keys(5), 2, Position::After(first.end_key.clone().unwrap()));
+        assert_eq!(second.data, vec!["k002", "k001"]);
+        assert!(second.has_next_page && second.has_previous_page);
+
+        let last = page(keys(5), 2, Position::After(second.end_key.clone().unwrap()));
+        assert_eq!(last.data, vec!["k000"]);
+        assert!(!last.has_next_page && last.has_previous_page);
+
+        let back = page(
+            keys(5),
+            2,
+            Position::Before(last.start_key.clone().unwrap()),
+        );
+        assert_eq!(back.data, second.data);
+        let front = page(
+            keys(5),
+            2,
+            Position::Before(back.start_key.clone().unwrap()),
+        );
+        assert_eq!(front.data, first.data);
+        assert!(!front.has_previous_page);
+    }
+
+    proptest! {
+        /// Walking forward page by page visits every item once, newest first.
+        #[test]
+        fn paging_forward_visits_everything_once(n in 0usize..60, limit in 1usize..10) {
+            let items: Vec<String> = (0..n).map(|i| format!("k{i:03}")).collect();
+            let mut seen = Vec::new();
+            let mut position = Position::First;
+            loop {
+                let page = paginate(items.clone(), |s| s.as_str(), &PageRequest { limit, position });
+                seen.extend(page.data.iter().cloned());
+                if !page.has_next_page { break; }
+                position = Position::After(page.end_key.clone().unwrap());
+            }
+            let mut expected = items.clone();
+            expected.reverse();
+            prop_assert_eq!(seen, expected);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The queues in memory, for unit tests: every task sent, deferral and rejection is kept
+//! for the test to read and to hand back to the pipeline.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{QueueError, QueueName, Task, TaskQueue};
+
+/// What the memory queue saw.
+#[derive(Debug, Default)]
+pub struct Sent {
+    pub tasks: Vec<(QueueName, Task, Duration)>,
+    pub deferred: Vec<(QueueName, String, Duration)>,
+    pub rejected: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+pub struct MemoryQueue {
+    sent: Mutex<Sent>,
+    failures: Mutex<u32>,
+}
+
+/// The event source ARNs the memory queue answers to.
+pub const INGEST_ARN: &str = "arn:aws:sqs:local:0:ingest";
+pub const DELIVERY_ARN: &str = "arn:aws:sqs:local:0:delivery";
+
+impl MemoryQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `n` sends fail.
+    pub fn fail_next(&self, n: u32) {
+        *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
+    pub fn sent(&self) -> MutexGuard<'_, Sent> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the tasks sent so far to `queue`, oldest first.
+    pub fn take(&self, queue: QueueName) -> Vec<(Task, Duration)> {
+        let mut sent = self.sent();
+        let (taken, kept) = std::mem::take(&mut sent.tasks)
+            .into_iter()
+            .partition(|(q, _, _)| *q == queue);
+        sent.tasks = kept;
+        taken.into_iter().map(|(_, t, d)| (t, d)).collect()
+    }
+
+    fn check(&self) -> Result<(), QueueError> {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if *failures > 0 {
+            *failures -= 1;
+            return Err(QueueError("unavailable (in-memory test)".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TaskQueue for MemoryQueue {
+    async fn send(&self, queue: QueueName, tasks: &[(Task, Duration)]) -> Result<(), QueueError> {
+        self.check()?;
+        self.sent()
+            .tasks
+            .extend(tasks.iter().map(|(t, d)| (queue, t.clone(), *d)));
+        Ok(())
+    }
+
+    async fn defer(
+        &self,
+        queue: QueueName,
+        receipt_handle: &str,
+        wait: Duration,
+    ) -> Result<(), QueueError> {
+        self.check()?;
+        self.sent()
+            .deferred
+            .push((queue, receipt_handle.to_string(), wait));
+        Ok(())
+    }
+
+    async fn reject(&self, body: &str, reason: &str) -> Result<(), QueueError> {
+        self.check()?;
+        self.sent()
+            .rejected
+            .push((body.to_string(), reason.to_string()));
+        Ok(())
+    }
+
+    fn queue_of_arn(&self, arn: &str) -> Option<QueueName> {
+        match arn {
+            INGEST_ARN => Some(QueueName::Ingest),
+            DELIVERY_ARN => Some(QueueName::Delivery),
+            _ => None,
+        }
+    }
+}

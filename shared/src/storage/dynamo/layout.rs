@@ -1,0 +1,234 @@
+//! The DynamoDB item layout: every key and attribute name, and the `From`/`TryFrom`
+//! mappings between domain types and items. The one place that knows how records are stored.
+//!
+//! | item | PK | SK |
+//! |---|---|---|
+//! | API key, looked up by the authorizer | `KEY#<sha256>` | `KEY` |
+//! | API key record (listing, revocation) | `KEYID#<key id>` | `KEYID` (GSI1: `T#<tenant>#KEYS` / key id) |
+//! | webhook | `T#<tenant>` | `WH#<id>` |
+//! | URL uniqueness guard | `T#<tenant>` | `URL#<sha256(url)>` |
+//! | per-tenant webhook counter | `T#<tenant>` | `COUNT` |
+//! | event type | `T#<tenant>` | `ET#<name>` |
+//! | event | `T#<tenant>#EV` | `EV#<id>` |
+//! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
+//! | delivery | `T#<tenant>#DL` | `DL#<id>` (GSI1: `WH#<webhook>` / id; GSI2 while open: `WH#<webhook>#<status>` / id) |
+//!
+//! Events, source keys and deliveries carry `expires_at` (Unix seconds) for the table's TTL.
+//! No other module spells a key: they ask this one for keys, key ranges and item kinds.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use ulid::Ulid;
+
+use crate::domain::delivery::DeliveryStatus;
+use crate::ids::IdKind;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub const PK: &str = "PK";
+pub const SK: &str = "SK";
+pub const GSI1: &str = "GSI1";
+pub const GSI1_PK: &str = "GSI1PK";
+pub const GSI1_SK: &str = "GSI1SK";
+pub const GSI2: &str = "GSI2";
+pub const GSI2_PK: &str = "GSI2PK";
+pub const GSI2_SK: &str = "GSI2SK";
+pub const EXPIRES_AT: &str = "expires_at";
+
+/// Partition of everything a tenant owns that is read together: webhooks, their URL guards,
+/// the webhook counter and the event-type catalogue.
+pub fn tenant_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}")
+}
+
+pub fn webhook_sk(webhook_id: &str) -> String {
+    format!("WH#{webhook_id}")
+}
+pub const WEBHOOK_SK_PREFIX: &str = "WH#";
+
+pub fn url_guard_sk(url: &str) -> String {
+    format!("URL#{}", hex::encode(Sha256::digest(url.as_bytes())))
+}
+
+pub const COUNTER_SK: &str = "COUNT";
+pub const COUNTER_ATTR: &str = "webhooks";
+
+pub fn event_type_sk(name: &str) -> String {
+    format!("ET#{name}")
+}
+pub const EVENT_TYPE_SK_PREFIX: &str = "ET#";
+
+pub fn events_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}#EV")
+}
+
+pub fn event_sk(event_id: &str) -> String {
+    format!("EV#{event_id}")
+}
+pub const EVENT_SK_PREFIX: &str = "EV#";
+
+pub fn source_key_pk(tenant_id: &str, source_id: &str) -> String {
+    format!("T#{tenant_id}#SRC#{source_id}")
+}
+pub const SOURCE_KEY_SK: &str = "SRC";
+
+pub fn deliveries_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}#DL")
+}
+
+pub fn delivery_sk(delivery_id: &str) -> String {
+    format!("DL#{delivery_id}")
+}
+pub const DELIVERY_SK_PREFIX: &str = "DL#";
+
+/// GSI1 partition of one webhook's deliveries.
+pub fn webhook_deliveries_gsi_pk(webhook_id: &str) -> String {
+    format!("WH#{webhook_id}")
+}
+
+/// GSI2 (sparse) partition of one webhook's deliveries in an open status.
+pub fn open_deliveries_gsi_pk(webhook_id: &str, status: DeliveryStatus) -> String {
+    format!("WH#{webhook_id}#{}", status.as_str())
+}
+
+pub fn api_key_lookup_pk(key_hash: &str) -> String {
+    format!("KEY#{key_hash}")
+}
+pub const API_KEY_LOOKUP_SK: &str = "KEY";
+
+pub fn api_key_record_pk(key_id: &str) -> String {
+    format!("KEYID#{key_id}")
+}
+pub const API_KEY_RECORD_SK: &str = "KEYID";
+
+pub fn tenant_keys_gsi_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}#KEYS")
+}
+
+/// The primary key of an item.
+pub fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk.into()))])
+}
+
+pub fn api_key_lookup_key(key_hash: &str) -> Item {
+    key(api_key_lookup_pk(key_hash), API_KEY_LOOKUP_SK)
+}
+
+pub fn api_key_record_key(key_id: &str) -> Item {
+    key(api_key_record_pk(key_id), API_KEY_RECORD_SK)
+}
+
+pub fn counter_key(tenant_id: &str) -> Item {
+    key(tenant_pk(tenant_id), COUNTER_SK)
+}
+
+pub fn event_type_key(tenant_id: &str, name: &str) -> Item {
+    key(tenant_pk(tenant_id), event_type_sk(name))
+}
+
+pub fn webhook_key(tenant_id: &str, webhook_id: &str) -> Item {
+    key(tenant_pk(tenant_id), webhook_sk(webhook_id))
+}
+
+pub fn url_guard_key(tenant_id: &str, url: &str) -> Item {
+    key(tenant_pk(tenant_id), url_guard_sk(url))
+}
+
+pub fn event_key(tenant_id: &str, event_id: &str) -> Item {
+    key(events_pk(tenant_id), event_sk(event_id))
+}
+
+pub fn source_key_key(tenant_id: &str, source_id: &str) -> Item {
+    key(source_key_pk(tenant_id, source_id), SOURCE_KEY_SK)
+}
+
+pub fn delivery_key(tenant_id: &str, delivery_id: &str) -> Item {
+    key(deliveries_pk(tenant_id), delivery_sk(delivery_id))
+}
+
+/// What an item of a tenant's partition (`T#<tenant>`) is, by its sort key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TenantItem {
+    Webhook,
+    /// An event type, with its name.
+    EventType(String),
+    /// A URL guard or the counter.
+    Other,
+}
+
+impl TenantItem {
+    pub fn classify(item: &Item) -> Self {
+        let sk = item
+            .get(SK)
+            .and_then(|v| v.as_s().ok())
+            .map_or("", String::as_str);
+        if sk.starts_with(WEBHOOK_SK_PREFIX) {
+            TenantItem::Webhook
+        } else if let Some(name) = sk.strip_prefix(EVENT_TYPE_SK_PREFIX) {
+            TenantItem::EventType(name.to_string())
+        } else {
+            TenantItem::Other
+        }
+    }
+}
+
+/// A sort key bound for time `at`: the smallest (or greatest) ULID of that millisecond,
+/// after `prefix`.
+fn ulid_bound(prefix: &str, at: DateTime<Utc>, greatest: bool) -> String {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let random = if greatest { (1u128 << 80) - 1 } else { 0 };
+    format!("{prefix}{}", Ulid::from_parts(millis, random))
+}
+
+/// An inclusive range of sort keys `<prefix><id kind><ULID>` between two times; open ends
+/// run to the first and last key of that kind.
+fn id_range(
+    prefix: &str,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> (String, String) {
+    (
+        from.map_or_else(|| prefix.to_string(), |t| ulid_bound(prefix, t, false)),
+        to.map_or_else(|| format!("{prefix}~"), |t| ulid_bound(prefix, t, true)),
+    )
+}
+
+/// The events table range of `T#<tenant>#EV` created between `from` and `to`.
+pub fn event_sk_range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> (String, String) {
+    id_range(
+        &format!("{EVENT_SK_PREFIX}{}", IdKind::Event.prefix()),
+        from,
+        to,
+    )
+}
+
+/// The range of `T#<tenant>#DL` sort keys of deliveries created between `from` and `to`.
+pub fn delivery_sk_range(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> (String, String) {
+    id_range(
+        &format!("{DELIVERY_SK_PREFIX}{}", IdKind::Delivery.prefix()),
+        from,
+        to,
+    )
+}
+
+/// The range of GSI1 sort keys (delivery ids) of one webhook's deliveries.
+pub fn webhook_deliveries_gsi_range(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> (String, String) {
+    id_range(IdKind::Delivery.prefix(), from, to)
+}
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}

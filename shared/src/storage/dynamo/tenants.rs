@@ -1,0 +1,238 @@
+//! What a tenant configures, on DynamoDB: API keys, the event-type catalogue and webhooks
+//! (each webhook created and deleted in one transaction with its URL guard and the
+//! tenant's counter).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Delete, Put, Update};
+
+use super::items::{api_key_lookup_item, event_type_item, url_guard_item};
+use super::layout::{
+    self, COUNTER_ATTR, GSI1, Item, TenantItem, api_key_lookup_key, api_key_record_key,
+    counter_key, event_type_key, n, s, tenant_keys_gsi_pk, tenant_pk, url_guard_key, webhook_key,
+};
+use super::{DynamoStore, Transaction, WriteError, condition_held};
+use crate::domain::api_key::{ApiKey, KeyGrant};
+use crate::domain::event_type::EventType;
+use crate::domain::webhook::Webhook;
+use crate::storage::{
+    CatalogStore, ChangeWebhookError, CreateWebhookError, KeyStore, StoreResult, TenantView,
+    WebhookStore,
+};
+
+#[async_trait]
+impl KeyStore for DynamoStore {
+    async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        let lookup = self.put(api_key_lookup_item(key));
+        let record = self.put(Item::from(key));
+        self.transact(
+            Transaction::default()
+                .put("lookup", lookup)
+                .put("record", record),
+        )
+        .await
+        .map_err(WriteError::unexpected)
+    }
+
+    async fn find_key_grant(&self, key_hash: &str) -> StoreResult<Option<KeyGrant>> {
+        self.get_as(api_key_lookup_key(key_hash), false).await
+    }
+
+    async fn list_api_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKey>> {
+        let query = self
+            .query()
+            .index_name(GSI1)
+            .key_condition_expression("GSI1PK = :pk")
+            .expression_attribute_values(":pk", s(tenant_keys_gsi_pk(tenant_id)));
+        self.query_all_as(query).await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str) -> StoreResult<Option<ApiKey>> {
+        let record_key = api_key_record_key(key_id);
+        let Some(mut api_key) = self.get_as::<ApiKey>(record_key.clone(), true).await? else {
+            return Ok(None);
+        };
+        if api_key.revoked_at.is_some() {
+            return Ok(Some(api_key));
+        }
+        let revoked_at = crate::domain::now();
+        let mark = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(record_key))
+            .update_expression("SET revoked_at = :at")
+            .expression_attribute_values(":at", s(crate::domain::format_time(revoked_at)))
+            .build()
+            .expect("table, key and expression are set");
+        let unlink = self.delete(api_key_lookup_key(&api_key.key_hash));
+        self.transact(
+            Transaction::default()
+                .update("record", mark)
+                .delete("lookup", unlink),
+        )
+        .await
+        .map_err(WriteError::unexpected)?;
+        api_key.revoked_at = Some(revoked_at);
+        Ok(Some(api_key))
+    }
+}
+
+#[async_trait]
+impl CatalogStore for DynamoStore {
+    async fn create_event_type(&self, tenant_id: &str, et: &EventType) -> StoreResult<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(event_type_item(tenant_id, et)))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        condition_held(result)
+    }
+
+    async fn list_event_types(&self, tenant_id: &str) -> StoreResult<Vec<EventType>> {
+        self.query_prefix_as(tenant_pk(tenant_id), layout::EVENT_TYPE_SK_PREFIX)
+            .await
+    }
+
+    async fn event_type_exists(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
+        Ok(self
+            .get(event_type_key(tenant_id, name), true)
+            .await?
+            .is_some())
+    }
+
+    async fn delete_event_type(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(event_type_key(tenant_id, name)))
+            .condition_expression("attribute_exists(PK)")
+            .send()
+            .await;
+        condition_held(result)
+    }
+}
+
+impl DynamoStore {
+    fn webhook_write_if_version(&self, wh: &Webhook, expected_version: u64) -> Put {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Item::from(wh)))
+            .condition_expression("attribute_exists(PK) AND version = :expected")
+            .expression_attribute_values(":expected", n(expected_version))
+            .build()
+            .expect("table and item are set")
+    }
+
+    /// The tenant's webhook counter moved by `step`; with `max`, only while below it.
+    fn count_webhooks(&self, tenant_id: &str, step: i64, max: Option<u32>) -> Update {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(counter_key(tenant_id)))
+            .update_expression("ADD #count :step")
+            .expression_attribute_names("#count", COUNTER_ATTR)
+            .expression_attribute_values(":step", n(step));
+        if let Some(max) = max {
+            update = update
+                .condition_expression("attribute_not_exists(#count) OR #count < :max")
+                .expression_attribute_values(":max", n(max));
+        }
+        update.build().expect("table, key and expression are set")
+    }
+}
+
+#[async_trait]
+impl WebhookStore for DynamoStore {
+    async fn create_webhook(&self, wh: &Webhook, max: u32) -> Result<(), CreateWebhookError> {
+        let result = self
+            .transact(
+                Transaction::default()
+                    .put("webhook", self.put_if_absent(Item::from(wh)))
+                    .put("url_guard", self.put_if_absent(url_guard_item(wh)))
+                    .update("counter", self.count_webhooks(&wh.tenant_id, 1, Some(max))),
+            )
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if e.failed("url_guard") => Err(CreateWebhookError::DuplicateUrl),
+            Err(e) if e.failed("counter") => Err(CreateWebhookError::LimitReached),
+            Err(e) => Err(e.unexpected().into()),
+        }
+    }
+
+    async fn get_webhook(&self, tenant_id: &str, id: &str) -> StoreResult<Option<Webhook>> {
+        self.get_as(webhook_key(tenant_id, id), true).await
+    }
+
+    async fn load_tenant(&self, tenant_id: &str) -> StoreResult<TenantView> {
+        let query = self
+            .query()
+            .consistent_read(true)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant_id)));
+        let mut view = TenantView::default();
+        for item in self.query_all(query).await? {
+            match TenantItem::classify(&item) {
+                TenantItem::Webhook => view.webhooks.push(Webhook::try_from(&item)?),
+                TenantItem::EventType(name) => view.event_types.push(name),
+                TenantItem::Other => {}
+            }
+        }
+        Ok(view)
+    }
+
+    async fn list_webhooks(&self, tenant_id: &str) -> StoreResult<Vec<Webhook>> {
+        self.query_prefix_as(tenant_pk(tenant_id), layout::WEBHOOK_SK_PREFIX)
+            .await
+    }
+
+    async fn replace_webhook(
+        &self,
+        old: &Webhook,
+        new: &Webhook,
+    ) -> Result<(), ChangeWebhookError> {
+        let mut transaction =
+            Transaction::default().put("webhook", self.webhook_write_if_version(new, old.version));
+        if old.url != new.url {
+            transaction = transaction
+                .put("url_guard", self.put_if_absent(url_guard_item(new)))
+                .delete(
+                    "old_url_guard",
+                    self.delete(url_guard_key(&old.tenant_id, &old.url)),
+                );
+        }
+        match self.transact(transaction).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.failed("url_guard") => Err(ChangeWebhookError::DuplicateUrl),
+            Err(e) if e.failed("webhook") => Err(ChangeWebhookError::Conflict),
+            Err(e) => Err(e.unexpected().into()),
+        }
+    }
+
+    async fn delete_webhook(&self, wh: &Webhook) -> Result<(), ChangeWebhookError> {
+        let webhook = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(webhook_key(&wh.tenant_id, &wh.id)))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", n(wh.version))
+            .build()
+            .expect("table and key are set");
+        let result = self
+            .transact(
+                Transaction::default()
+                    .delete("webhook", webhook)
+                    .delete(
+                        "url_guard",
+                        self.delete(url_guard_key(&wh.tenant_id, &wh.url)),
+                    )
+                    .update("counter", self.count_webhooks(&wh.tenant_id, -1, None)),
+            )
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if e.failed("webhook") => Err(ChangeWebhookError::Conflict),
+            Err(e) => Err(e.unexpected().into()),
+        }
+    }
+}

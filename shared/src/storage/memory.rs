@@ -1,0 +1,428 @@
+//! The storage ports in memory, with the conditions and orders of the DynamoDB
+//! implementation, for unit tests of the pipeline and the handlers. Never used by a
+//! deployment, the local stack or the end-to-end tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{
+    CatalogStore, ChangeWebhookError, CreateWebhookError, DeliveryFilter, DeliveryStore,
+    EventFilter, EventStore, KeyStore, Saved, StoreError, StoreResult, Stored, TenantView,
+    WebhookStore,
+};
+use crate::domain::api_key::{ApiKey, KeyGrant};
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::event::Event;
+use crate::domain::event_type::EventType;
+use crate::domain::webhook::Webhook;
+use crate::page::{Page, PageRequest, paginate};
+
+type Key = (String, String);
+
+fn key(tenant_id: &str, id: &str) -> Key {
+    (tenant_id.to_string(), id.to_string())
+}
+
+#[derive(Default)]
+struct Tables {
+    api_keys: BTreeMap<String, ApiKey>,
+    event_types: BTreeMap<Key, EventType>,
+    webhooks: BTreeMap<Key, Webhook>,
+    events: BTreeMap<Key, Event>,
+    source_keys: HashMap<Key, String>,
+    deliveries: BTreeMap<Key, Delivery>,
+}
+
+/// Every table in one map per record kind, keyed by tenant and id (ids are ULIDs, so a
+/// map's order is their creation order). Set [`MemoryStore::fail_next`] to make calls
+/// answer as throttled storage would.
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+    failures: Mutex<u32>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `n` calls fail with [`StoreError::Unavailable`].
+    pub fn fail_next(&self, n: u32) {
+        *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
+    fn tables(&self) -> StoreResult<MutexGuard<'_, Tables>> {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if *failures > 0 {
+            *failures -= 1;
+            return Err(StoreError::Unavailable("throttled (in-memory test)".into()));
+        }
+        Ok(self.tables.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Every delivery stored, in id order (for tests' assertions).
+    pub fn all_deliveries(&self) -> Vec<Delivery> {
+        let tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        tables.deliveries.values().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        self.tables()?
+            .api_keys
+            .insert(key.key_id.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn find_key_grant(&self, key_hash: &str) -> StoreResult<Option<KeyGrant>> {
+        Ok(self
+            .tables()?
+            .api_keys
+            .values()
+            .find(|k| k.key_hash == key_hash && k.revoked_at.is_none())
+            .map(|k| KeyGrant {
+                key_id: k.key_id.clone(),
+                tenant_id: k.tenant_id.clone(),
+                scopes: k.scopes.clone(),
+            }))
+    }
+
+    async fn list_api_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKey>> {
+        Ok(self
+            .tables()?
+            .api_keys
+            .values()
+            .filter(|k| k.tenant_id == tenant_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn revoke_api_key(&self, key_id: &str) -> StoreResult<Option<ApiKey>> {
+        let mut tables = self.tables()?;
+        let Some(key) = tables.api_keys.get_mut(key_id) else {
+            return Ok(None);
+        };
+        key.revoked_at.get_or_insert_with(crate::domain::now);
+        Ok(Some(key.clone()))
+    }
+}
+
+#[async_trait]
+impl CatalogStore for MemoryStore {
+    async fn create_event_type(&self, tenant_id: &str, et: &EventType) -> StoreResult<bool> {
+        let mut tables = self.tables()?;
+        let key = key(tenant_id, &et.name);
+        if tables.event_types.contains_key(&key) {
+            return Ok(false);
+        }
+        tables.event_types.insert(key, et.clone());
+        Ok(true)
+    }
+
+    async fn list_event_types(&self, tenant_id: &str) -> StoreResult<Vec<EventType>> {
+        Ok(self
+            .tables()?
+            .event_types
+            .iter()
+            .filter(|((t, _), _)| t == tenant_id)
+            .map(|(_, et)| et.clone())
+            .collect())
+    }
+
+    async fn event_type_exists(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
+        Ok(self
+            .tables()?
+            .event_types
+            .contains_key(&key(tenant_id, name)))
+    }
+
+    async fn delete_event_type(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
+        Ok(self
+            .tables()?
+            .event_types
+            .remove(&key(tenant_id, name))
+            .is_some())
+    }
+}
+
+fn tenant_webhooks<'a>(
+    tables: &'a Tables,
+    tenant_id: &'a str,
+) -> impl Iterator<Item = &'a Webhook> {
+    tables
+        .webhooks
+        .iter()
+        .filter(move |((t, _), _)| t == tenant_id)
+        .map(|(_, wh)| wh)
+}
+
+#[async_trait]
+impl WebhookStore for MemoryStore {
+    async fn create_webhook(&self, wh: &Webhook, max: u32) -> Result<(), CreateWebhookError> {
+        let mut tables = self.tables()?;
+        let mut count = 0u32;
+        for other in tenant_webhooks(&tables, &wh.tenant_id) {
+            if other.url == wh.url {
+                return Err(CreateWebhookError::DuplicateUrl);
+            }
+            count += 1;
+        }
+        if count >= max {
+            return Err(CreateWebhookError::LimitReached);
+        }
+        tables
+            .webhooks
+            .insert(key(&wh.tenant_id, &wh.id), wh.clone());
+        Ok(())
+    }
+
+    async fn get_webhook(&self, tenant_id: &str, id: &str) -> StoreResult<Option<Webhook>> {
+        Ok(self.tables()?.webhooks.get(&key(tenant_id, id)).cloned())
+    }
+
+    async fn list_webhooks(&self, tenant_id: &str) -> StoreResult<Vec<Webhook>> {
+        Ok(tenant_webhooks(&*self.tables()?, tenant_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn load_tenant(&self, tenant_id: &str) -> StoreResult<TenantView> {
+        let tables = self.tables()?;
+        Ok(TenantView {
+            webhooks: tenant_webhooks(&tables, tenant_id).cloned().collect(),
+            event_types: tables
+                .event_types
+                .keys()
+                .filter(|(t, _)| t == tenant_id)
+                .map(|(_, name)| name.clone())
+                .collect(),
+        })
+    }
+
+    async fn replace_webhook(
+        &self,
+        old: &Webhook,
+        new: &Webhook,
+    ) -> Result<(), ChangeWebhookError> {
+        let mut tables = self.tables()?;
+        let current = tables.webhooks.get(&key(&old.tenant_id, &old.id));
+        if current.is_none_or(|c| c.version != old.version) {
+            return Err(ChangeWebhookError::Conflict);
+        }
+        if old.url != new.url
+            && tenant_webhooks(&tables, &old.tenant_id).any(|w| w.id != old.id && w.url == new.url)
+        {
+            return Err(ChangeWebhookError::DuplicateUrl);
+        }
+        tables
+            .webhooks
+            .insert(key(&new.tenant_id, &new.id), new.clone());
+        Ok(())
+    }
+
+    async fn delete_webhook(&self, wh: &Webhook) -> Result<(), ChangeWebhookError> {
+        let mut tables = self.tables()?;
+        let key = key(&wh.tenant_id, &wh.id);
+        match tables.webhooks.get(&key) {
+            Some(current) if current.version == wh.version => {
+                tables.webhooks.remove(&key);
+                Ok(())
+            }
+            _ => Err(ChangeWebhookError::Conflict),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn store_event(
+        &self,
+        event: &Event,
+        idempotency_key: Option<&str>,
+        _expires_at: i64,
+    ) -> StoreResult<Stored> {
+        let mut tables = self.tables()?;
+        if let Some(source) = idempotency_key {
+            let source = key(&event.tenant_id, source);
+            if let Some(first) = tables.source_keys.get(&source) {
+                let first = tables
+                    .events
+                    .get(&key(&event.tenant_id, first))
+                    .cloned()
+                    .ok_or_else(|| StoreError::Other("source key points nowhere".into()))?;
+                return Ok(Stored::Repeat(first));
+            }
+            tables.source_keys.insert(source, event.id.clone());
+        }
+        tables
+            .events
+            .insert(key(&event.tenant_id, &event.id), event.clone());
+        Ok(Stored::New)
+    }
+
+    async fn get_event(&self, tenant_id: &str, event_id: &str) -> StoreResult<Option<Event>> {
+        Ok(self
+            .tables()?
+            .events
+            .get(&key(tenant_id, event_id))
+            .cloned())
+    }
+
+    async fn mark_fanned_out(&self, tenant_id: &str, event_id: &str) -> StoreResult<()> {
+        match self.tables()?.events.get_mut(&key(tenant_id, event_id)) {
+            Some(event) => {
+                event.fanned_out = true;
+                Ok(())
+            }
+            None => Err(StoreError::Other(format!("no event {event_id}"))),
+        }
+    }
+
+    async fn list_events(
+        &self,
+        tenant_id: &str,
+        filter: &EventFilter,
+        request: &PageRequest,
+    ) -> StoreResult<Page<Event>> {
+        let events: Vec<Event> = self
+            .tables()?
+            .events
+            .iter()
+            .filter(|((t, _), e)| {
+                t == tenant_id
+                    && filter.keeps(e)
+                    && filter.from.is_none_or(|f| e.created_at >= f)
+                    && filter.to.is_none_or(|to| e.created_at <= to)
+            })
+            .map(|(_, e)| e.clone())
+            .collect();
+        Ok(paginate(events, |e| e.id.as_str(), request))
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for MemoryStore {
+    async fn put_deliveries(&self, deliveries: &[Delivery], _expires_at: i64) -> StoreResult<()> {
+        let mut tables = self.tables()?;
+        for d in deliveries {
+            tables
+                .deliveries
+                .insert(key(&d.tenant_id, &d.id), d.clone());
+        }
+        Ok(())
+    }
+
+    async fn existing_deliveries(
+        &self,
+        tenant_id: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<Delivery>> {
+        let tables = self.tables()?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| tables.deliveries.get(&key(tenant_id, id)).cloned())
+            .collect())
+    }
+
+    async fn get_delivery(
+        &self,
+        tenant_id: &str,
+        delivery_id: &str,
+    ) -> StoreResult<Option<Delivery>> {
+        Ok(self
+            .tables()?
+            .deliveries
+            .get(&key(tenant_id, delivery_id))
+            .cloned())
+    }
+
+    async fn save_delivery(
+        &self,
+        delivery: &Delivery,
+        attempts_below: u32,
+        expect_status: &[DeliveryStatus],
+        _expires_at: i64,
+    ) -> StoreResult<Saved> {
+        let mut tables = self.tables()?;
+        let key = key(&delivery.tenant_id, &delivery.id);
+        match tables.deliveries.get(&key) {
+            Some(current)
+                if current.attempts < attempts_below && expect_status.contains(&current.status) =>
+            {
+                tables.deliveries.insert(key, delivery.clone());
+                Ok(Saved::Written)
+            }
+            _ => Ok(Saved::Superseded),
+        }
+    }
+
+    async fn open_deliveries(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        status: DeliveryStatus,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        Ok(self
+            .tables()?
+            .deliveries
+            .iter()
+            .filter(|((t, _), d)| {
+                t == tenant_id && d.webhook_id == webhook_id && d.status == status
+            })
+            .map(|(_, d)| d.clone())
+            .take(limit)
+            .collect())
+    }
+
+    async fn count_open_deliveries(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        status: DeliveryStatus,
+    ) -> StoreResult<u64> {
+        Ok(self
+            .open_deliveries(tenant_id, webhook_id, status, usize::MAX)
+            .await?
+            .len() as u64)
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+        request: &PageRequest,
+    ) -> StoreResult<Page<Delivery>> {
+        let deliveries: Vec<Delivery> = self
+            .tables()?
+            .deliveries
+            .iter()
+            .filter(|((t, _), d)| {
+                t == tenant_id
+                    && filter.keeps(d)
+                    && filter.from.is_none_or(|f| d.created_at >= f)
+                    && filter.to.is_none_or(|to| d.created_at <= to)
+            })
+            .map(|(_, d)| d.clone())
+            .collect();
+        Ok(paginate(deliveries, |d| d.id.as_str(), request))
+    }
+
+    async fn delivery_counts_for_event(
+        &self,
+        event: &Event,
+    ) -> StoreResult<HashMap<DeliveryStatus, u64>> {
+        let mut counts = HashMap::new();
+        for d in self.tables()?.deliveries.values() {
+            if d.tenant_id == event.tenant_id && d.event_id == event.id {
+                *counts.entry(d.status).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+}
