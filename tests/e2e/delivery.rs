@@ -409,17 +409,6 @@ async fn a_repeated_source_id_through_the_api_delivers_once() {
     );
 }
 
-/// Sends one raw message to the ingest queue, as an event source would.
-async fn send_to_ingest(stack: &Stack, body: &str) {
-    let (sqs, queues) = stack.sqs().await;
-    sqs.send_message()
-        .queue_url(&queues.ingest)
-        .message_body(body)
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn events_from_the_ingest_queue_are_delivered_once_per_source_id() {
     let stack = fast_stack("1s").await;
@@ -427,14 +416,14 @@ async fn events_from_the_ingest_queue_are_delivered_once_per_source_id() {
     let client = tenant(&stack).await;
     let wh = client.webhook(&receiver.url("sqs"), json!("data.*")).await;
     let message = json!({"tenant_id": client.tenant, "type": "data.updated", "data": {"row": 9}, "id": "row-9-v1"});
-    send_to_ingest(&stack, &message.to_string()).await;
-    send_to_ingest(&stack, &message.to_string()).await;
+    stack.send_to_ingest(&message.to_string()).await;
+    stack.send_to_ingest(&message.to_string()).await;
     let got = receiver.wait_for("sqs", 1, WAIT).await;
     assert_signed(&got[0], wh["secret"].as_str().unwrap());
     assert_eq!(got[0].json()["data"], json!({"row": 9}));
     // The positive signal: a later message on the same queue arrives.
     let marker = json!({"tenant_id": client.tenant, "type": "data.updated", "data": {"row": 10}, "id": "row-10-v1"});
-    send_to_ingest(&stack, &marker.to_string()).await;
+    stack.send_to_ingest(&marker.to_string()).await;
     let deadline = std::time::Instant::now() + WAIT;
     while !receiver
         .requests("sqs")
@@ -544,28 +533,12 @@ async fn malformed_and_unknown_ingest_messages_go_to_the_dead_letter_queue_witho
         "rejects are not retried"
     );
     receiver.wait_for("good", 1, WAIT).await;
-    let (sqs, queues) = stack.sqs().await;
-    let mut reasons = Vec::new();
-    for _ in 0..10 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&queues.ingest_dlq)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            let reason = m.message_attributes.unwrap()["reason"]
-                .string_value
-                .clone()
-                .unwrap();
-            reasons.push(reason);
-        }
-        if reasons.len() >= 4 {
-            break;
-        }
-    }
+    let mut reasons: Vec<String> = stack
+        .dead_letters(4, WAIT)
+        .await
+        .into_iter()
+        .map(|(_, reason)| reason)
+        .collect();
     reasons.sort();
     assert_eq!(reasons.len(), 4, "{reasons:?}");
     assert!(

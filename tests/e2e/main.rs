@@ -10,6 +10,7 @@ mod commands;
 mod delivery;
 mod event_types;
 mod faults;
+mod hardening;
 mod listing;
 mod receiver;
 mod storage_faults;

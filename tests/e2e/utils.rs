@@ -199,6 +199,51 @@ impl Stack {
         (aws_sdk_sqs::Client::new(&sdk), urls)
     }
 
+    /// Takes `n` messages off the ingest dead-letter queue (waiting at most `within`), with
+    /// the reason each was rejected for.
+    pub async fn dead_letters(&self, n: usize, within: Duration) -> Vec<(String, String)> {
+        let (sqs, queues) = self.sqs().await;
+        let deadline = Instant::now() + within;
+        let mut found = Vec::new();
+        while found.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} dead letters within {within:?}: {found:#?}",
+                found.len()
+            );
+            let out = sqs
+                .receive_message()
+                .queue_url(&queues.ingest_dlq)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .unwrap();
+            for m in out.messages.unwrap_or_default() {
+                let reason = m
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|a| a.get("reason"))
+                    .and_then(|r| r.string_value.clone())
+                    .unwrap_or_default();
+                found.push((m.body.unwrap_or_default(), reason));
+            }
+        }
+        found
+    }
+
+    /// Sends one raw message to the ingest queue, as an event source would.
+    pub async fn send_to_ingest(&self, body: &str) {
+        let (sqs, queues) = self.sqs().await;
+        sqs.send_message()
+            .queue_url(&queues.ingest)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// A new tenant with a key carrying `scopes`.
     pub async fn tenant_with(&self, scopes: &[Scope]) -> Client {
         let tenant = format!("t-{}", ulid::Ulid::new().to_string().to_lowercase());

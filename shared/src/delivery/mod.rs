@@ -27,7 +27,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use tracing::Instrument;
 
-use crate::queue::{QueueError, QueueName, Task, TaskQueue, parse_message};
+use crate::queue::{QueueError, QueueName, Task, TaskQueue, parse_ingest, parse_task};
 use crate::state::AppState;
 use crate::storage::StoreError;
 
@@ -74,13 +74,9 @@ impl<T> Message<T> {
         self.record.body.as_deref().unwrap_or("")
     }
 
-    /// The queue this message came from (by its event source ARN): where it is parked.
+    /// The queue this message came from: where it is parked.
     fn queue(&self, queues: &dyn TaskQueue) -> QueueName {
-        self.record
-            .event_source_arn
-            .as_deref()
-            .and_then(|arn| queues.queue_of_arn(arn))
-            .unwrap_or(QueueName::Delivery)
+        source_queue(&self.record, queues)
     }
 
     /// Makes the message visible again only after `wait` (at most 12 h).
@@ -93,6 +89,17 @@ impl<T> Message<T> {
         queues.defer(self.queue(queues), receipt, wait).await?;
         Ok(Handled::Later)
     }
+}
+
+/// The queue an SQS record came from, told by its event source ARN (never by its body).
+/// A record from anywhere but the delivery queue is treated as the ingest queue's: it may
+/// carry an ingest message and nothing else.
+fn source_queue(record: &SqsMessage, queues: &dyn TaskQueue) -> QueueName {
+    record
+        .event_source_arn
+        .as_deref()
+        .and_then(|arn| queues.queue_of_arn(arn))
+        .unwrap_or(QueueName::Ingest)
 }
 
 /// The span every log line about one SQS record is written in: the message, its tenant,
@@ -142,7 +149,11 @@ pub async fn deliver_batch(state: &AppState, batch: SqsEvent) -> SqsBatchRespons
     for record in batch.records {
         let body = record.body.as_deref().unwrap_or("");
         let message_id = record.message_id.clone().unwrap_or_default();
-        match parse_message(body) {
+        let parsed = match source_queue(&record, queues) {
+            QueueName::Ingest => parse_ingest(body).map(Task::Event),
+            QueueName::Delivery => parse_task(body),
+        };
+        match parsed {
             Ok(task) => {
                 let span = record_span(&message_id, Some(&task));
                 match task {

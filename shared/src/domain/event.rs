@@ -73,16 +73,17 @@ pub fn is_valid_source_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
 }
 
+/// The size of event data, serialised.
+pub fn data_size(data: &Map<String, Value>) -> usize {
+    serde_json::to_vec(data).map_or(usize::MAX, |v| v.len())
+}
+
 /// Checks event data: a JSON object of at most 200 KiB.
 pub fn check_data(data: Value) -> Checked<Map<String, Value>> {
     let Value::Object(map) = data else {
         return Err(Invalid::field("data", "data must be a JSON object"));
     };
-    if serde_json::to_vec(&map)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX)
-        > MAX_DATA_BYTES
-    {
+    if data_size(&map) > MAX_DATA_BYTES {
         return Err(Invalid::new(
             Rule::TooLarge,
             "data",

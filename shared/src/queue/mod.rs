@@ -1,9 +1,11 @@
 //! Queueing: the SQS message shapes (defined here only) and the calls that send them.
 //!
 //! The ingest queue carries events from sources as SPEC §4 describes them, with no tag:
-//! `{"tenant_id", "type", "data", "id"?}`. The service's own messages carry a `kind`:
-//! an event published through the API, a retry of one delivery, or a page of work on one
-//! webhook's deliveries (release after unpause, cancel after delete). [`TaskQueue`] is what
+//! `{"tenant_id", "type", "data", "id"?}`, and nothing else ([`parse_ingest`]): it is a
+//! trust boundary. The service's own messages travel on the delivery queue, which only
+//! the service can write to, and carry a `kind` ([`parse_task`]): an event published
+//! through the API, a retry of one delivery, or a page of work on one webhook's
+//! deliveries (release after unpause, cancel after delete). [`TaskQueue`] is what
 //! the service needs of the queues: [`sqs`] implements it on SQS, [`memory`] in memory for
 //! unit tests.
 
@@ -16,7 +18,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::domain::event::is_valid_source_id;
+use crate::domain::api_key::validate_tenant_id;
+use crate::domain::event::{MAX_DATA_BYTES, data_size, is_valid_source_id};
 use crate::domain::validation::is_valid_event_type_name;
 
 /// An event to store (unless stored already) and fan out.
@@ -72,22 +75,35 @@ pub enum Task {
     Cancel(WebhookTask),
 }
 
-/// Reads a message body: a tagged task, or an untagged ingest event. The error says why a
-/// message can never be processed (it goes to the dead-letter queue).
-pub fn parse_message(body: &str) -> Result<Task, String> {
-    let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-    let Value::Object(object) = &value else {
-        return Err("not a JSON object".into());
-    };
-    let task = if object.contains_key("kind") {
-        serde_json::from_value::<Task>(value).map_err(|e| format!("malformed task: {e}"))?
-    } else {
-        Task::Event(read_ingest(object)?)
-    };
+/// Reads a message of the ingest queue: only the ingest message of SPEC §4, untagged.
+/// Anyone allowed to send there is a producer, not the service: a message that names a
+/// `kind` (an internal task), a tenant id that is not one, or data over 200 KiB can never
+/// be processed. The error says why (the message goes to the dead-letter queue).
+pub fn parse_ingest(body: &str) -> Result<EventTask, String> {
+    let object = json_object(body)?;
+    if object.contains_key("kind") {
+        return Err("internal tasks are not accepted on the ingest queue".into());
+    }
+    let event = read_ingest(&object)?;
+    check_ingest(&event)?;
+    Ok(event)
+}
+
+/// Reads a message of the delivery queue: the service's own tasks, tagged with `kind`.
+pub fn parse_task(body: &str) -> Result<Task, String> {
+    let value = Value::Object(json_object(body)?);
+    let task = serde_json::from_value::<Task>(value).map_err(|e| format!("malformed task: {e}"))?;
     if let Task::Event(event) = &task {
         check_ingest(event)?;
     }
     Ok(task)
+}
+
+fn json_object(body: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))? {
+        Value::Object(object) => Ok(object),
+        _ => Err("not a JSON object".into()),
+    }
 }
 
 fn read_ingest(object: &Map<String, Value>) -> Result<EventTask, String> {
@@ -116,9 +132,7 @@ fn read_ingest(object: &Map<String, Value>) -> Result<EventTask, String> {
 }
 
 fn check_ingest(event: &EventTask) -> Result<(), String> {
-    if event.tenant_id.is_empty() {
-        return Err("tenant_id is empty".into());
-    }
+    validate_tenant_id(&event.tenant_id).map_err(|why| format!("tenant_id: {why}"))?;
     if !is_valid_event_type_name(&event.event_type) {
         return Err("type is not an event type name".into());
     }
@@ -126,6 +140,9 @@ fn check_ingest(event: &EventTask) -> Result<(), String> {
         && !is_valid_source_id(id)
     {
         return Err("id must be at most 128 of [A-Za-z0-9_.:-]".into());
+    }
+    if data_size(&event.data) > MAX_DATA_BYTES {
+        return Err("data is larger than 200 KiB".into());
     }
     Ok(())
 }
@@ -170,13 +187,10 @@ mod tests {
 
     #[test]
     fn untagged_messages_are_ingest_events() {
-        let task = parse_message(
+        let event = parse_ingest(
             r#"{"tenant_id":"acme","type":"user.created","data":{"a":1},"id":"src-1"}"#,
         )
         .unwrap();
-        let Task::Event(event) = task else {
-            panic!("{task:?}")
-        };
         assert_eq!(event.tenant_id, "acme");
         assert_eq!(event.event_type, "user.created");
         assert_eq!(event.id.as_deref(), Some("src-1"));
@@ -213,7 +227,12 @@ mod tests {
         for task in tasks {
             let body = serde_json::to_string(&task).unwrap();
             assert!(body.contains("\"kind\""), "{body}");
-            assert_eq!(parse_message(&body).unwrap(), task);
+            assert_eq!(parse_task(&body).unwrap(), task);
+            assert!(
+                parse_ingest(&body)
+                    .unwrap_err()
+                    .contains("not accepted on the ingest queue")
+            );
         }
         let retry: Value = serde_json::to_value(Task::Retry(RetryTask {
             tenant_id: "t".into(),
@@ -252,10 +271,35 @@ mod tests {
                 r#"{"tenant_id":"t","type":"a.b","data":{},"extra":1}"#,
                 "unknown field extra",
             ),
-            (r#"{"kind":"teleport"}"#, "malformed task"),
+            (r#"{"kind":"teleport"}"#, "not accepted on the ingest queue"),
+            (
+                r#"{"kind":"cancel","tenant_id":"x","webhook_id":"wh_1"}"#,
+                "not accepted on the ingest queue",
+            ),
+            (r#"{"tenant_id":"a#b","type":"a.b","data":{}}"#, "tenant_id"),
+            (r#"{"tenant_id":"","type":"a.b","data":{}}"#, "tenant_id"),
         ] {
-            let reason = parse_message(body).unwrap_err();
+            let reason = parse_ingest(body).unwrap_err();
             assert!(reason.contains(why), "{body}: {reason}");
         }
+        assert!(
+            parse_task(r#"{"kind":"teleport"}"#)
+                .unwrap_err()
+                .contains("malformed task")
+        );
+        assert!(parse_task(r#"{"tenant_id":"t","type":"a.b","data":{}}"#).is_err());
+    }
+
+    #[test]
+    fn data_over_200_kib_is_refused_on_the_queue_too() {
+        let big =
+            json!({"tenant_id": "t", "type": "a.b", "data": {"x": "y".repeat(MAX_DATA_BYTES)}});
+        assert!(
+            parse_ingest(&big.to_string())
+                .unwrap_err()
+                .contains("200 KiB")
+        );
+        let fits = json!({"tenant_id": "t", "type": "a.b", "data": {"x": "y".repeat(1000)}});
+        assert!(parse_ingest(&fits.to_string()).is_ok());
     }
 }

@@ -86,8 +86,10 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
         created_at: Some(format_time(event.created_at)),
         resend,
     });
+    // On the delivery queue, which only the service can write to: a producer allowed on
+    // the ingest queue cannot forge a stored event's task.
     queues
-        .send(QueueName::Ingest, &[(task, Duration::ZERO)])
+        .send(QueueName::Delivery, &[(task, Duration::ZERO)])
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "could not queue an event; answering 503");

@@ -1,0 +1,85 @@
+//! What no producer, receiver or tenant may do: forge the service's own tasks on the ingest
+//! queue, name a tenant that is not one, or send data past the limit.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::receiver::Receiver;
+use crate::utils::{Stack, all_with_status, id};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Anyone allowed to send to the ingest queue is a producer: internal tasks (cancel,
+/// release, retry, a stored event's task) sent there go to the dead-letter queue with their
+/// reason, as do tenant ids with key separators and data over 200 KiB. A paused webhook's
+/// buffered deliveries stay buffered, and nothing forged is delivered.
+#[tokio::test]
+async fn the_ingest_queue_accepts_only_ingest_messages() {
+    let stack = Stack::start_with(&[("RETRY_SCHEDULE", "1s")]).await;
+    let receiver = Receiver::start().await;
+    let victim = stack.tenant().await;
+    victim.event_types(&["user.created"]).await;
+    let held = victim.webhook(&receiver.url("held"), json!("*")).await;
+    victim.webhook(&receiver.url("open"), json!("*")).await;
+    victim
+        .post_empty(&format!("/v1/webhooks/{}/pause", id(&held)))
+        .await
+        .assert_status(200);
+    let first = victim.publish("user.created", json!({"n": 1})).await;
+    victim.publish("user.created", json!({"n": 2})).await;
+    let held_query = format!("webhook_id={}", id(&held));
+    let buffered = victim
+        .wait_for_deliveries(&held_query, WAIT, |d| all_with_status(d, 2, "buffered"))
+        .await;
+    receiver.wait_for("open", 2, WAIT).await;
+
+    let tenant = victim.tenant.as_str();
+    let forged = [
+        json!({"kind": "cancel", "tenant_id": tenant, "webhook_id": id(&held)}),
+        json!({"kind": "release", "tenant_id": tenant, "webhook_id": id(&held)}),
+        json!({"kind": "retry", "tenant_id": tenant, "delivery_id": id(&buffered[0]),
+               "attempt": 1, "not_before": 0}),
+        json!({"kind": "event", "tenant_id": tenant, "type": "user.created",
+               "data": {"forged": true}, "event_id": id(&first)}),
+        json!({"tenant_id": format!("{tenant}#EV"), "type": "user.created", "data": {}}),
+        json!({"tenant_id": tenant, "type": "user.created",
+               "data": {"x": "y".repeat(201 * 1024)}}),
+    ];
+    for message in &forged {
+        stack.send_to_ingest(&message.to_string()).await;
+    }
+    let mut reasons: Vec<String> = stack
+        .dead_letters(forged.len(), WAIT)
+        .await
+        .into_iter()
+        .map(|(_, reason)| reason)
+        .collect();
+    reasons.sort();
+    let tasks = reasons
+        .iter()
+        .filter(|r| r.contains("internal tasks are not accepted on the ingest queue"))
+        .count();
+    assert_eq!(tasks, 4, "{reasons:#?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("tenant_id")),
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("200 KiB")),
+        "{reasons:#?}"
+    );
+
+    // The buffered deliveries are untouched, and nothing forged reached a receiver.
+    let still = victim.deliveries(&held_query).await;
+    assert!(all_with_status(&still, 2, "buffered"), "{still:#?}");
+    assert!(receiver.requests("held").is_empty());
+    let bodies: Vec<_> = receiver.requests("open").iter().map(|r| r.json()).collect();
+    assert_eq!(bodies.len(), 2, "{bodies:#?}");
+    assert!(bodies.iter().all(|b| b["data"].get("forged").is_none()));
+    let events = victim.get("/v1/events").await;
+    assert_eq!(
+        events.assert_status(200)["data"].as_array().unwrap().len(),
+        2
+    );
+}
