@@ -83,3 +83,79 @@ async fn the_ingest_queue_accepts_only_ingest_messages() {
         2
     );
 }
+
+/// Isolation is structural: every partition key of the table and of its indexes that holds
+/// a tenant's records starts with that tenant (the API key items, found by a secret's hash
+/// or by the admin's key id, are the one documented exception). A webhook id of another
+/// tenant reaches nothing, not even a cursor.
+#[tokio::test]
+async fn every_partition_key_of_tenant_data_starts_with_the_tenant() {
+    let stack = Stack::start_with(&[("RETRY_SCHEDULE", "1h")]).await;
+    let receiver = Receiver::start().await;
+    receiver.default("failing", crate::receiver::Answer::Status(500));
+    let mut tenants = Vec::new();
+    for _ in 0..2 {
+        let client = stack.tenant().await;
+        client.event_types(&["user.created"]).await;
+        let paused = client.webhook(&receiver.url("paused"), json!("*")).await;
+        client
+            .post_empty(&format!("/v1/webhooks/{}/pause", id(&paused)))
+            .await
+            .assert_status(200);
+        client.webhook(&receiver.url("failing"), json!("*")).await;
+        client.webhook(&receiver.url("ok"), json!("*")).await;
+        let published = json!({"type": "user.created", "data": {}, "id": "source-1"});
+        client
+            .post("/v1/events", published)
+            .await
+            .assert_status(202);
+        client
+            .wait_for_deliveries("", WAIT, |d| {
+                d.len() == 3
+                    && d.iter()
+                        .all(|x| x["status"] != "pending" || x["attempts"] == 1)
+            })
+            .await;
+        tenants.push((client, paused));
+    }
+    let text =
+        |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+         name: &str| { item.get(name).and_then(|v| v.as_s().ok()).cloned() };
+    let items = stack.dump_table().await;
+    assert!(items.len() > 20, "{} items", items.len());
+    for item in &items {
+        let pk = text(item, "PK").unwrap();
+        if pk.starts_with("KEY#") || pk.starts_with("KEYID#") {
+            assert!(item.contains_key("key_id"), "{item:?}");
+            continue;
+        }
+        let owner = tenants
+            .iter()
+            .map(|(c, _)| c.tenant.as_str())
+            .find(|t| pk == format!("T#{t}") || pk.starts_with(&format!("T#{t}#")))
+            .unwrap_or_else(|| panic!("a partition key not under a tenant: {pk}"));
+        if let Some(tenant) = text(item, "tenant_id") {
+            assert_eq!(tenant, owner, "{item:?}");
+        }
+        for index_key in ["GSI1PK", "GSI2PK"] {
+            if let Some(key) = text(item, index_key) {
+                assert!(
+                    key.starts_with(&format!("T#{owner}#")),
+                    "{index_key} {key} of an item of {owner}"
+                );
+            }
+        }
+    }
+    // Another tenant's webhook id names nothing: no record, no cursor.
+    let (attacker, _) = &tenants[1];
+    let (_, victims_webhook) = &tenants[0];
+    let reply = attacker
+        .get(&format!(
+            "/v1/deliveries?webhook_id={}",
+            id(victims_webhook)
+        ))
+        .await;
+    let body = reply.assert_status(200);
+    assert_eq!(body["data"], json!([]));
+    assert_eq!(body["pagination"]["end_cursor"], serde_json::Value::Null);
+}

@@ -233,6 +233,31 @@ impl Stack {
         found
     }
 
+    /// Every item of the stack's table, as stored (a full scan, for tests of the layout and
+    /// of what sits in the table).
+    pub async fn dump_table(
+        &self,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let sdk = shared::state::sdk_config(&self.state.config).await;
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => return items,
+            }
+        }
+    }
+
     /// Sends one raw message to the ingest queue, as an event source would.
     pub async fn send_to_ingest(&self, body: &str) {
         let (sqs, queues) = self.sqs().await;

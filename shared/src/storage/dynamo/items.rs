@@ -394,7 +394,10 @@ pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
     // Strings, numbers and nulls only: serializing cannot fail.
     let log = serde_json::to_string(&d.attempt_log).unwrap_or_else(|_| "[]".to_string());
     let mut builder = ItemBuilder::new(deliveries_pk(&d.tenant_id), delivery_sk(&d.id))
-        .string(GSI1_PK, webhook_deliveries_gsi_pk(&d.webhook_id))
+        .string(
+            GSI1_PK,
+            webhook_deliveries_gsi_pk(&d.tenant_id, &d.webhook_id),
+        )
         .string(GSI1_SK, &d.id)
         .string("id", &d.id)
         .string("tenant_id", &d.tenant_id)
@@ -410,7 +413,10 @@ pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
         .set(EXPIRES_AT, n(expires_at));
     if d.status.is_open() {
         builder = builder
-            .string(GSI2_PK, open_deliveries_gsi_pk(&d.webhook_id, d.status))
+            .string(
+                GSI2_PK,
+                open_deliveries_gsi_pk(&d.tenant_id, &d.webhook_id, d.status),
+            )
             .string(GSI2_SK, &d.id);
     }
     builder.0
@@ -597,8 +603,11 @@ mod tests {
             Some(at),
         );
         let item = delivery_item(&d, 7);
-        assert_eq!(item[GSI1_PK], s("WH#wh_01ARZ3NDEKTSV4RRFFQ69G5FAW"));
-        assert_eq!(item[GSI2_PK], s("WH#wh_01ARZ3NDEKTSV4RRFFQ69G5FAW#pending"));
+        assert_eq!(item[GSI1_PK], s("T#acme#WH#wh_01ARZ3NDEKTSV4RRFFQ69G5FAW"));
+        assert_eq!(
+            item[GSI2_PK],
+            s("T#acme#WH#wh_01ARZ3NDEKTSV4RRFFQ69G5FAW#pending")
+        );
         assert_eq!(Delivery::try_from(&item).unwrap(), d);
         d.status = DeliveryStatus::Succeeded;
         let closed = delivery_item(&d, 7);

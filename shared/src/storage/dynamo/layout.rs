@@ -11,7 +11,12 @@
 //! | event type | `T#<tenant>` | `ET#<name>` |
 //! | event | `T#<tenant>#EV` | `EV#<id>` |
 //! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
-//! | delivery | `T#<tenant>#DL` | `DL#<id>` (GSI1: `WH#<webhook>` / id; GSI2 while open: `WH#<webhook>#<status>` / id) |
+//! | delivery | `T#<tenant>#DL` | `DL#<id>` (GSI1: `T#<tenant>#WH#<webhook>` / id; GSI2 while open: `T#<tenant>#WH#<webhook>#<status>` / id) |
+//!
+//! Every partition key of the table and of its indexes that holds a tenant's records starts
+//! with `T#<tenant>`, so no query can reach another tenant's items whatever id it is given.
+//! The two API key items are the exception: the authorizer finds a key by the SHA-256 of
+//! the secret itself, and the admin command a key record by its id; no route reads them.
 //!
 //! Events, source keys and deliveries carry `expires_at` (Unix seconds) for the table's TTL.
 //! No other module spells a key: they ask this one for keys, key ranges and item kinds.
@@ -84,14 +89,15 @@ pub fn delivery_sk(delivery_id: &str) -> String {
 }
 pub const DELIVERY_SK_PREFIX: &str = "DL#";
 
-/// GSI1 partition of one webhook's deliveries.
-pub fn webhook_deliveries_gsi_pk(webhook_id: &str) -> String {
-    format!("WH#{webhook_id}")
+/// GSI1 partition of one webhook's deliveries: under its tenant, so no webhook id reaches
+/// another tenant's records.
+pub fn webhook_deliveries_gsi_pk(tenant_id: &str, webhook_id: &str) -> String {
+    format!("T#{tenant_id}#WH#{webhook_id}")
 }
 
-/// GSI2 (sparse) partition of one webhook's deliveries in an open status.
-pub fn open_deliveries_gsi_pk(webhook_id: &str, status: DeliveryStatus) -> String {
-    format!("WH#{webhook_id}#{}", status.as_str())
+/// GSI2 (sparse) partition of one webhook's deliveries in an open status, under its tenant.
+pub fn open_deliveries_gsi_pk(tenant_id: &str, webhook_id: &str, status: DeliveryStatus) -> String {
+    format!("T#{tenant_id}#WH#{webhook_id}#{}", status.as_str())
 }
 
 pub fn api_key_lookup_pk(key_hash: &str) -> String {

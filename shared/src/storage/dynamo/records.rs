@@ -211,13 +211,17 @@ impl DynamoStore {
     /// The sparse index's partition of a webhook's open deliveries in one status.
     fn open_deliveries_query(
         &self,
+        tenant_id: &str,
         webhook_id: &str,
         status: DeliveryStatus,
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         self.query()
             .index_name(GSI2)
             .key_condition_expression("GSI2PK = :pk")
-            .expression_attribute_values(":pk", s(open_deliveries_gsi_pk(webhook_id, status)))
+            .expression_attribute_values(
+                ":pk",
+                s(open_deliveries_gsi_pk(tenant_id, webhook_id, status)),
+            )
     }
 
     /// Pages through a key range, newest first, keeping what `read` returns; cursors name
@@ -388,13 +392,13 @@ impl DeliveryStore for DynamoStore {
 
     async fn open_deliveries(
         &self,
-        _tenant_id: &str,
+        tenant_id: &str,
         webhook_id: &str,
         status: DeliveryStatus,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>> {
         let out = self
-            .open_deliveries_query(webhook_id, status)
+            .open_deliveries_query(tenant_id, webhook_id, status)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .send()
             .await
@@ -408,13 +412,13 @@ impl DeliveryStore for DynamoStore {
 
     async fn count_open_deliveries(
         &self,
-        _tenant_id: &str,
+        tenant_id: &str,
         webhook_id: &str,
         status: DeliveryStatus,
     ) -> StoreResult<u64> {
         let mut total = 0u64;
         let query = self
-            .open_deliveries_query(webhook_id, status)
+            .open_deliveries_query(tenant_id, webhook_id, status)
             .select(Select::Count);
         self.each_page(query, |out| total += out.count.max(0) as u64)
             .await?;
@@ -433,7 +437,7 @@ impl DeliveryStore for DynamoStore {
                 RangeQuery {
                     index: Some(GSI1),
                     pk_attr: layout::GSI1_PK,
-                    pk: webhook_deliveries_gsi_pk(webhook_id),
+                    pk: webhook_deliveries_gsi_pk(tenant_id, webhook_id),
                     sk_attr: layout::GSI1_SK,
                     lower,
                     upper,
@@ -453,8 +457,7 @@ impl DeliveryStore for DynamoStore {
         };
         self.query_range(&query, request, |item| {
             let d = Delivery::try_from(item)?;
-            // GSI1 also holds API key records of other partitions; the tenant check keeps
-            // a webhook id from another tenant from reading anything.
+            // The partition is the tenant's own; the check is a second line, not the first.
             Ok((d.tenant_id == tenant_id && filter.keeps(&d)).then_some(d))
         })
         .await
