@@ -131,7 +131,7 @@ async fn seed(state: &AppState, receiver: &str) {
     };
     state
         .store
-        .create_event_type(TENANT, &et)
+        .create_event_type(TENANT, &et, 1000)
         .await
         .expect("seeding the event type");
     for i in 0..WEBHOOKS {

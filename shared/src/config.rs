@@ -22,6 +22,9 @@ pub struct Config {
     pub deliver_only_to_loopback: bool,
     /// Most webhooks a tenant may register (`MAX_WEBHOOKS_PER_TENANT`, default 100).
     pub max_webhooks_per_tenant: u32,
+    /// Most event types in a tenant's catalogue (`MAX_EVENT_TYPES_PER_TENANT`, default
+    /// 1,000).
+    pub max_event_types_per_tenant: u32,
     /// Days before events and deliveries expire (`RETENTION_DAYS`, default 30).
     pub retention_days: u32,
     /// An AWS endpoint to use instead of the real one (`AWS_ENDPOINT_URL`): the local emulator.
@@ -114,6 +117,11 @@ impl Config {
                 "MAX_WEBHOOKS_PER_TENANT",
                 get("MAX_WEBHOOKS_PER_TENANT"),
                 100,
+            )?,
+            max_event_types_per_tenant: parse_number(
+                "MAX_EVENT_TYPES_PER_TENANT",
+                get("MAX_EVENT_TYPES_PER_TENANT"),
+                1000,
             )?,
             retention_days: parse_number("RETENTION_DAYS", get("RETENTION_DAYS"), 30)?,
             aws_endpoint_url: get("AWS_ENDPOINT_URL"),
@@ -211,6 +219,7 @@ mod tests {
         assert_eq!(c.table_name, "t");
         assert!(!c.allow_insecure_targets);
         assert_eq!(c.max_webhooks_per_tenant, 100);
+        assert_eq!(c.max_event_types_per_tenant, 1000);
         assert_eq!(c.retention_days, 30);
         assert_eq!(c.queues, None);
         assert_eq!(c.retry_schedule.max_attempts(), 8);

@@ -4,6 +4,43 @@
 pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
 
+/// The most bytes of items one page carries, so that a list answer, envelope and cursors
+/// included, stays under Lambda's 6 MB response limit: a page of large items holds fewer
+/// than `limit`, and its cursor continues after the last one it holds.
+pub const MAX_PAGE_BYTES: usize = 5 * 1024 * 1024;
+
+/// About how many bytes an item takes in a list answer (an upper estimate).
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+impl Weigh for String {
+    fn weight(&self) -> usize {
+        self.len() + 2
+    }
+}
+
+/// Counts items into a page until the page is full by count or by bytes (it always takes
+/// one item, whatever its size).
+#[derive(Debug, Default)]
+pub struct Budget {
+    taken: usize,
+    bytes: usize,
+}
+
+impl Budget {
+    /// Whether `item` still fits a page of at most `limit` items; counts it if it does.
+    pub fn take(&mut self, item: &impl Weigh, limit: usize) -> bool {
+        let weight = item.weight();
+        let fits = self.taken == 0 || (self.taken < limit && self.bytes + weight <= MAX_PAGE_BYTES);
+        if fits {
+            self.taken += 1;
+            self.bytes += weight;
+        }
+        fits
+    }
+}
+
 /// Where a page starts, relative to a cursor. Lists run newest first, so `After` pages
 /// towards older items and `Before` towards newer ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,23 +70,37 @@ pub struct Page<T> {
 
 /// Pages through a whole list held in memory. `items` may come in any order; each item's
 /// `sort_key` orders it (greater is newer) and is what its cursor names.
-pub fn paginate<T>(
+pub fn paginate<T: Weigh>(
     mut items: Vec<T>,
     sort_key: impl Fn(&T) -> &str,
     request: &PageRequest,
 ) -> Page<T> {
     items.sort_by(|a, b| sort_key(b).cmp(sort_key(a)));
     let total = items.len();
-    // The window [start, end) of the newest-first list.
+    let mut budget = Budget::default();
+    // The window [start, end) of the newest-first list, grown away from the cursor.
     let (start, end) = match &request.position {
-        Position::First => (0, request.limit.min(total)),
-        Position::After(cursor) => {
-            let start = items.partition_point(|i| sort_key(i) >= cursor.as_str());
-            (start, (start + request.limit).min(total))
+        Position::First | Position::After(_) => {
+            let start = match &request.position {
+                Position::After(cursor) => {
+                    items.partition_point(|i| sort_key(i) >= cursor.as_str())
+                }
+                _ => 0,
+            };
+            let taken = items[start..]
+                .iter()
+                .take_while(|i| budget.take(*i, request.limit))
+                .count();
+            (start, start + taken)
         }
         Position::Before(cursor) => {
             let end = items.partition_point(|i| sort_key(i) > cursor.as_str());
-            (end.saturating_sub(request.limit), end)
+            let taken = items[..end]
+                .iter()
+                .rev()
+                .take_while(|i| budget.take(*i, request.limit))
+                .count();
+            (end - taken, end)
         }
     };
     let data: Vec<T> = items.drain(start..end).collect();
@@ -74,6 +125,31 @@ mod tests {
 
     fn page(items: Vec<String>, limit: usize, position: Position) -> Page<String> {
         paginate(items, |s| s.as_str(), &PageRequest { limit, position })
+    }
+
+    /// An item of a given size.
+    struct Heavy(usize, String);
+
+    impl Weigh for Heavy {
+        fn weight(&self) -> usize {
+            self.0
+        }
+    }
+
+    #[test]
+    fn large_items_make_shorter_pages_that_continue_after_the_last_one() {
+        let mb = 1024 * 1024;
+        let items: Vec<Heavy> = (0..10).map(|i| Heavy(2 * mb, format!("k{i}"))).collect();
+        let request = PageRequest {
+            limit: 100,
+            position: Position::First,
+        };
+        let first = paginate(items, |s| s.1.as_str(), &request);
+        assert_eq!(first.data.len(), 2, "5 MB hold two 2 MB items");
+        assert!(first.has_next_page);
+        assert_eq!(first.end_key.as_deref(), Some("k8"));
+        let huge = vec![Heavy(9 * mb, "k0".into())];
+        assert_eq!(paginate(huge, |s| s.1.as_str(), &request).data.len(), 1);
     }
 
     #[test]

@@ -159,3 +159,97 @@ async fn every_partition_key_of_tenant_data_starts_with_the_tenant() {
     assert_eq!(body["data"], json!([]));
     assert_eq!(body["pagination"]["end_cursor"], serde_json::Value::Null);
 }
+
+/// Per-tenant limits are bounded by bytes and answer 422 `LIMIT_EXCEEDED` naming the limit:
+/// the catalogue's size, a schema's bytes, a webhook's metadata bytes (here 40 keys of 500
+/// four-byte characters: within every per-key rule, 80 KB in all).
+#[tokio::test]
+async fn tenant_limits_are_422_limit_exceeded_naming_the_limit() {
+    let stack = Stack::start_with(&[("MAX_EVENT_TYPES_PER_TENANT", "3")]).await;
+    let client = stack.tenant().await;
+    client.event_types(&["a.one", "a.two", "a.three"]).await;
+    let fourth = client
+        .post(
+            "/v1/event-types",
+            json!({"name": "a.four", "description": "x"}),
+        )
+        .await;
+    fourth.assert_error(422, "LIMIT_EXCEEDED");
+    assert!(
+        fourth.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 3 event types")
+    );
+    client
+        .delete("/v1/event-types/a.three")
+        .await
+        .assert_status(200);
+    let huge = json!({"name": "a.big", "schema": {"description": "x".repeat(64 * 1024)}});
+    let reply = client.post("/v1/event-types", huge).await;
+    reply.assert_error(422, "LIMIT_EXCEEDED");
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("64 KiB")
+    );
+    client
+        .post(
+            "/v1/event-types",
+            json!({"name": "a.four", "schema": {"type": "object"}}),
+        )
+        .await
+        .assert_status(201);
+
+    let wide: serde_json::Map<String, serde_json::Value> = (0..40)
+        .map(|i| (format!("k{i}"), json!("\u{1F600}".repeat(500))))
+        .collect();
+    let reply = client
+        .post(
+            "/v1/webhooks",
+            json!({"url": crate::utils::local_url("m"), "events": "*", "metadata": wide}),
+        )
+        .await;
+    reply.assert_error(422, "LIMIT_EXCEEDED");
+    assert_eq!(reply.field(), Some("metadata"));
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("16 KiB")
+    );
+}
+
+/// A list answer stays under Lambda's 6 MB response limit: 100 events of 60 KB make
+/// pages of fewer than `limit` items, and the cursors walk all of them, newest first.
+#[tokio::test]
+async fn a_page_of_large_events_stays_under_six_megabytes() {
+    let stack = Stack::start().await;
+    let client = stack.tenant().await;
+    client.event_types(&["big.one"]).await;
+    let blob = "x".repeat(60 * 1024);
+    let mut published = Vec::new();
+    for n in 0..100 {
+        let event = client
+            .publish("big.one", json!({"n": n, "blob": blob}))
+            .await;
+        published.push(id(&event));
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/events?limit=100".to_string();
+    loop {
+        let reply = client.get(&path).await;
+        let body = reply.assert_status(200);
+        let data = body["data"].as_array().unwrap();
+        assert!(!data.is_empty() && data.len() < 100, "{} items", data.len());
+        seen.extend(data.iter().map(id));
+        if body["pagination"]["has_next_page"] != true {
+            break;
+        }
+        let cursor = body["pagination"]["end_cursor"].as_str().unwrap();
+        path = format!("/v1/events?limit=100&after={cursor}");
+    }
+    published.reverse();
+    assert_eq!(seen, published, "every event once, newest first");
+}

@@ -29,6 +29,7 @@ pub enum ErrorCode {
     InvalidSecret,
     TooManyWebhooksRegistered,
     TlsValidationFailed,
+    LimitExceeded,
     RateLimited,
     Unavailable,
     InternalError,
@@ -52,7 +53,8 @@ impl ErrorCode {
             | UnknownEventType
             | InvalidSecret
             | TooManyWebhooksRegistered
-            | TlsValidationFailed => 422,
+            | TlsValidationFailed
+            | LimitExceeded => 422,
             RateLimited => 429,
             Unavailable => 503,
             InternalError => 500,
@@ -80,6 +82,7 @@ impl ErrorCode {
             InvalidSecret => "INVALID_SECRET",
             TooManyWebhooksRegistered => "TOO_MANY_WEBHOOKS_REGISTERED",
             TlsValidationFailed => "TLS_VALIDATION_FAILED",
+            LimitExceeded => "LIMIT_EXCEEDED",
             RateLimited => "RATE_LIMITED",
             Unavailable => "UNAVAILABLE",
             InternalError => "INTERNAL_ERROR",
@@ -190,6 +193,7 @@ impl From<Invalid> for ApiError {
             Rule::UrlNotHttps => ErrorCode::InvalidUrlIsNotUsingHttps,
             Rule::Subscription => ErrorCode::InvalidSubscription,
             Rule::Secret => ErrorCode::InvalidSecret,
+            Rule::Limit => ErrorCode::LimitExceeded,
         };
         ApiError {
             code,

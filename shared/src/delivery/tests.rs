@@ -109,7 +109,7 @@ async fn world() -> World {
             created_at: crate::domain::now(),
             sort_key: crate::ids::new_ulid().to_string(),
         };
-        store.create_event_type(TENANT, &et).await.unwrap();
+        store.create_event_type(TENANT, &et, 1000).await.unwrap();
     }
     World {
         state,

@@ -175,6 +175,17 @@ impl Delivery {
     }
 }
 
+impl crate::page::Weigh for Delivery {
+    /// The fields, plus the last attempt's excerpt and error (a list shows no full log).
+    fn weight(&self) -> usize {
+        let last = self.last_attempt().map_or(0, |a| {
+            a.response_excerpt.as_ref().map_or(0, String::len) * 6
+                + a.error.as_ref().map_or(0, String::len) * 6
+        });
+        1024 + last
+    }
+}
+
 /// The delivery id of an (event, webhook) pair, the same every time it is computed: a
 /// repeated fan-out of one event finds the records it already wrote. A ULID whose time is
 /// the event's, so deliveries sort with their events, and whose random part is a hash of

@@ -64,6 +64,13 @@ impl Event {
     }
 }
 
+impl crate::page::Weigh for Event {
+    /// Its data, plus room for the other fields.
+    fn weight(&self) -> usize {
+        data_size(&self.data) + 512
+    }
+}
+
 /// A source idempotency key: at most 128 of `[A-Za-z0-9_.:-]`.
 pub fn is_valid_source_id(id: &str) -> bool {
     !id.is_empty()

@@ -30,6 +30,16 @@ impl EventType {
     }
 }
 
+impl crate::page::Weigh for EventType {
+    /// Its schema, plus room for the other fields.
+    fn weight(&self) -> usize {
+        self.schema
+            .as_ref()
+            .map_or(0, crate::domain::validation::json_size)
+            + 2048
+    }
+}
+
 /// Whether a subscription entry (`*`, `prefix.*` or an exact name) selects `event_type`.
 pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
     if pattern == "*" {

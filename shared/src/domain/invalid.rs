@@ -16,6 +16,8 @@ pub enum Rule {
     Subscription,
     /// A signing secret that is not `whsec_` plus base64 of 24 to 64 bytes.
     Secret,
+    /// Past a per-tenant limit (the message names it).
+    Limit,
 }
 
 /// A value that breaks `rule`, with a message for the client and the field at fault.
@@ -34,6 +36,11 @@ impl Invalid {
             message: message.into(),
             field: Some(field.to_string()),
         }
+    }
+
+    /// A value of `field` past a per-tenant limit, named in `message`.
+    pub fn limit(field: &str, message: impl Into<String>) -> Self {
+        Self::new(Rule::Limit, field, message)
     }
 
     /// A malformed value of `field`.

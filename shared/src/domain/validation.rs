@@ -18,6 +18,10 @@ pub const MAX_METADATA_KEYS: usize = 50;
 pub const MAX_METADATA_KEY_LENGTH: usize = 40;
 pub const MAX_METADATA_VALUE_LENGTH: usize = 500;
 pub const MAX_CREDENTIAL_LENGTH: usize = 256;
+/// A webhook's metadata, serialised, in bytes (SPEC §6).
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// An event type's schema, serialised, in bytes (SPEC §6).
+pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 
 /// `^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`, at most 128 characters.
 pub fn is_valid_event_type_name(name: &str) -> bool {
@@ -173,7 +177,32 @@ pub fn parse_metadata(value: Value) -> Checked<Map<String, Value>> {
             return Err(bad("metadata values must be at most 500 characters"));
         }
     }
+    if json_size(&map) > MAX_METADATA_BYTES {
+        return Err(Invalid::limit(
+            "metadata",
+            "metadata may be at most 16 KiB (16,384 bytes as JSON)",
+        ));
+    }
     Ok(map)
+}
+
+/// The size of a JSON value, serialised, in bytes.
+pub fn json_size(value: &impl serde::Serialize) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
+
+/// Checks an event type's schema: a JSON object of at most 64 KiB.
+pub fn check_schema(schema: &Value) -> Checked<()> {
+    if !schema.is_object() {
+        return Err(Invalid::field("schema", "schema must be a JSON object"));
+    }
+    if json_size(schema) > MAX_SCHEMA_BYTES {
+        return Err(Invalid::limit(
+            "schema",
+            "a schema may be at most 64 KiB (65,536 bytes as JSON)",
+        ));
+    }
+    Ok(())
 }
 
 fn join_quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
@@ -298,6 +327,24 @@ mod tests {
         assert!(parse_metadata(json!({"n": 1})).is_err());
         assert!(parse_metadata(json!(["x"])).is_err());
         assert!(parse_metadata(json!({"k": "v".repeat(501)})).is_err());
+    }
+
+    #[test]
+    fn metadata_and_schemas_are_bounded_by_bytes_not_characters() {
+        // 40 keys of 500 four-byte characters: within every per-key rule, 80 KB in all.
+        let wide: Map<String, Value> = (0..40)
+            .map(|i| (format!("k{i}"), json!("\u{1F600}".repeat(500))))
+            .collect();
+        let e = parse_metadata(Value::Object(wide)).unwrap_err();
+        assert_eq!(
+            (e.rule, e.field.as_deref()),
+            (Rule::Limit, Some("metadata"))
+        );
+        assert!(e.message.contains("16 KiB"));
+        let schema = json!({"description": "x".repeat(MAX_SCHEMA_BYTES)});
+        assert_eq!(check_schema(&schema).unwrap_err().rule, Rule::Limit);
+        assert!(check_schema(&json!({"type": "object"})).is_ok());
+        assert_eq!(check_schema(&json!([1])).unwrap_err().rule, Rule::Malformed);
     }
 }
 

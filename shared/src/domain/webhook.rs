@@ -167,6 +167,15 @@ impl Webhook {
     }
 }
 
+impl crate::page::Weigh for Webhook {
+    /// Its metadata, plus room for the other fields and a subscription of 100 names.
+    fn weight(&self) -> usize {
+        crate::domain::validation::json_size(&self.metadata) * 2
+            + self.events.iter().map(|e| e.len() + 3).sum::<usize>()
+            + 4096
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -8,9 +8,9 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    CatalogStore, ChangeWebhookError, CreateWebhookError, DeliveryFilter, DeliveryStore,
-    EventFilter, EventStore, KeyStore, Saved, StoreError, StoreResult, Stored, TenantView,
-    WebhookStore,
+    CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError, DeliveryFilter,
+    DeliveryStore, EventFilter, EventStore, KeyStore, Saved, StoreError, StoreResult, Stored,
+    TenantView, WebhookStore,
 };
 use crate::domain::api_key::{ApiKey, KeyGrant};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
@@ -114,14 +114,27 @@ impl KeyStore for MemoryStore {
 
 #[async_trait]
 impl CatalogStore for MemoryStore {
-    async fn create_event_type(&self, tenant_id: &str, et: &EventType) -> StoreResult<bool> {
+    async fn create_event_type(
+        &self,
+        tenant_id: &str,
+        et: &EventType,
+        max: u32,
+    ) -> Result<(), CreateEventTypeError> {
         let mut tables = self.tables()?;
         let key = key(tenant_id, &et.name);
         if tables.event_types.contains_key(&key) {
-            return Ok(false);
+            return Err(CreateEventTypeError::Exists);
+        }
+        let count = tables
+            .event_types
+            .keys()
+            .filter(|(t, _)| t == tenant_id)
+            .count();
+        if count >= max as usize {
+            return Err(CreateEventTypeError::LimitReached);
         }
         tables.event_types.insert(key, et.clone());
-        Ok(true)
+        Ok(())
     }
 
     async fn list_event_types(&self, tenant_id: &str) -> StoreResult<Vec<EventType>> {

@@ -53,6 +53,17 @@ pub enum CreateWebhookError {
     Store(#[from] StoreError),
 }
 
+/// Why adding an event type was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateEventTypeError {
+    #[error("the tenant already has an event type of this name")]
+    Exists,
+    #[error("the tenant has as many event types as it may")]
+    LimitReached,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Why replacing or deleting a webhook was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeWebhookError {
@@ -133,9 +144,15 @@ pub trait KeyStore: Send + Sync {
 /// The tenant's event-type catalogue.
 #[async_trait]
 pub trait CatalogStore: Send + Sync {
-    /// Adds an event type; `false` if the tenant already has one of that name.
-    async fn create_event_type(&self, tenant_id: &str, et: &EventType) -> StoreResult<bool>;
-    /// The catalogue, in no particular order.
+    /// Adds an event type (with its schema) unless the tenant has one of that name or
+    /// `max_event_types` already.
+    async fn create_event_type(
+        &self,
+        tenant_id: &str,
+        et: &EventType,
+        max_event_types: u32,
+    ) -> Result<(), CreateEventTypeError>;
+    /// The catalogue with the schemas, in no particular order.
     async fn list_event_types(&self, tenant_id: &str) -> StoreResult<Vec<EventType>>;
     /// Whether the catalogue has this type, read consistently.
     async fn event_type_exists(&self, tenant_id: &str, name: &str) -> StoreResult<bool>;

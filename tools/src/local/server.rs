@@ -23,7 +23,7 @@ use shared::api::error::{ApiError, ErrorCode};
 use shared::api::{self, Route, error_response};
 use shared::state::AppState;
 
-/// Lambda's limit on a synchronous invocation's payload.
+/// Lambda's limit on a synchronous invocation's payload, request and response alike.
 const MAX_LAMBDA_PAYLOAD: usize = 6 * 1024 * 1024;
 
 /// The routes of the template, each joined to its registered handler.
@@ -117,7 +117,19 @@ impl LocalApi {
                 return to_hyper(error_response(&ApiError::internal()));
             }
         };
-        to_hyper(api::dispatch(&self.state, handler, request).await)
+        let response = api::dispatch(&self.state, handler, request).await;
+        let size = match response.body() {
+            lambda_http::Body::Text(text) => text.len(),
+            lambda_http::Body::Binary(data) => data.len(),
+            _ => 0,
+        };
+        if size > MAX_LAMBDA_PAYLOAD {
+            // What Lambda does with a response past its limit: the invocation fails and API
+            // Gateway answers 500.
+            tracing::error!(size, route = %route.function, "response larger than Lambda's 6 MB limit");
+            return to_hyper(error_response(&ApiError::internal()));
+        }
+        to_hyper(response)
     }
 }
 

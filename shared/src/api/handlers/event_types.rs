@@ -7,9 +7,12 @@ use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::pagination::{CursorScope, page_json, page_request};
 use crate::api::request::Call;
 use crate::domain::event_type::EventType;
-use crate::domain::validation::{MAX_DESCRIPTION_LENGTH, check_length, is_valid_event_type_name};
+use crate::domain::validation::{
+    MAX_DESCRIPTION_LENGTH, check_length, check_schema, is_valid_event_type_name,
+};
 use crate::page::paginate;
 use crate::state::AppState;
+use crate::storage::CreateEventTypeError;
 
 fn cursor_scope(call: &Call) -> CursorScope<'_> {
     CursorScope {
@@ -39,11 +42,8 @@ pub async fn create_event_type(state: &AppState, call: Call) -> ApiResult<Reply>
         ));
     }
     check_length("description", &description, MAX_DESCRIPTION_LENGTH)?;
-    if schema.as_ref().is_some_and(|s| !s.is_object()) {
-        return Err(ApiError::invalid_field(
-            "schema",
-            "schema must be a JSON object",
-        ));
+    if let Some(schema) = &schema {
+        check_schema(schema)?;
     }
     let event_type = EventType {
         name,
@@ -52,18 +52,24 @@ pub async fn create_event_type(state: &AppState, call: Call) -> ApiResult<Reply>
         created_at: crate::domain::now(),
         sort_key: crate::ids::new_ulid().to_string(),
     };
-    if state
+    let max = state.config.max_event_types_per_tenant;
+    match state
         .store
-        .create_event_type(call.tenant(), &event_type)
-        .await?
+        .create_event_type(call.tenant(), &event_type, max)
+        .await
     {
-        Ok(Reply::created(event_type.to_json()))
-    } else {
-        Err(ApiError::new(
+        Ok(()) => Ok(Reply::created(event_type.to_json())),
+        Err(CreateEventTypeError::Exists) => Err(ApiError::new(
             ErrorCode::Conflict,
             format!("event type {:?} already exists", event_type.name),
         )
-        .with_field("name"))
+        .with_field("name")),
+        Err(CreateEventTypeError::LimitReached) => Err(ApiError::new(
+            ErrorCode::LimitExceeded,
+            format!("a tenant may have at most {max} event types"),
+        )
+        .with_field("name")),
+        Err(CreateEventTypeError::Store(e)) => Err(e.into()),
     }
 }
 

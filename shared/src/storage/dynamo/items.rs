@@ -224,15 +224,33 @@ impl TryFrom<&Item> for ApiKey {
 
 // ---- event types ----
 
-/// An event type belongs to a tenant's partition, so its item needs the tenant too.
+/// An event type belongs to a tenant's partition, so its item needs the tenant too. The
+/// schema lives in an item of its own ([`schema_item`]): the fan-out reads the tenant's
+/// partition once per batch and must not drag every schema along.
 pub fn event_type_item(tenant_id: &str, et: &EventType) -> Item {
     ItemBuilder::new(tenant_pk(tenant_id), event_type_sk(&et.name))
         .string("name", &et.name)
         .string("description", &et.description)
-        .opt_string("schema", et.schema.as_ref().map(Value::to_string))
         .time("created_at", et.created_at)
         .string("sort_key", &et.sort_key)
         .0
+}
+
+/// An event type's schema, beside the catalogue.
+pub fn schema_item(tenant_id: &str, name: &str, schema: &Value) -> Item {
+    ItemBuilder::new(schemas_pk(tenant_id), event_type_sk(name))
+        .string("name", name)
+        .string("schema", schema.to_string())
+        .0
+}
+
+/// The event type a schema item belongs to, and the schema.
+pub fn schema_of(item: &Item) -> Result<(String, Value), ItemError> {
+    let a = Attrs(item);
+    let schema = a
+        .json("schema")?
+        .ok_or_else(|| Attrs::error("schema", "missing"))?;
+    Ok((a.string("name")?, schema))
 }
 
 impl TryFrom<&Item> for EventType {
@@ -242,7 +260,7 @@ impl TryFrom<&Item> for EventType {
         Ok(EventType {
             name: a.string("name")?,
             description: a.opt_string("description")?.unwrap_or_default(),
-            schema: a.json("schema")?,
+            schema: None,
             created_at: a.time("created_at")?,
             sort_key: a.string("sort_key")?,
         })
@@ -526,21 +544,24 @@ mod tests {
     }
 
     #[test]
-    fn event_types_round_trip_with_and_without_a_schema() {
+    fn event_types_round_trip_and_keep_their_schema_apart() {
         let mut et = EventType {
             name: "user.created".into(),
             description: "A user signed up".into(),
-            schema: Some(json!({"type": "object"})),
+            schema: None,
             created_at: crate::domain::now(),
             sort_key: ulid::Ulid::new().to_string(),
         };
         let item = event_type_item("acme", &et);
         assert_eq!(item[SK], s("ET#user.created"));
         assert_eq!(EventType::try_from(&item).unwrap(), et);
-        et.schema = None;
+        et.schema = Some(json!({"type": "object"}));
+        assert!(!event_type_item("acme", &et).contains_key("schema"));
+        let schema = schema_item("acme", &et.name, &json!({"type": "object"}));
+        assert_eq!(schema[PK], s("T#acme#SCHEMA"));
         assert_eq!(
-            EventType::try_from(&event_type_item("acme", &et)).unwrap(),
-            et
+            schema_of(&schema).unwrap(),
+            ("user.created".to_string(), json!({"type": "object"}))
         );
     }
 

@@ -7,8 +7,9 @@
 //! | API key record (listing, revocation) | `KEYID#<key id>` | `KEYID` (GSI1: `T#<tenant>#KEYS` / key id) |
 //! | webhook | `T#<tenant>` | `WH#<id>` |
 //! | URL uniqueness guard | `T#<tenant>` | `URL#<sha256(url)>` |
-//! | per-tenant webhook counter | `T#<tenant>` | `COUNT` |
+//! | per-tenant counters (webhooks, event types) | `T#<tenant>` | `COUNT` |
 //! | event type | `T#<tenant>` | `ET#<name>` |
+//! | event type schema | `T#<tenant>#SCHEMA` | `ET#<name>` |
 //! | event | `T#<tenant>#EV` | `EV#<id>` |
 //! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
 //! | delivery | `T#<tenant>#DL` | `DL#<id>` (GSI1: `T#<tenant>#WH#<webhook>` / id; GSI2 while open: `T#<tenant>#WH#<webhook>#<status>` / id) |
@@ -59,12 +60,23 @@ pub fn url_guard_sk(url: &str) -> String {
 }
 
 pub const COUNTER_SK: &str = "COUNT";
-pub const COUNTER_ATTR: &str = "webhooks";
+/// The counter item's attributes: webhooks and event types of the tenant.
+pub const WEBHOOKS_COUNTER: &str = "webhooks";
+pub const EVENT_TYPES_COUNTER: &str = "event_types";
 
 pub fn event_type_sk(name: &str) -> String {
     format!("ET#{name}")
 }
 pub const EVENT_TYPE_SK_PREFIX: &str = "ET#";
+
+/// Partition of a tenant's event-type schemas (apart from the catalogue the fan-out reads).
+pub fn schemas_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}#SCHEMA")
+}
+
+pub fn schema_key(tenant_id: &str, name: &str) -> Item {
+    key(schemas_pk(tenant_id), event_type_sk(name))
+}
 
 pub fn events_pk(tenant_id: &str) -> String {
     format!("T#{tenant_id}#EV")

@@ -20,7 +20,7 @@ use super::layout::{
 use super::{DynamoStore, Transaction, WriteError, condition_held, store_error};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::Event;
-use crate::page::{Page, PageRequest, Position};
+use crate::page::{Budget, Page, PageRequest, Position, Weigh};
 use crate::storage::{
     DeliveryFilter, DeliveryStore, EventFilter, EventStore, RECORDS_PER_WRITE, Saved, StoreError,
     StoreResult, Stored,
@@ -226,7 +226,7 @@ impl DynamoStore {
 
     /// Pages through a key range, newest first, keeping what `read` returns; cursors name
     /// sort keys. Examines at most [`MAX_EXAMINED`] items per request.
-    async fn query_range<T>(
+    async fn query_range<T: Weigh>(
         &self,
         query: &RangeQuery,
         request: &PageRequest,
@@ -246,11 +246,14 @@ impl DynamoStore {
         };
         let want = request.limit + 1;
         let mut kept: Vec<(String, T)> = Vec::new();
+        let mut budget = Budget::default();
+        // Full: an item was found that the page has no room for, by count or by bytes.
+        let mut full = false;
         let mut examined = 0usize;
         let mut last_examined: Option<String> = None;
         let mut start = None;
         let mut exhausted = lower > upper;
-        while !exhausted && kept.len() < want && examined < MAX_EXAMINED {
+        while !exhausted && !full && examined < MAX_EXAMINED {
             let mut q = self
                 .query()
                 .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
@@ -276,22 +279,24 @@ impl DynamoStore {
                 if exclude.as_deref() == Some(sort_key.as_str()) {
                     continue;
                 }
-                last_examined = Some(sort_key.clone());
-                if kept.len() < want
-                    && let Some(entry) = read(&item)?
-                {
-                    kept.push((sort_key, entry));
+                if let Some(entry) = read(&item)? {
+                    if !budget.take(&entry, request.limit) {
+                        full = true;
+                        break;
+                    }
+                    kept.push((sort_key.clone(), entry));
                 }
+                last_examined = Some(sort_key);
             }
             match out.last_evaluated_key {
                 Some(last) if !last.is_empty() => start = Some(last),
                 _ => exhausted = true,
             }
         }
-        let more = kept.len() > request.limit || !exhausted;
-        kept.truncate(request.limit);
-        // A request that examined its fill without filling a page still moves on.
-        let resume_key = if kept.len() < request.limit && more {
+        let more = full || !exhausted;
+        // A request that examined its fill without filling a page still moves on; a full
+        // page continues after its last item.
+        let resume_key = if !full && more && kept.len() < request.limit {
             last_examined
         } else {
             None

@@ -2,22 +2,26 @@
 //! (each webhook created and deleted in one transaction with its URL guard and the
 //! tenant's counter).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, Update};
 
-use super::items::{api_key_lookup_item, event_type_item, url_guard_item};
+use super::items::{api_key_lookup_item, event_type_item, schema_item, schema_of, url_guard_item};
 use super::layout::{
-    self, COUNTER_ATTR, GSI1, Item, TenantItem, api_key_lookup_key, api_key_record_key,
-    counter_key, event_type_key, n, s, tenant_keys_gsi_pk, tenant_pk, url_guard_key, webhook_key,
+    self, EVENT_TYPES_COUNTER, GSI1, Item, TenantItem, WEBHOOKS_COUNTER, api_key_lookup_key,
+    api_key_record_key, counter_key, event_type_key, n, s, schema_key, schemas_pk,
+    tenant_keys_gsi_pk, tenant_pk, url_guard_key, webhook_key,
 };
-use super::{DynamoStore, Transaction, WriteError, condition_held};
+use super::{DynamoStore, Transaction, WriteError};
 use crate::domain::api_key::{ApiKey, KeyGrant};
 use crate::domain::event_type::EventType;
 use crate::domain::webhook::Webhook;
 use crate::storage::{
-    CatalogStore, ChangeWebhookError, CreateWebhookError, KeyStore, StoreResult, TenantView,
-    WebhookStore,
+    CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError, KeyStore,
+    StoreResult, TenantView, WebhookStore,
 };
+use serde_json::Value;
 
 #[async_trait]
 impl KeyStore for DynamoStore {
@@ -77,21 +81,48 @@ impl KeyStore for DynamoStore {
 
 #[async_trait]
 impl CatalogStore for DynamoStore {
-    async fn create_event_type(&self, tenant_id: &str, et: &EventType) -> StoreResult<bool> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(event_type_item(tenant_id, et)))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        condition_held(result)
+    async fn create_event_type(
+        &self,
+        tenant_id: &str,
+        et: &EventType,
+        max: u32,
+    ) -> Result<(), CreateEventTypeError> {
+        let mut transaction = Transaction::default()
+            .put(
+                "event_type",
+                self.put_if_absent(event_type_item(tenant_id, et)),
+            )
+            .update(
+                "counter",
+                self.count(tenant_id, EVENT_TYPES_COUNTER, 1, Some(max)),
+            );
+        if let Some(schema) = &et.schema {
+            transaction =
+                transaction.put("schema", self.put(schema_item(tenant_id, &et.name, schema)));
+        }
+        match self.transact(transaction).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.failed("event_type") => Err(CreateEventTypeError::Exists),
+            Err(e) if e.failed("counter") => Err(CreateEventTypeError::LimitReached),
+            Err(e) => Err(e.unexpected().into()),
+        }
     }
 
     async fn list_event_types(&self, tenant_id: &str) -> StoreResult<Vec<EventType>> {
-        self.query_prefix_as(tenant_pk(tenant_id), layout::EVENT_TYPE_SK_PREFIX)
-            .await
+        let (mut types, schemas) = tokio::try_join!(
+            self.query_prefix_as::<EventType>(tenant_pk(tenant_id), layout::EVENT_TYPE_SK_PREFIX),
+            self.query_all(
+                self.query()
+                    .key_condition_expression("PK = :pk")
+                    .expression_attribute_values(":pk", s(schemas_pk(tenant_id)))
+            ),
+        )?;
+        let mut schemas: HashMap<String, Value> =
+            schemas.iter().map(schema_of).collect::<Result<_, _>>()?;
+        for et in &mut types {
+            et.schema = schemas.remove(&et.name);
+        }
+        Ok(types)
     }
 
     async fn event_type_exists(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
@@ -102,15 +133,28 @@ impl CatalogStore for DynamoStore {
     }
 
     async fn delete_event_type(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
-        let result = self
-            .client
-            .delete_item()
+        let event_type = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(event_type_key(tenant_id, name)))
             .condition_expression("attribute_exists(PK)")
-            .send()
+            .build()
+            .expect("table and key are set");
+        let result = self
+            .transact(
+                Transaction::default()
+                    .delete("event_type", event_type)
+                    .delete("schema", self.delete(schema_key(tenant_id, name)))
+                    .update(
+                        "counter",
+                        self.count(tenant_id, EVENT_TYPES_COUNTER, -1, None),
+                    ),
+            )
             .await;
-        condition_held(result)
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if e.failed("event_type") => Ok(false),
+            Err(e) => Err(e.unexpected()),
+        }
     }
 }
 
@@ -125,13 +169,13 @@ impl DynamoStore {
             .expect("table and item are set")
     }
 
-    /// The tenant's webhook counter moved by `step`; with `max`, only while below it.
-    fn count_webhooks(&self, tenant_id: &str, step: i64, max: Option<u32>) -> Update {
+    /// One of the tenant's counters moved by `step`; with `max`, only while below it.
+    fn count(&self, tenant_id: &str, counter: &str, step: i64, max: Option<u32>) -> Update {
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(counter_key(tenant_id)))
             .update_expression("ADD #count :step")
-            .expression_attribute_names("#count", COUNTER_ATTR)
+            .expression_attribute_names("#count", counter)
             .expression_attribute_values(":step", n(step));
         if let Some(max) = max {
             update = update
@@ -150,7 +194,10 @@ impl WebhookStore for DynamoStore {
                 Transaction::default()
                     .put("webhook", self.put_if_absent(Item::from(wh)))
                     .put("url_guard", self.put_if_absent(url_guard_item(wh)))
-                    .update("counter", self.count_webhooks(&wh.tenant_id, 1, Some(max))),
+                    .update(
+                        "counter",
+                        self.count(&wh.tenant_id, WEBHOOKS_COUNTER, 1, Some(max)),
+                    ),
             )
             .await;
         match result {
@@ -226,7 +273,10 @@ impl WebhookStore for DynamoStore {
                         "url_guard",
                         self.delete(url_guard_key(&wh.tenant_id, &wh.url)),
                     )
-                    .update("counter", self.count_webhooks(&wh.tenant_id, -1, None)),
+                    .update(
+                        "counter",
+                        self.count(&wh.tenant_id, WEBHOOKS_COUNTER, -1, None),
+                    ),
             )
             .await;
         match result {
