@@ -253,3 +253,51 @@ async fn a_page_of_large_events_stays_under_six_megabytes() {
     published.reverse();
     assert_eq!(seen, published, "every event once, newest first");
 }
+
+/// An unpause does bounded work: it queues the release and answers the exact backlog from
+/// the webhook's buffered count, never by reading the backlog (every Query and Scan is
+/// throttled while it runs). The release then sends the buffered deliveries one after
+/// another, oldest first, so the receiver sees them in the order they happened.
+#[tokio::test]
+async fn unpause_counts_without_reading_the_backlog_and_releases_in_order() {
+    let proxy = crate::storage_faults::ThrottlingProxy::start().await;
+    let stack = Stack::start_with(&[
+        ("AWS_ENDPOINT_URL", proxy.endpoint.as_str()),
+        ("RETRY_SCHEDULE", "1s"),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    let client = stack.tenant().await;
+    client.event_types(&["user.created"]).await;
+    let wh = client.webhook(&receiver.url("ordered"), json!("*")).await;
+    let path = format!("/v1/webhooks/{}", id(&wh));
+    client
+        .post_empty(&format!("{path}/pause"))
+        .await
+        .assert_status(200);
+    for n in 0..6 {
+        client.publish("user.created", json!({"n": n})).await;
+    }
+    client
+        .wait_for_deliveries("", WAIT, |d| all_with_status(d, 6, "buffered"))
+        .await;
+
+    proxy.throttle(&["Query", "Scan"]);
+    let reply = client.post_empty(&format!("{path}/unpause")).await;
+    proxy.throttle(&[]);
+    let body = reply.assert_status(200);
+    assert_eq!(body["released"], 6);
+    assert_eq!(body["status"], "active");
+
+    let got = receiver.wait_for("ordered", 6, WAIT).await;
+    let order: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["data"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, vec![0, 1, 2, 3, 4, 5], "in the order they happened");
+    client
+        .wait_for_deliveries("", WAIT, |d| all_with_status(d, 6, "succeeded"))
+        .await;
+    let again = client.post_empty(&format!("{path}/unpause")).await;
+    assert_eq!(again.assert_status(200)["released"], 0);
+}

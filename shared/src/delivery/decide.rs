@@ -1,7 +1,7 @@
 //! The pipeline's decisions, as pure functions of the schedule, the attempt, what storage
 //! holds and the time: what follows an attempt (another at a time, or an end), when an
 //! early task is parked, what a retry task does with the delivery and webhook it finds,
-//! which webhooks an event goes to, and the order a release sends in. The fan-out, retry
+//! and which webhooks an event goes to. The fan-out, retry
 //! tasks, release pages and the manual retry route all decide here.
 
 use std::time::Duration;
@@ -118,7 +118,9 @@ pub enum RetryStep {
 }
 
 pub fn retry_step(delivery: &Delivery, task_attempt: u32, webhook: Option<&Webhook>) -> RetryStep {
-    if delivery.attempts >= task_attempt || !delivery.status.is_open() {
+    // Only a pending delivery waits for a retry task: a buffered one is the release's to
+    // send, in order, and a closed one is done.
+    if delivery.attempts >= task_attempt || delivery.status != DeliveryStatus::Pending {
         return RetryStep::Drop;
     }
     match webhook.map(|wh| wh.status) {
@@ -149,24 +151,6 @@ pub fn route(webhook: &Webhook, event_type: &str) -> Option<Route> {
         WebhookStatus::Paused => Route::Buffer,
         _ => Route::Send,
     })
-}
-
-/// The tasks that release a page of buffered deliveries: one attempt each, due now, oldest
-/// first.
-pub fn release_tasks(page: &[Delivery], now: DateTime<Utc>) -> Vec<(Task, Duration)> {
-    let mut page: Vec<&Delivery> = page.iter().collect();
-    page.sort_by(|a, b| a.id.cmp(&b.id));
-    page.into_iter()
-        .map(|d| {
-            let task = Task::Retry(RetryTask {
-                tenant_id: d.tenant_id.clone(),
-                delivery_id: d.id.clone(),
-                attempt: d.attempts + 1,
-                not_before: now.timestamp_millis(),
-            });
-            (task, Duration::ZERO)
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -331,6 +315,13 @@ mod tests {
         let mut closed = delivery();
         closed.status = DeliveryStatus::Succeeded;
         assert_eq!(retry_step(&closed, 1, Some(&sample())), RetryStep::Drop);
+        let mut held = delivery();
+        held.status = DeliveryStatus::Buffered;
+        assert_eq!(
+            retry_step(&held, 1, Some(&sample())),
+            RetryStep::Drop,
+            "the release's to send"
+        );
     }
 
     #[test]
@@ -343,28 +334,5 @@ mod tests {
         assert_eq!(route(&wh, "user.created"), Some(Route::Buffer));
         wh.status = WebhookStatus::Disabled;
         assert_eq!(route(&wh, "user.created"), None);
-    }
-
-    #[test]
-    fn a_release_sends_oldest_first_due_now() {
-        let now = crate::domain::now();
-        let ids = [
-            "evt_01ARZ3NDEMTSV4RRFFQ69G5FAV",
-            "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV",
-        ];
-        let page: Vec<Delivery> = ids
-            .iter()
-            .map(|e| Delivery::new("acme", e, "wh_x", "a.b", DeliveryStatus::Buffered, now))
-            .collect();
-        let tasks = release_tasks(&page, now);
-        let order: Vec<String> = tasks
-            .iter()
-            .map(|(t, _)| match t {
-                Task::Retry(r) => r.delivery_id.clone(),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(order, vec![page[1].id.clone(), page[0].id.clone()]);
-        assert!(tasks.iter().all(|(_, delay)| delay.is_zero()));
     }
 }

@@ -58,8 +58,8 @@ struct PendingDispatch<'a, 't> {
     target: &'t Target,
 }
 
-/// A request made, or a record of a buffered event: what to record, and the retry task to
-/// queue before the record is written.
+/// A request made: what to record, and the retry task to queue before the record is
+/// written.
 struct CompletedDispatch {
     plan: usize,
     delivery: Delivery,
@@ -298,8 +298,8 @@ async fn plan<'a>(
 /// The attempts made to each webhook of the batch, for its health.
 type TriedByWebhook<'a> = HashMap<(&'a str, &'a str), (&'a Webhook, Vec<Tried>)>;
 
-/// Sends every planned request concurrently and records the outcomes (and the buffered
-/// records) 25 at a time while the rest are still in flight. Returns the attempts per
+/// Sends every planned request concurrently and records the outcomes 25 at a time while the
+/// rest are still in flight, and the buffered records beside them. Returns the attempts per
 /// webhook, and which plans did not get all their records written.
 async fn dispatch_and_record<'a>(
     state: &AppState,
@@ -328,17 +328,16 @@ async fn dispatch_and_record<'a>(
         })
         .collect();
     let (completed, completions) = tokio::sync::mpsc::unbounded_channel::<CompletedDispatch>();
+    // The records of paused webhooks: each counted in its webhook's buffered count in the
+    // same write (rare, so one write each).
+    let expires = state.expires_at();
+    let buffer = join_all(plans.iter().enumerate().flat_map(|(i, plan)| {
+        plan.buffered
+            .iter()
+            .map(move |d| async move { (i, state.store.buffer_delivery(d, expires).await) })
+    }));
     let produce = async {
         let mut tried: TriedByWebhook<'a> = HashMap::new();
-        for (i, plan) in plans.iter().enumerate() {
-            for delivery in &plan.buffered {
-                let _ = completed.send(CompletedDispatch {
-                    plan: i,
-                    delivery: delivery.clone(),
-                    retry: None,
-                });
-            }
-        }
         // Futures collected first: a lazily mapped stream trips the compiler's Send check
         // inside spawned tasks (the local stack's pollers).
         let requests: Vec<_> = pending
@@ -357,7 +356,6 @@ async fn dispatch_and_record<'a>(
         drop(completed);
         tried
     };
-    let expires = state.expires_at();
     let record = futures::stream::unfold(completions, |mut rx| async move {
         rx.recv().await.map(|done| (done, rx))
     })
@@ -365,8 +363,15 @@ async fn dispatch_and_record<'a>(
     .map(move |chunk| record_chunk(state, queues, chunk, expires))
     .buffer_unordered(PARALLEL_RECORD_WRITES)
     .collect::<Vec<_>>();
-    let (tried, recorded) = tokio::join!(produce, record);
+    let (tried, recorded, buffered) = tokio::join!(produce, record, buffer);
     let mut unfinished = vec![false; plans.len()];
+    for (i, result) in buffered {
+        if let Err(e) = result {
+            let _entered = plans[i].span.enter();
+            tracing::warn!(error = %e, "could not buffer a delivery; the event will be retried");
+            unfinished[i] = true;
+        }
+    }
     for (touched, result) in recorded {
         if let Err(e) = result {
             let events: Vec<&str> = touched

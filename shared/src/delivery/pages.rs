@@ -1,11 +1,16 @@
-//! Pages of one webhook's open deliveries: released for sending after an unpause, or
-//! cancelled after a delete, [`PAGE`] at a time. A full page queues the next one, so no
-//! backlog is ever worked inside one request or one invocation.
+//! Pages of one webhook's open deliveries: sent in order after an unpause, or cancelled
+//! after a delete, [`PAGE`] at a time. A full page queues the next one, so no backlog is
+//! ever worked inside one request or one invocation.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::decide;
-use super::{Handled, PipelineError};
+use bytes::Bytes;
+
+use super::client::parse_target;
+use super::decide::{self, Attempted};
+use super::health::{self, Tried};
+use super::send::{Attempting, send_attempt};
+use super::{Handled, PipelineError, random_share};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::webhook::WebhookStatus;
 use crate::queue::{QueueName, Task, TaskQueue, WebhookTask};
@@ -15,19 +20,29 @@ use crate::storage::DeliveryStore;
 /// Open deliveries handled per release or cancel task.
 pub const PAGE: usize = 100;
 
-/// Sends a page of a webhook's buffered deliveries on their way, oldest first: a retry
-/// task each, then the record marked pending.
+/// How long one release task sends before it hands the rest of its page to the next task
+/// (the deliver function's timeout is 180 s; one request may take 15 s).
+pub const RELEASE_BUDGET: Duration = Duration::from_secs(60);
+
+/// Sends a page of an unpaused webhook's buffered deliveries, oldest first, one after
+/// another, so the receiver sees them in the order they happened. A failed one gets its own
+/// retry task and does not hold up the rest. What is left (a full page, or the rest of
+/// one when the time budget is spent) goes to the next release task.
 pub(super) async fn release_page(
     state: &AppState,
     queues: &dyn TaskQueue,
     task: &WebhookTask,
 ) -> Result<Handled, PipelineError> {
+    let started = Instant::now();
     let store = &state.store;
-    let webhook = store.get_webhook(&task.tenant_id, &task.webhook_id).await?;
-    if webhook.is_none_or(|wh| wh.status != WebhookStatus::Active) {
+    let Some(webhook) = store
+        .get_webhook(&task.tenant_id, &task.webhook_id)
+        .await?
+        .filter(|wh| wh.status == WebhookStatus::Active)
+    else {
         return Ok(Handled::Done); // deleted (cancel handles it) or paused again (stay buffered)
-    }
-    let page = store
+    };
+    let mut page = store
         .open_deliveries(
             &task.tenant_id,
             &task.webhook_id,
@@ -35,24 +50,66 @@ pub(super) async fn release_page(
             PAGE,
         )
         .await?;
-    let now = crate::domain::now();
-    queues
-        .send(QueueName::Delivery, &decide::release_tasks(&page, now))
-        .await?;
-    for mut d in page.iter().cloned() {
-        d.status = DeliveryStatus::Pending;
-        d.next_attempt_at = Some(now);
-        d.updated_at = now;
+    page.sort_by(|a, b| a.id.cmp(&b.id));
+    let full = page.len() == PAGE;
+    let target = parse_target(&webhook.url);
+    let mut tried = Vec::new();
+    let mut unsent = false;
+    for mut delivery in page {
+        if started.elapsed() >= RELEASE_BUDGET {
+            unsent = true;
+            break;
+        }
+        let number = delivery.attempts + 1;
+        let Some(event) = store.get_event(&task.tenant_id, &delivery.event_id).await? else {
+            // Its event expired while it waited.
+            delivery.status = DeliveryStatus::Failed;
+            delivery.updated_at = crate::domain::now();
+            store
+                .save_delivery(
+                    &delivery,
+                    number,
+                    DeliveryStatus::Buffered,
+                    state.expires_at(),
+                )
+                .await?;
+            continue;
+        };
+        let sent = send_attempt(
+            &*state.transport,
+            Attempting {
+                webhook: &webhook,
+                target: &target,
+                event_id: &event.id,
+                event_type: &event.event_type,
+                body: Bytes::from(event.payload()),
+                number,
+            },
+        )
+        .await;
+        tried.push(Tried::from(&sent.attempt));
+        let verdict = decide::after_attempt(
+            &state.config.retry_schedule,
+            number,
+            &sent,
+            random_share(),
+            Attempted::Automatically,
+        );
+        if let Some(next) = decide::record(&mut delivery, number, sent, verdict) {
+            queues.send(QueueName::Delivery, &[next]).await?;
+        }
         store
             .save_delivery(
-                &d,
-                d.attempts + 1,
-                &[DeliveryStatus::Buffered],
+                &delivery,
+                number,
+                DeliveryStatus::Buffered,
                 state.expires_at(),
             )
             .await?;
     }
-    if page.len() == PAGE {
+    let after = health::after(&webhook, &tried, state.config.auto_disable_after);
+    health::save(&*state.store, &webhook, &after).await;
+    if full || unsent {
         next_page(queues, Task::Release(task.clone())).await?;
     }
     Ok(Handled::Done)
@@ -86,12 +143,16 @@ pub(super) async fn cancel_page(
             d.next_attempt_at = None;
             d.updated_at = now;
             store
-                .save_delivery(&d, u32::MAX, &[status], state.expires_at())
+                .save_delivery(&d, u32::MAX, status, state.expires_at())
                 .await?;
         }
     }
     if full {
         next_page(queues, Task::Cancel(task.clone())).await?;
+    } else {
+        store
+            .drop_buffered_count(&task.tenant_id, &task.webhook_id)
+            .await?;
     }
     Ok(Handled::Done)
 }

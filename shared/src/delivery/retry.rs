@@ -9,10 +9,6 @@ use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::queue::{QueueName, RetryTask, TaskQueue};
 use crate::state::AppState;
 
-/// The open statuses: a retry may find its delivery still buffered while a release marks
-/// it pending; either way the attempt's outcome is written.
-const OPEN: [DeliveryStatus; 2] = [DeliveryStatus::Pending, DeliveryStatus::Buffered];
-
 /// Handles one retry task.
 pub(super) async fn retry(
     state: &AppState,
@@ -78,12 +74,17 @@ fn close(delivery: &mut Delivery, status: DeliveryStatus) {
     delivery.updated_at = crate::domain::now();
 }
 
-/// Saves a delivery unless a later attempt or a close got there first (then there is
-/// nothing to do).
+/// Saves a pending delivery's new state unless a later attempt or a close got there first
+/// (then there is nothing to do).
 async fn save(state: &AppState, delivery: &Delivery, attempt: u32) -> Result<(), PipelineError> {
     state
         .store
-        .save_delivery(delivery, attempt, &OPEN, state.expires_at())
+        .save_delivery(
+            delivery,
+            attempt,
+            DeliveryStatus::Pending,
+            state.expires_at(),
+        )
         .await?;
     Ok(())
 }

@@ -28,8 +28,8 @@ use crate::storage::{CatalogStore, DeliveryStore, EventStore, WebhookStore};
 #[derive(Default)]
 struct Scripted {
     answers: Mutex<HashMap<String, VecDeque<u16>>>,
-    /// The path of every request, in order.
-    requests: Mutex<Vec<String>>,
+    /// The path and `webhook-id` (the event) of every request, in order.
+    requests: Mutex<Vec<(String, String)>>,
 }
 
 impl Scripted {
@@ -41,7 +41,21 @@ impl Scripted {
     }
 
     fn paths(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
     }
 }
 
@@ -60,7 +74,13 @@ impl Transport for Scripted {
             .get_mut(&path)
             .and_then(VecDeque::pop_front)
             .unwrap_or(200);
-        self.requests.lock().unwrap().push(path);
+        let event = outgoing
+            .headers
+            .iter()
+            .find(|(name, _)| *name == "webhook-id")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        self.requests.lock().unwrap().push((path, event));
         Sent {
             attempt: Attempt {
                 at: crate::domain::now(),
@@ -425,41 +445,47 @@ fn page_task(kind: fn(WebhookTask) -> Task, webhook: &Webhook) -> Task {
 }
 
 #[tokio::test]
-async fn a_release_page_queues_the_oldest_first_and_a_full_page_queues_the_next() {
+async fn a_release_sends_the_oldest_first_one_after_another_and_a_full_page_queues_the_next() {
     let w = world().await;
     let wh = w.webhook("a", &["*"], WebhookStatus::Active).await;
     let held = buffered(&w, &wh, PAGE + 1).await;
+    w.transport.script("a", &[200, 503]);
     let release = page_task(Task::Release, &wh);
     assert!(
         w.deliver(vec![task("r-1", release.clone())])
             .await
             .is_empty()
     );
+    let oldest: Vec<String> = held[..PAGE].iter().map(|d| d.event_id.clone()).collect();
+    assert_eq!(w.transport.events(), oldest, "in order, one after another");
     let queued = w.queue.take(QueueName::Delivery);
-    let retried: Vec<&str> = queued
-        .iter()
-        .filter_map(|(t, _)| match t {
-            Task::Retry(r) => Some(r.delivery_id.as_str()),
-            _ => None,
-        })
-        .collect();
-    let oldest: Vec<&str> = held[..PAGE].iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(retried, oldest);
+    let [(Task::Retry(retry), _), (next, _)] = queued.as_slice() else {
+        panic!("{queued:?}")
+    };
     assert_eq!(
-        queued.last().map(|(t, _)| t),
-        Some(&release),
-        "the next page"
+        retry.delivery_id, held[1].id,
+        "the failed one retries on its own"
     );
-    let pending = w
-        .deliveries()
-        .iter()
-        .filter(|d| d.status == DeliveryStatus::Pending)
-        .count();
-    assert_eq!(pending, PAGE);
-    // The next page releases the last one and stops.
+    assert_eq!(next, &release, "the next page");
+    let statuses: Vec<DeliveryStatus> = w.deliveries().iter().map(|d| d.status).collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == DeliveryStatus::Succeeded)
+            .count(),
+        PAGE - 1
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == DeliveryStatus::Pending)
+            .count(),
+        1
+    );
+    // The next page sends the last one and stops.
     assert!(w.deliver(vec![task("r-2", release)]).await.is_empty());
-    let queued = w.queue.take(QueueName::Delivery);
-    assert_eq!(queued.len(), 1);
+    assert_eq!(w.transport.events().last(), Some(&held[PAGE].event_id));
+    assert!(w.queue.take(QueueName::Delivery).is_empty());
 }
 
 #[tokio::test]

@@ -358,20 +358,28 @@ impl DeliveryStore for MemoryStore {
         &self,
         delivery: &Delivery,
         attempts_below: u32,
-        expect_status: &[DeliveryStatus],
+        from: DeliveryStatus,
         _expires_at: i64,
     ) -> StoreResult<Saved> {
         let mut tables = self.tables()?;
         let key = key(&delivery.tenant_id, &delivery.id);
         match tables.deliveries.get(&key) {
-            Some(current)
-                if current.attempts < attempts_below && expect_status.contains(&current.status) =>
-            {
+            Some(current) if current.attempts < attempts_below && current.status == from => {
                 tables.deliveries.insert(key, delivery.clone());
                 Ok(Saved::Written)
             }
             _ => Ok(Saved::Superseded),
         }
+    }
+
+    async fn buffer_delivery(&self, delivery: &Delivery, _expires_at: i64) -> StoreResult<Saved> {
+        let mut tables = self.tables()?;
+        let key = key(&delivery.tenant_id, &delivery.id);
+        if tables.deliveries.contains_key(&key) {
+            return Ok(Saved::Superseded);
+        }
+        tables.deliveries.insert(key, delivery.clone());
+        Ok(Saved::Written)
     }
 
     async fn open_deliveries(
@@ -393,16 +401,16 @@ impl DeliveryStore for MemoryStore {
             .collect())
     }
 
-    async fn count_open_deliveries(
-        &self,
-        tenant_id: &str,
-        webhook_id: &str,
-        status: DeliveryStatus,
-    ) -> StoreResult<u64> {
+    /// Counted from the records themselves: exact by construction.
+    async fn buffered_count(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<u64> {
         Ok(self
-            .open_deliveries(tenant_id, webhook_id, status, usize::MAX)
+            .open_deliveries(tenant_id, webhook_id, DeliveryStatus::Buffered, usize::MAX)
             .await?
             .len() as u64)
+    }
+
+    async fn drop_buffered_count(&self, _tenant_id: &str, _webhook_id: &str) -> StoreResult<()> {
+        Ok(())
     }
 
     async fn list_deliveries(

@@ -222,15 +222,19 @@ pub trait DeliveryStore: Send + Sync {
         tenant_id: &str,
         delivery_id: &str,
     ) -> StoreResult<Option<Delivery>>;
-    /// Writes a delivery's new state unless its attempts reached `attempts_below` or its
-    /// status is not one of `expect_status` meanwhile.
+    /// Writes a delivery's new state if it is still in status `from` with fewer attempts
+    /// than `attempts_below`. Moving into or out of `buffered` moves the webhook's
+    /// buffered count in the same write.
     async fn save_delivery(
         &self,
         delivery: &Delivery,
         attempts_below: u32,
-        expect_status: &[DeliveryStatus],
+        from: DeliveryStatus,
         expires_at: i64,
     ) -> StoreResult<Saved>;
+    /// Writes a new buffered delivery (unless its record exists) and counts it in its
+    /// webhook's buffered count, in one write.
+    async fn buffer_delivery(&self, delivery: &Delivery, expires_at: i64) -> StoreResult<Saved>;
     /// Open deliveries of a webhook in one status, oldest first, at most `limit`.
     async fn open_deliveries(
         &self,
@@ -239,13 +243,10 @@ pub trait DeliveryStore: Send + Sync {
         status: DeliveryStatus,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>>;
-    /// How many deliveries of a webhook are in an open status.
-    async fn count_open_deliveries(
-        &self,
-        tenant_id: &str,
-        webhook_id: &str,
-        status: DeliveryStatus,
-    ) -> StoreResult<u64>;
+    /// How many deliveries a webhook holds buffered: one read, however large the backlog.
+    async fn buffered_count(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<u64>;
+    /// Forgets a deleted webhook's buffered count, once its deliveries are all closed.
+    async fn drop_buffered_count(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<()>;
     /// The tenant's deliveries, newest first.
     async fn list_deliveries(
         &self,

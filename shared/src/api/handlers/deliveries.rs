@@ -123,7 +123,7 @@ pub async fn retry_delivery(state: &AppState, call: Call) -> ApiResult<Reply> {
     decide::record(&mut delivery, attempt, sent, verdict);
     match state
         .store
-        .save_delivery(&delivery, attempt, &[previous], state.expires_at())
+        .save_delivery(&delivery, attempt, previous, state.expires_at())
         .await?
     {
         Saved::Written => Ok(Reply::ok(delivery.to_json(true))),

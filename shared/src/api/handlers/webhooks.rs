@@ -11,7 +11,6 @@ use crate::api::Reply;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::pagination::{CursorScope, page_json, page_request};
 use crate::api::request::{Call, JsonObject};
-use crate::domain::delivery::DeliveryStatus;
 use crate::domain::event_type::subscription_matches;
 use crate::domain::validation::{
     MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, check_length, exact_names, is_valid_event_type_name,
@@ -419,25 +418,25 @@ pub async fn unpause_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     })
     .await?;
     // The buffered deliveries go out from the deliver function, a page per task, oldest
-    // first: an unpause never sends a large backlog inside this request.
+    // first: an unpause never sends a backlog inside this request. The release is queued
+    // whatever the count (a second unpause after a failed queueing sends them too), and the
+    // count is one read, kept exact by the writes that buffer and release.
+    let queues = crate::api::queues(state)?;
+    let task = Task::Release(WebhookTask {
+        tenant_id: webhook.tenant_id.clone(),
+        webhook_id: webhook.id.clone(),
+    });
+    queues
+        .send(QueueName::Delivery, &[(task, Duration::ZERO)])
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "could not queue the release of buffered deliveries");
+            ApiError::unavailable()
+        })?;
     let released = state
         .store
-        .count_open_deliveries(&webhook.tenant_id, &webhook.id, DeliveryStatus::Buffered)
+        .buffered_count(&webhook.tenant_id, &webhook.id)
         .await?;
-    if released > 0 {
-        let queues = crate::api::queues(state)?;
-        let task = Task::Release(WebhookTask {
-            tenant_id: webhook.tenant_id.clone(),
-            webhook_id: webhook.id.clone(),
-        });
-        queues
-            .send(QueueName::Delivery, &[(task, Duration::ZERO)])
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "could not queue the release of buffered deliveries");
-                ApiError::unavailable()
-            })?;
-    }
     let mut out = webhook.to_json(false);
     out["released"] = json!(released);
     Ok(Reply::ok(out))

@@ -12,6 +12,7 @@
 //! | event type schema | `T#<tenant>#SCHEMA` | `ET#<name>` |
 //! | event | `T#<tenant>#EV` | `EV#<id>` |
 //! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
+//! | buffered count of a webhook | `T#<tenant>#BUF` | `WH#<id>` |
 //! | delivery | `T#<tenant>#DL` | `DL#<id>` (GSI1: `T#<tenant>#WH#<webhook>` / id; GSI2 while open: `T#<tenant>#WH#<webhook>#<status>` / id) |
 //!
 //! Every partition key of the table and of its indexes that holds a tenant's records starts
@@ -111,6 +112,13 @@ pub fn webhook_deliveries_gsi_pk(tenant_id: &str, webhook_id: &str) -> String {
 pub fn open_deliveries_gsi_pk(tenant_id: &str, webhook_id: &str, status: DeliveryStatus) -> String {
     format!("T#{tenant_id}#WH#{webhook_id}#{}", status.as_str())
 }
+
+/// A webhook's buffered count: how many of its deliveries wait for an unpause, kept in the
+/// writes that buffer and release them (an unpause answers it without reading the backlog).
+pub fn buffered_count_key(tenant_id: &str, webhook_id: &str) -> Item {
+    key(format!("T#{tenant_id}#BUF"), webhook_sk(webhook_id))
+}
+pub const BUFFERED_COUNTER: &str = "buffered";
 
 pub fn api_key_lookup_pk(key_hash: &str) -> String {
     format!("KEY#{key_hash}")

@@ -6,18 +6,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, PutRequest, Select, WriteRequest,
+    AttributeValue, KeysAndAttributes, Put, PutRequest, Update, WriteRequest,
 };
 use chrono::{DateTime, Utc};
 use ulid::Ulid;
 
 use super::items::{delivery_item, event_item, source_key_event_id, source_key_item};
 use super::layout::{
-    self, GSI1, GSI2, Item, deliveries_pk, delivery_key, delivery_sk_range, event_key,
-    event_sk_range, events_pk, n, open_deliveries_gsi_pk, s, source_key_key,
-    webhook_deliveries_gsi_pk, webhook_deliveries_gsi_range,
+    self, BUFFERED_COUNTER, GSI1, GSI2, Item, buffered_count_key, deliveries_pk, delivery_key,
+    delivery_sk_range, event_key, event_sk_range, events_pk, n, open_deliveries_gsi_pk, s,
+    source_key_key, webhook_deliveries_gsi_pk, webhook_deliveries_gsi_range,
 };
-use super::{DynamoStore, Transaction, WriteError, condition_held, store_error};
+use super::{DynamoStore, Transaction, WriteError, store_error};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::page::{Budget, Page, PageRequest, Position, Weigh};
@@ -208,6 +208,18 @@ impl DynamoStore {
         Err(StoreError::Unavailable("unprocessed batch reads".into()))
     }
 
+    /// A webhook's buffered count moved by `step`.
+    fn count_buffered(&self, tenant_id: &str, webhook_id: &str, step: i64) -> Update {
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(buffered_count_key(tenant_id, webhook_id)))
+            .update_expression("ADD #count :step")
+            .expression_attribute_names("#count", BUFFERED_COUNTER)
+            .expression_attribute_values(":step", n(step))
+            .build()
+            .expect("table, key and expression are set")
+    }
+
     /// The sparse index's partition of a webhook's open deliveries in one status.
     fn open_deliveries_query(
         &self,
@@ -369,30 +381,58 @@ impl DeliveryStore for DynamoStore {
         &self,
         delivery: &Delivery,
         attempts_below: u32,
-        expect_status: &[DeliveryStatus],
+        from: DeliveryStatus,
         expires_at: i64,
     ) -> StoreResult<Saved> {
-        let placeholders: Vec<String> =
-            (0..expect_status.len()).map(|i| format!(":s{i}")).collect();
-        let mut request = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(delivery_item(delivery, expires_at)))
-            .condition_expression(format!(
-                "attempts < :below AND #status IN ({})",
-                placeholders.join(", ")
-            ))
+            .condition_expression("attempts < :below AND #status = :from")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":below", n(attempts_below));
-        for (placeholder, status) in placeholders.iter().zip(expect_status) {
-            request = request.expression_attribute_values(placeholder, s(status.as_str()));
-        }
-        Ok(if condition_held(request.send().await)? {
-            Saved::Written
+            .expression_attribute_values(":below", n(attempts_below))
+            .expression_attribute_values(":from", s(from.as_str()))
+            .build()
+            .expect("table, item and condition are set");
+        let buffered = DeliveryStatus::Buffered;
+        let step = match (from == buffered, delivery.status == buffered) {
+            (true, false) => -1,
+            (false, true) => 1,
+            _ => 0,
+        };
+        let result = if step == 0 {
+            self.transact_or_put(Transaction::default().put("delivery", put))
+                .await
         } else {
-            Saved::Superseded
-        })
+            let count = self.count_buffered(&delivery.tenant_id, &delivery.webhook_id, step);
+            self.transact(
+                Transaction::default()
+                    .put("delivery", put)
+                    .update("counter", count),
+            )
+            .await
+        };
+        match result {
+            Ok(()) => Ok(Saved::Written),
+            Err(e) if e.failed("delivery") => Ok(Saved::Superseded),
+            Err(e) => Err(e.unexpected()),
+        }
+    }
+
+    async fn buffer_delivery(&self, delivery: &Delivery, expires_at: i64) -> StoreResult<Saved> {
+        let put = self.put_if_absent(delivery_item(delivery, expires_at));
+        let count = self.count_buffered(&delivery.tenant_id, &delivery.webhook_id, 1);
+        let result = self
+            .transact(
+                Transaction::default()
+                    .put("delivery", put)
+                    .update("counter", count),
+            )
+            .await;
+        match result {
+            Ok(()) => Ok(Saved::Written),
+            Err(e) if e.failed("delivery") => Ok(Saved::Superseded),
+            Err(e) => Err(e.unexpected()),
+        }
     }
 
     async fn open_deliveries(
@@ -415,19 +455,27 @@ impl DeliveryStore for DynamoStore {
             .collect()
     }
 
-    async fn count_open_deliveries(
-        &self,
-        tenant_id: &str,
-        webhook_id: &str,
-        status: DeliveryStatus,
-    ) -> StoreResult<u64> {
-        let mut total = 0u64;
-        let query = self
-            .open_deliveries_query(tenant_id, webhook_id, status)
-            .select(Select::Count);
-        self.each_page(query, |out| total += out.count.max(0) as u64)
+    async fn buffered_count(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<u64> {
+        let item = self
+            .get(buffered_count_key(tenant_id, webhook_id), true)
             .await?;
-        Ok(total)
+        Ok(item
+            .as_ref()
+            .and_then(|i| i.get(BUFFERED_COUNTER))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .map_or(0, |n| n.max(0) as u64))
+    }
+
+    async fn drop_buffered_count(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(buffered_count_key(tenant_id, webhook_id)))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
     }
 
     async fn list_deliveries(
