@@ -301,3 +301,23 @@ async fn unpause_counts_without_reading_the_backlog_and_releases_in_order() {
     let again = client.post_empty(&format!("{path}/unpause")).await;
     assert_eq!(again.assert_status(200)["released"], 0);
 }
+
+/// The authorizer fails soft: while the key's item cannot be read, the route answers 503
+/// `UNAVAILABLE` with `Retry-After` (never a bare 500, never a denial); once storage
+/// recovers, the same key works at once.
+#[tokio::test]
+async fn an_authorizer_that_cannot_read_storage_makes_the_route_answer_503() {
+    let proxy = crate::storage_faults::ThrottlingProxy::start().await;
+    let stack = Stack::start_with(&[("AWS_ENDPOINT_URL", proxy.endpoint.as_str())]).await;
+    let client = stack.tenant().await;
+    client.get("/v1/me").await.assert_status(200);
+    proxy.throttle(&["GetItem"]);
+    let down = client.get("/v1/me").await;
+    proxy.throttle(&[]);
+    down.assert_error(503, "UNAVAILABLE");
+    assert!(down.headers.contains_key("retry-after"), "{down:?}");
+    assert_eq!(
+        client.get("/v1/me").await.assert_status(200)["tenant_id"],
+        client.tenant
+    );
+}

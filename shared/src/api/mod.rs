@@ -167,7 +167,17 @@ pub async fn dispatch(state: &AppState, route: &Route, req: Request) -> Response
     );
     let work = async {
         let result = async {
-            let auth = AuthContext::from_request(&req)?;
+            let auth = if AuthContext::deferred(&req) {
+                // The authorizer could not read storage: check the key here, and answer
+                // 503 with Retry-After (never a denial) while storage is still down.
+                let header = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok());
+                AuthContext::from_fields(&crate::auth::authorize(&*state.store, header).await?)?
+            } else {
+                AuthContext::from_request(&req)?
+            };
             tracing::Span::current().record("tenant_id", auth.tenant_id.as_str());
             if let Some(scope) = route.scope {
                 auth.require(scope)?;
@@ -316,6 +326,39 @@ mod tests {
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["retry-after"], "2");
         assert_eq!(body_of(&response)["error"]["code"], "UNAVAILABLE");
+    }
+
+    #[tokio::test]
+    async fn a_deferred_check_is_503_with_retry_after_while_storage_is_down_then_passes() {
+        use crate::domain::api_key::generate_key;
+        use crate::storage::KeyStore;
+        use crate::storage::memory::MemoryStore;
+        use std::sync::Arc;
+        let memory = Arc::new(MemoryStore::new());
+        let (key, record) = generate_key("acme", vec![Scope::WebhooksRead]);
+        memory.put_api_key(&record).await.unwrap();
+        let mut state = state().await;
+        state.store = memory.clone();
+        let route = route("get_me").unwrap();
+        let deferred = || {
+            let mut req = request("GET", "/v1/me", json!({"auth_deferred": true}), None);
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {key}").parse().unwrap());
+            req
+        };
+        memory.fail_next(1);
+        let down = dispatch(&state, route, deferred()).await;
+        assert_eq!(down.status(), 503);
+        assert_eq!(down.headers()["retry-after"], "2");
+        assert_eq!(body_of(&down)["error"]["code"], "UNAVAILABLE");
+        let up = dispatch(&state, route, deferred()).await;
+        assert_eq!(up.status(), 200);
+        assert_eq!(body_of(&up)["tenant_id"], "acme");
+        let mut unknown = request("GET", "/v1/me", json!({"auth_deferred": true}), None);
+        unknown
+            .headers_mut()
+            .insert("authorization", "Bearer whk_nope".parse().unwrap());
+        assert_eq!(dispatch(&state, route, unknown).await.status(), 401);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Reading a request: the authorizer's context, path and query parameters, and JSON bodies
 //! whose every field is checked by name, so errors can say which field is at fault.
 
+use std::collections::HashMap;
+
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
@@ -15,6 +17,8 @@ pub const MAX_BODY_BYTES: usize = 200 * 1024;
 pub const CONTEXT_TENANT_ID: &str = "tenant_id";
 pub const CONTEXT_KEY_ID: &str = "key_id";
 pub const CONTEXT_SCOPES: &str = "scopes";
+/// Set by the authorizer when it could not read storage: the route checks the key itself.
+pub const CONTEXT_DEFERRED: &str = "auth_deferred";
 
 /// Who is calling: the tenant and key the authorizer found, and the key's scopes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,11 +31,13 @@ pub struct AuthContext {
 impl AuthContext {
     /// Reads the authorizer's context from the request; 401 when it found no valid key.
     pub fn from_request(req: &Request) -> ApiResult<Self> {
-        let fields = match req.request_context_ref() {
-            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().map(|a| &a.fields),
-            _ => None,
-        }
-        .ok_or_else(ApiError::unauthorized)?;
+        authorizer_fields(req)
+            .map(Self::from_fields)
+            .unwrap_or_else(|| Err(ApiError::unauthorized()))
+    }
+
+    /// Reads an authorizer context: the tenant, key id and scopes; 401 when absent.
+    pub fn from_fields(fields: &HashMap<String, Value>) -> ApiResult<Self> {
         let text = |name: &str| {
             fields
                 .get(name)
@@ -49,6 +55,14 @@ impl AuthContext {
         }
     }
 
+    /// Whether the authorizer deferred the key's check to the route (storage was down).
+    pub fn deferred(req: &Request) -> bool {
+        authorizer_fields(req)
+            .and_then(|f| f.get(CONTEXT_DEFERRED))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
     }
@@ -60,6 +74,13 @@ impl AuthContext {
         } else {
             Err(ApiError::forbidden(scope.as_str()))
         }
+    }
+}
+
+fn authorizer_fields(req: &Request) -> Option<&HashMap<String, Value>> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().map(|a| &a.fields),
+        _ => None,
     }
 }
 
