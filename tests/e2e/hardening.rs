@@ -321,3 +321,43 @@ async fn an_authorizer_that_cannot_read_storage_makes_the_route_answer_503() {
         client.tenant
     );
 }
+
+/// No oracle: outside local mode, a test delivery to a name that now resolves to a private
+/// address (a rebinding, here written straight into the table) says only that the host
+/// does not resolve to a public address: neither the name nor the address it found.
+#[tokio::test]
+async fn test_deliveries_outside_local_mode_reveal_no_internal_name_or_address() {
+    let stack = Stack::start_with(&[("ALLOW_INSECURE_TARGETS", "false")]).await;
+    let client = stack.tenant().await;
+    client.event_types(&["user.created"]).await;
+    let created = client
+        .webhook("https://93.184.216.34/hooks", json!("*"))
+        .await;
+    let store = &stack.state.store;
+    let before = store
+        .get_webhook(&client.tenant, &id(&created))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut rebound = before.clone();
+    rebound.url = "https://localhost:9/hooks".into();
+    rebound.version += 1;
+    store.replace_webhook(&before, &rebound).await.unwrap();
+
+    let reply = client
+        .post(
+            &format!("/v1/webhooks/{}/test", id(&created)),
+            json!({"event": "user.created"}),
+        )
+        .await;
+    let body = reply.assert_status(200);
+    assert_eq!(body["success"], false);
+    let text = body.to_string();
+    assert!(
+        text.contains("the host does not resolve to a public address"),
+        "{text}"
+    );
+    for leak in ["localhost", "127.0.0.1", "forbidden", "::1"] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+}

@@ -26,18 +26,38 @@ pub const USER_AGENT: &str = concat!("webhooks-rs/", env!("CARGO_PKG_VERSION"));
 /// address that was checked (no DNS rebinding between check and connect).
 struct GuardedResolver;
 
+/// What the guard says of a target it will not connect to, whatever the reason: a name
+/// that resolves only to private addresses and one that does not resolve at all read the
+/// same, so a tenant cannot map internal DNS names or addresses through the service.
+pub const NOT_PUBLIC: &str = "the host does not resolve to a public address";
+
+/// The guard's refusal, found again in a failed request's chain of causes.
+#[derive(Debug)]
+struct NotPublic;
+
+impl std::fmt::Display for NotPublic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(NOT_PUBLIC)
+    }
+}
+
+impl std::error::Error for NotPublic {}
+
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let resolved: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await
+            {
+                Ok(found) => found.collect(),
+                Err(_) => Vec::new(),
+            };
             let allowed: Vec<SocketAddr> = resolved
                 .into_iter()
                 .filter(|a| !is_forbidden(a.ip()))
                 .collect();
             if allowed.is_empty() {
-                return Err(format!("{host} resolves only to forbidden addresses").into());
+                return Err(Box::new(NotPublic) as Box<dyn std::error::Error + Send + Sync>);
             }
             let addrs: Addrs = Box::new(allowed.into_iter());
             Ok(addrs)
@@ -161,9 +181,7 @@ impl DeliveryClient {
             v4 => v4,
         };
         match self.policy {
-            TargetPolicy::PublicOnly if is_forbidden(ip) => {
-                Some(format!("{ip} is a forbidden address"))
-            }
+            TargetPolicy::PublicOnly if is_forbidden(ip) => Some(NOT_PUBLIC.to_string()),
             TargetPolicy::LoopbackOnly if !ip.is_loopback() => {
                 Some(format!("{ip}: only loopback targets are allowed here"))
             }
@@ -289,6 +307,9 @@ fn describe(e: &reqwest::Error) -> String {
     let mut cause = String::new();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
+        if s.is::<NotPublic>() {
+            return format!("could not connect: {NOT_PUBLIC}");
+        }
         cause = s.to_string();
         source = s.source();
     }
@@ -340,7 +361,15 @@ mod tests {
         ] {
             let sent = guarded.send(outgoing(&parse_target(&url))).await;
             assert_eq!(sent.attempt.status_code, None, "{url}");
-            assert!(sent.attempt.error.unwrap().contains("forbidden"), "{url}");
+            // No oracle: neither the name nor what it resolves to.
+            let error = sent.attempt.error.unwrap();
+            assert!(error.ends_with(NOT_PUBLIC), "{url}: {error}");
+            assert!(
+                !error.contains("127.0.0.1") && !error.contains("localhost"),
+                "{error}"
+            );
+            let probed = guarded.probe_tls(&url).await.unwrap_err();
+            assert!(probed.ends_with(NOT_PUBLIC), "{url}: {probed}");
         }
         // Local mode delivers to the same address.
         let open = DeliveryClient::new(TargetPolicy::Any);
