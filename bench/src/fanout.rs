@@ -46,6 +46,8 @@ pub struct Run {
 #[derive(Debug, Serialize)]
 pub struct FanoutReport {
     pub runs: Vec<Run>,
+    /// KMS requests of the first batch a fresh process delivers (its data keys unwrapped).
+    pub first_batch_kms_requests: u64,
     pub peak_rss_kb: u64,
     /// Against the stub only: the service's own stages, each measured alone.
     pub stages: Option<Stages>,
@@ -143,6 +145,11 @@ async fn seed(state: &AppState, receiver: &str) {
         );
         wh.name = Some(format!("bench {i}"));
         state
+            .sealer
+            .seal_webhook(&mut wh)
+            .await
+            .expect("sealing a webhook's secret");
+        state
             .store
             .create_webhook(&wh, 1000)
             .await
@@ -189,6 +196,15 @@ pub async fn run_fanout(
             ingest_dlq: queues["IngestDeadLetterQueue"].url.clone(),
             delivery: queues["DeliveryQueue"].url.clone(),
         });
+        config.secrets_key_id = Some(
+            tools::local::provision::ensure_kms_key(
+                &aws_sdk_kms::Client::new(&sdk),
+                &template,
+                &table,
+            )
+            .await
+            .expect("creating the bench's KMS key"),
+        );
     } else {
         let url = |name: &str| format!("{endpoint}/000000000000/{table}-{name}");
         config.queues = Some(QueueUrls {
@@ -196,6 +212,7 @@ pub async fn run_fanout(
             ingest_dlq: url("IngestDeadLetterQueue"),
             delivery: url("DeliveryQueue"),
         });
+        config.secrets_key_id = Some("alias/bench-stub".into());
     }
     let meter = AwsMeter::default();
     let state =
@@ -203,7 +220,9 @@ pub async fn run_fanout(
     seed(&state, receiver).await;
     // Warm-up: connections, the webhooks' last_triggered_at (refreshed at most once a
     // minute per webhook, as in steady traffic).
+    meter.reset();
     shared::delivery::deliver_batch(&state, batch(0)).await;
+    let first_batch_kms_requests = meter.counts().kms_requests;
     let mut measured = Vec::new();
     for round in 1..=runs {
         let event = batch(round);
@@ -228,6 +247,7 @@ pub async fn run_fanout(
     };
     FanoutReport {
         runs: measured,
+        first_batch_kms_requests,
         peak_rss_kb,
         stages,
     }
@@ -254,11 +274,21 @@ async fn measure_stages(state: &AppState) -> Stages {
     let event_id = IdKind::Event.generate();
     let body = payload(&event_id);
     let now = shared::domain::now();
+    let mut credentials = Vec::with_capacity(view.webhooks.len());
+    for webhook in &view.webhooks {
+        credentials.push(
+            state
+                .sealer
+                .credentials(webhook)
+                .await
+                .expect("opening a bench webhook's credentials"),
+        );
+    }
     let signing_cpu_ms = stage_cpu(|| async {
         let headers: Vec<_> = (0..total)
             .map(|n| {
-                let webhook = &view.webhooks[n % view.webhooks.len()];
-                signed_headers(webhook, &event_id, EVENT_TYPE, &body, 1, now)
+                let credentials = &credentials[n % credentials.len()];
+                signed_headers(credentials, &event_id, EVENT_TYPE, &body, 1, now)
             })
             .collect();
         std::hint::black_box(headers);

@@ -319,6 +319,8 @@ async fn orchestrate() -> Result<(), String> {
     };
     let write_units = counts("ddb_write_units");
     let sqs_handler = counts("sqs_requests");
+    let kms_per_delivery = counts("kms_requests");
+    let first_batch_kms = stubbed["first_batch_kms_requests"].as_f64().unwrap_or(0.0);
     let share = |report: &Value| {
         mean(&per_run(report, |r| {
             r["counts"]["aws_busy_ms"].as_f64().unwrap_or(0.0)
@@ -372,7 +374,9 @@ async fn orchestrate() -> Result<(), String> {
         "cold_start_ms": cold,
         "binary_bytes": sizes,
         "deliver_peak_rss_mb": round(peak_rss_mb, 1),
+        "kms_requests_per_delivery": round(kms_per_delivery, 4),
         "details": {
+            "kms_requests_first_batch_of_a_process": first_batch_kms,
             "per_event_means_per_delivery": "one event delivered to one webhook",
             "storage_share_of_wall_time_stub": round(share(&stubbed), 3),
             "ceiling_cpu_ms_per_1000": round(ceiling_cpu, 1),
@@ -462,6 +466,12 @@ async fn orchestrate() -> Result<(), String> {
             format!("{sqs_per_delivery:.4}"),
             "<= 0.2",
             sqs_per_delivery <= 0.2,
+        ),
+        (
+            "KMS requests per delivery (steady state)",
+            format!("{kms_per_delivery:.4}"),
+            "0 (data keys cached)",
+            kms_per_delivery == 0.0,
         ),
         (
             "cost per million deliveries (USD)",

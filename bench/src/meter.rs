@@ -1,6 +1,7 @@
 //! Counts and times every AWS request at the SDK client: DynamoDB read requests (and the
 //! read units their answers cost), DynamoDB write units (from each item's size, as DynamoDB
-//! bills them), SQS requests, and the wall time during which any request was in flight.
+//! bills them), SQS and KMS requests, and the wall time during which any request was in
+//! flight.
 //!
 //! The interceptor only copies what it sees; the JSON of the writes is read when the totals
 //! are asked for, after the measured run, so the meter adds no parsing to the deliver CPU.
@@ -26,6 +27,8 @@ pub struct Counts {
     pub ddb_write_requests: u64,
     pub ddb_write_units: f64,
     pub sqs_requests: u64,
+    /// KMS requests (data keys generated and unwrapped for sealed secrets).
+    pub kms_requests: u64,
     /// Milliseconds during which at least one AWS request was in flight.
     pub aws_busy_ms: f64,
 }
@@ -186,6 +189,8 @@ impl Intercept for AwsMeter {
         let mut state = self.state.lock().expect("meter lock");
         if service.starts_with("AmazonSQS") {
             state.counts.sqs_requests += 1;
+        } else if service == "TrentService" {
+            state.counts.kms_requests += 1;
         } else if service.starts_with("DynamoDB") {
             match operation {
                 "GetItem" | "Query" | "Scan" | "BatchGetItem" => {

@@ -1,4 +1,4 @@
-//! A zero-latency stand-in for DynamoDB and SQS that speaks their JSON wire protocols, so
+//! A zero-latency stand-in for DynamoDB, SQS and KMS that speaks their JSON wire protocols, so
 //! the fan-out bench measures the service's own cost: the SDK still builds, signs, sends and
 //! parses every request. Items live in memory; condition expressions are not evaluated
 //! (the bench writes nothing that conflicts). Only what the deliver path calls is served.
@@ -112,6 +112,34 @@ fn sqs(operation: &str, body: &Value) -> Value {
     }
 }
 
+/// Answers one KMS operation: data keys "wrapped" by a marker (the bench measures the
+/// calls, not the cryptography).
+fn kms(operation: &str, body: &Value) -> Value {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    match operation {
+        "GenerateDataKey" => {
+            let clear: Vec<u8> = (0..32).map(|_| rand_byte()).collect();
+            let mut wrapped = b"stub:".to_vec();
+            wrapped.extend(&clear);
+            json!({"KeyId": body["KeyId"], "Plaintext": STANDARD.encode(&clear),
+                   "CiphertextBlob": STANDARD.encode(wrapped)})
+        }
+        "Decrypt" => {
+            let wrapped = STANDARD
+                .decode(body["CiphertextBlob"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            let clear = wrapped.strip_prefix(b"stub:").unwrap_or_default();
+            json!({"KeyId": body["KeyId"], "Plaintext": STANDARD.encode(clear)})
+        }
+        _ => json!({}),
+    }
+}
+
+fn rand_byte() -> u8 {
+    (ulid::Ulid::new().random() & 0xff) as u8
+}
+
 /// Serves the stub on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener) {
     let items: Items = Arc::default();
@@ -132,14 +160,16 @@ pub async fn serve(listener: tokio::net::TcpListener) {
                 .unwrap_or_default();
             let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let (service, operation) = target.split_once('.').unwrap_or(("", ""));
-            let answer = if service.starts_with("AmazonSQS") {
-                sqs(operation, &body)
+            let (answer, protocol) = if service.starts_with("AmazonSQS") {
+                (sqs(operation, &body), "1.0")
+            } else if service == "TrentService" {
+                (kms(operation, &body), "1.1")
             } else {
-                dynamodb(&items, operation, &body)
+                (dynamodb(&items, operation, &body), "1.0")
             };
-            // Both services speak the AWS JSON 1.0 protocol to the SDK.
+            // The AWS JSON protocol, 1.0 (DynamoDB, SQS) or 1.1 (KMS).
             hyper::Response::builder()
-                .header("content-type", "application/x-amz-json-1.0")
+                .header("content-type", format!("application/x-amz-json-{protocol}"))
                 .header("x-amzn-requestid", "stub")
                 .body(Full::new(Bytes::from(answer.to_string())))
                 .expect("static headers are valid")

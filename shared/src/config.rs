@@ -35,6 +35,9 @@ pub struct Config {
     /// and the delivery queue (`DELIVERY_QUEUE_URL`). Set by the template in AWS and by the
     /// local stack locally.
     pub queues: Option<QueueUrls>,
+    /// The KMS key that wraps the data keys sealing webhooks' secrets (`SECRETS_KEY_ID`: a
+    /// key id, ARN or alias). Set by the template in AWS and by the local stack locally.
+    pub secrets_key_id: Option<String>,
     /// Waits between attempts (`RETRY_SCHEDULE`, default `5s,5m,30m,2h,5h,10h,10h`).
     pub retry_schedule: RetrySchedule,
     /// How long a webhook's deliveries may all fail before it is disabled
@@ -146,6 +149,7 @@ impl Config {
                     });
                 }
             },
+            secrets_key_id: get("SECRETS_KEY_ID"),
             retry_schedule: match get("RETRY_SCHEDULE") {
                 Some(text) => RetrySchedule::parse(&text).map_err(|reason| ConfigError {
                     variable: "RETRY_SCHEDULE",

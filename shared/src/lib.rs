@@ -32,6 +32,7 @@ pub mod lambda;
 pub mod netguard;
 pub mod page;
 pub mod queue;
+pub mod secrets;
 pub mod signing;
 pub mod state;
 pub mod storage;

@@ -10,12 +10,13 @@ use crate::config::Config;
 use crate::delivery::client::{DeliveryClient, TargetPolicy, Transport};
 use crate::queue::TaskQueue;
 use crate::queue::sqs::SqsQueues;
+use crate::secrets::{Keyring, KmsKeyring, NoKeyring, Sealer};
 use crate::storage::Store;
 use crate::storage::dynamo::DynamoStore;
 
-/// Settings and clients, built once per process (per Lambda cold start). Storage, queues
-/// and the delivery transport are behind their ports: DynamoDB, SQS and HTTP here, memory
-/// in unit tests.
+/// Settings and clients, built once per process (per Lambda cold start). Storage, queues,
+/// keys and the delivery transport are behind their ports: DynamoDB, SQS, KMS and HTTP
+/// here, memory in unit tests.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Config,
@@ -25,6 +26,8 @@ pub struct AppState {
     /// Deliveries' HTTP client: guarded against private addresses unless insecure targets
     /// are allowed.
     pub transport: Arc<dyn Transport>,
+    /// Seals and opens webhooks' confidential values (KMS envelope encryption).
+    pub sealer: Arc<Sealer>,
 }
 
 impl AppState {
@@ -38,10 +41,19 @@ impl AppState {
         let sdk = sdk_config(&config).await;
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk);
         let mut sqs = aws_sdk_sqs::config::Builder::from(&sdk);
+        let mut kms = aws_sdk_kms::config::Builder::from(&sdk);
         if let Some(interceptor) = interceptor {
             dynamodb.push_interceptor(interceptor.clone());
-            sqs.push_interceptor(interceptor);
+            sqs.push_interceptor(interceptor.clone());
+            kms.push_interceptor(interceptor);
         }
+        let keyring: Arc<dyn Keyring> = match &config.secrets_key_id {
+            Some(key_id) => Arc::new(KmsKeyring::new(
+                aws_sdk_kms::Client::from_conf(kms.build()),
+                key_id,
+            )),
+            None => Arc::new(NoKeyring),
+        };
         let store = DynamoStore::new(
             aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             &config.table_name,
@@ -55,6 +67,7 @@ impl AppState {
             transport: Arc::new(DeliveryClient::new(TargetPolicy::from_config(&config))),
             queues,
             store: Arc::new(store),
+            sealer: Arc::new(Sealer::new(keyring)),
             config,
         }
     }

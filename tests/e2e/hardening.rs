@@ -361,3 +361,88 @@ async fn test_deliveries_outside_local_mode_reveal_no_internal_name_or_address()
         assert!(!text.contains(leak), "{leak} in {text}");
     }
 }
+
+/// No secret sits in clear in the table: after creating webhooks with a given secret and
+/// Basic credentials, rotating the secret, changing the password and updating other
+/// fields, a dump of the whole table holds none of the secrets or passwords, while the
+/// API still shows each where it should and deliveries still verify.
+#[tokio::test]
+async fn a_dump_of_the_table_holds_no_secret_or_password() {
+    let stack = Stack::start_with(&[("RETRY_SCHEDULE", "1s")]).await;
+    let receiver = Receiver::start().await;
+    let client = stack.tenant().await;
+    client.event_types(&["user.created"]).await;
+    let mut secrets: Vec<String> = Vec::new();
+    let given = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let created = client
+        .post(
+            "/v1/webhooks",
+            json!({"url": receiver.url("sealed"), "events": "*", "secret": given,
+                   "auth": {"username": "hook-user", "password": "first-password-1"}}),
+        )
+        .await
+        .assert_status(201)
+        .clone();
+    secrets.extend([given.to_string(), "first-password-1".to_string()]);
+    let path = format!("/v1/webhooks/{}", id(&created));
+    let generated = client.webhook(&receiver.url("generated"), json!("*")).await;
+    secrets.push(generated["secret"].as_str().unwrap().to_string());
+    let rotated = client
+        .post_empty(&format!("{path}/secret/rotate"))
+        .await
+        .assert_status(200)
+        .clone();
+    let new_secret = rotated["secret"].as_str().unwrap().to_string();
+    secrets.push(new_secret.clone());
+    client
+        .put(
+            &format!("{path}/auth"),
+            json!({"username": "hook-user", "password": "second-password-2"}),
+        )
+        .await
+        .assert_status(200);
+    secrets.push("second-password-2".into());
+    client
+        .patch(
+            &path,
+            json!({"metadata": {"team": "crm"}, "name": "sealed"}),
+        )
+        .await
+        .assert_status(200);
+
+    let dump = format!("{:?}", stack.dump_table().await);
+    for secret in &secrets {
+        assert!(!dump.contains(secret.as_str()), "{secret} is in the table");
+        // Nor its base64 key bytes (the part after whsec_).
+        if let Some(key) = secret.strip_prefix("whsec_") {
+            assert!(!dump.contains(key), "the key of {secret} is in the table");
+        }
+    }
+    assert!(dump.contains("v1."), "sealed values are stored");
+
+    // The API still shows each where it should, and a delivery verifies under both secrets.
+    let shown = client
+        .get(&format!("{path}?show_authentication=true"))
+        .await;
+    assert_eq!(
+        shown.assert_status(200)["auth"]["password"],
+        "second-password-2"
+    );
+    assert!(
+        client.get(&path).await.body["auth"]
+            .get("password")
+            .is_none()
+    );
+    let secret = client.get(&format!("{path}/secret")).await;
+    assert_eq!(secret.assert_status(200)["secret"], new_secret.as_str());
+    client.publish("user.created", json!({})).await;
+    let got = receiver.wait_for("sealed", 1, WAIT).await;
+    for key in [given, new_secret.as_str()] {
+        standardwebhooks::Webhook::new(key)
+            .unwrap()
+            .verify(&got[0].body, &got[0].headers)
+            .unwrap();
+    }
+    let basic = got[0].header("authorization");
+    assert!(basic.starts_with("Basic "), "{basic}");
+}

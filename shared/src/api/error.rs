@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::domain::invalid::{Invalid, Rule};
+use crate::secrets::KeyError;
 use crate::storage::StoreError;
 
 /// Every error code the API answers with (SPEC §3, Errors).
@@ -199,6 +200,23 @@ impl From<Invalid> for ApiError {
             code,
             message: invalid.message,
             field: invalid.field,
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    /// A key service that cannot answer is a 503 to retry; a value that does not open is a
+    /// 500. Both are logged here, never shown.
+    fn from(err: KeyError) -> ApiError {
+        match err {
+            KeyError::Unavailable(why) => {
+                tracing::warn!(reason = %why, "keys unavailable; answering 503");
+                ApiError::unavailable()
+            }
+            other => {
+                tracing::error!(error = %other, "a sealed value did not open");
+                ApiError::internal()
+            }
         }
     }
 }

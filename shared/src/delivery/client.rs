@@ -12,7 +12,6 @@ use url::{Host, Url};
 
 use crate::domain::delivery::{Attempt, excerpt};
 use crate::domain::retry::parse_retry_after;
-use crate::domain::webhook::BasicAuth;
 use crate::netguard::is_forbidden;
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -126,7 +125,8 @@ pub struct Outgoing<'a> {
     pub url: &'a Target,
     pub body: Bytes,
     pub headers: Vec<(&'static str, String)>,
-    pub auth: Option<&'a BasicAuth>,
+    /// Basic credentials: username and password.
+    pub auth: Option<(&'a str, &'a str)>,
 }
 
 /// What the pipeline needs to send a request: the HTTP client here, a scripted double in
@@ -239,8 +239,8 @@ impl Transport for DeliveryClient {
         for (name, value) in outgoing.headers {
             request = request.header(name, value);
         }
-        if let Some(auth) = outgoing.auth {
-            request = request.basic_auth(&auth.username, Some(&auth.password));
+        if let Some((username, password)) = outgoing.auth {
+            request = request.basic_auth(username, Some(password));
         }
         match request.send().await {
             Ok(mut response) => {

@@ -22,7 +22,7 @@ use super::send::{Attempting, send_attempt};
 use super::{Message, PipelineError, random_share, reject};
 use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id};
 use crate::domain::event::Event;
-use crate::domain::webhook::Webhook;
+use crate::domain::webhook::{Credentials, Webhook};
 use crate::queue::{EventTask, QueueName, Task, TaskQueue};
 use crate::state::AppState;
 use crate::storage::{RECORDS_PER_WRITE, StoreError, Stored, TenantView};
@@ -51,11 +51,13 @@ struct Planned<'a> {
     span: tracing::Span,
 }
 
-/// One request to make: an event (by its plan) to a webhook, at its parsed URL.
+/// One request to make: an event (by its plan) to a webhook, at its parsed URL, with its
+/// credentials in the clear.
 struct PendingDispatch<'a, 't> {
     plan: usize,
     webhook: &'a Webhook,
     target: &'t Target,
+    credentials: &'t Credentials,
 }
 
 /// A request made: what to record, and the retry task to queue before the record is
@@ -306,27 +308,46 @@ async fn dispatch_and_record<'a>(
     queues: &dyn TaskQueue,
     plans: &'a [Planned<'a>],
 ) -> (TriedByWebhook<'a>, Vec<bool>) {
-    // Each webhook's URL parsed once for the batch, not once per event.
-    let mut targets: HashMap<(&str, &str), Target> = HashMap::new();
+    // Each webhook's URL parsed and its credentials opened once for the batch, not once per
+    // event (opening costs no KMS call once its data key is cached).
+    let mut webhooks: HashMap<(&str, &str), &Webhook> = HashMap::new();
     for plan in plans {
         for wh in &plan.send_to {
-            targets
-                .entry((wh.tenant_id.as_str(), wh.id.as_str()))
-                .or_insert_with(|| parse_target(&wh.url));
+            webhooks.insert((wh.tenant_id.as_str(), wh.id.as_str()), wh);
         }
     }
-    let pending: Vec<PendingDispatch<'a, '_>> = plans
-        .iter()
-        .enumerate()
-        .flat_map(|(i, plan)| {
-            let targets = &targets;
-            plan.send_to.iter().map(move |wh| PendingDispatch {
-                plan: i,
-                webhook: wh,
-                target: &targets[&(wh.tenant_id.as_str(), wh.id.as_str())],
-            })
-        })
-        .collect();
+    let opened = join_all(webhooks.iter().map(|(key, wh)| async move {
+        let target = parse_target(&wh.url);
+        (*key, target, state.sealer.credentials(wh).await)
+    }))
+    .await;
+    let mut ready: HashMap<(&str, &str), (Target, Credentials)> = HashMap::new();
+    for (key, target, credentials) in opened {
+        match credentials {
+            Ok(credentials) => {
+                ready.insert(key, (target, credentials));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, webhook_id = key.1, tenant_id = key.0, "could not open a webhook's credentials; its events will be retried");
+            }
+        }
+    }
+    let mut unfinished = vec![false; plans.len()];
+    let mut pending: Vec<PendingDispatch<'a, '_>> = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        for wh in &plan.send_to {
+            match ready.get(&(wh.tenant_id.as_str(), wh.id.as_str())) {
+                Some((target, credentials)) => pending.push(PendingDispatch {
+                    plan: i,
+                    webhook: wh,
+                    target,
+                    credentials,
+                }),
+                // Sent when the message comes back (the rest are recorded and skipped then).
+                None => unfinished[i] = true,
+            }
+        }
+    }
     let (completed, completions) = tokio::sync::mpsc::unbounded_channel::<CompletedDispatch>();
     // The records of paused webhooks: each counted in its webhook's buffered count in the
     // same write (rare, so one write each).
@@ -364,7 +385,6 @@ async fn dispatch_and_record<'a>(
     .buffer_unordered(PARALLEL_RECORD_WRITES)
     .collect::<Vec<_>>();
     let (tried, recorded, buffered) = tokio::join!(produce, record, buffer);
-    let mut unfinished = vec![false; plans.len()];
     for (i, result) in buffered {
         if let Err(e) = result {
             let _entered = plans[i].span.enter();
@@ -398,7 +418,7 @@ async fn dispatch<'a>(
     let sent = send_attempt(
         &*state.transport,
         Attempting {
-            webhook: pending.webhook,
+            credentials: pending.credentials,
             target: pending.target,
             event_id: &event.id,
             event_type: &event.event_type,

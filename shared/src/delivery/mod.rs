@@ -40,6 +40,8 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Keys(#[from] crate::secrets::KeyError),
 }
 
 /// How a message's work ended.

@@ -53,6 +53,7 @@ pub(super) async fn release_page(
     page.sort_by(|a, b| a.id.cmp(&b.id));
     let full = page.len() == PAGE;
     let target = parse_target(&webhook.url);
+    let credentials = state.sealer.credentials(&webhook).await?;
     let mut tried = Vec::new();
     let mut unsent = false;
     for mut delivery in page {
@@ -78,7 +79,7 @@ pub(super) async fn release_page(
         let sent = send_attempt(
             &*state.transport,
             Attempting {
-                webhook: &webhook,
+                credentials: &credentials,
                 target: &target,
                 event_id: &event.id,
                 event_type: &event.event_type,

@@ -47,7 +47,7 @@ pub(super) async fn retry(
         save(state, &delivery, task.attempt).await?;
         return Ok(Handled::Done);
     };
-    let sent = send_event(&*state.transport, &webhook, &event, task.attempt).await;
+    let sent = send_event(state, &webhook, &event, task.attempt).await?;
     let after = health::after(
         &webhook,
         &[Tried::from(&sent.attempt)],

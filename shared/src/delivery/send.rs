@@ -6,13 +6,15 @@ use chrono::{DateTime, Utc};
 
 use super::client::{Outgoing, Sent, Target, Transport, parse_target};
 use crate::domain::event::Event;
-use crate::domain::webhook::Webhook;
+use crate::domain::webhook::{Credentials, Webhook};
+use crate::secrets::KeyError;
 use crate::signing::{hex_signature, standard_signature_header};
 
-/// The headers of one attempt of `event` to `webhook` at `now`: its id, timestamp, both
-/// signatures (the Standard Webhooks one under every secret in force), type and attempt.
+/// The headers of one attempt of `event` at `now`, signed with a webhook's `credentials`:
+/// its id, timestamp, both signatures (the Standard Webhooks one under every secret in
+/// force), type and attempt.
 pub fn signed_headers(
-    webhook: &Webhook,
+    credentials: &Credentials,
     event_id: &str,
     event_type: &str,
     body: &[u8],
@@ -20,9 +22,9 @@ pub fn signed_headers(
     now: DateTime<Utc>,
 ) -> Vec<(&'static str, String)> {
     let timestamp = now.timestamp();
-    let mut secrets = vec![&webhook.secret];
-    if let (Some(previous), Some(until)) = (&webhook.previous_secret, webhook.previous_expires_at)
-        && until > now
+    let mut secrets = vec![&credentials.secret];
+    if let Some((previous, until)) = &credentials.previous
+        && *until > now
     {
         secrets.push(previous);
     }
@@ -33,15 +35,19 @@ pub fn signed_headers(
             "webhook-signature",
             standard_signature_header(&secrets, event_id, timestamp, body),
         ),
-        ("x-webhook-signature", hex_signature(&webhook.secret, body)),
+        (
+            "x-webhook-signature",
+            hex_signature(&credentials.secret, body),
+        ),
         ("x-webhook-event", event_type.to_string()),
         ("x-webhook-attempt", attempt.to_string()),
     ]
 }
 
-/// One attempt to make: which event, to which webhook at which parsed URL, with which body.
+/// One attempt to make: which event, to which webhook (its credentials in the clear) at
+/// which parsed URL, with which body.
 pub struct Attempting<'a> {
-    pub webhook: &'a Webhook,
+    pub credentials: &'a Credentials,
     pub target: &'a Target,
     pub event_id: &'a str,
     pub event_type: &'a str,
@@ -52,7 +58,7 @@ pub struct Attempting<'a> {
 /// Signs and sends one attempt.
 pub async fn send_attempt(transport: &dyn Transport, attempt: Attempting<'_>) -> Sent {
     let headers = signed_headers(
-        attempt.webhook,
+        attempt.credentials,
         attempt.event_id,
         attempt.event_type,
         &attempt.body,
@@ -64,23 +70,28 @@ pub async fn send_attempt(transport: &dyn Transport, attempt: Attempting<'_>) ->
             url: attempt.target,
             body: attempt.body,
             headers,
-            auth: attempt.webhook.auth.as_ref(),
+            auth: attempt
+                .credentials
+                .auth
+                .as_ref()
+                .map(|(user, password)| (user.as_str(), password.as_str())),
         })
         .await
 }
 
-/// Signs and sends one attempt of a stored event to `webhook`.
+/// Opens a webhook's credentials, then signs and sends one attempt of a stored event to it.
 pub async fn send_event(
-    transport: &dyn Transport,
+    state: &crate::state::AppState,
     webhook: &Webhook,
     event: &Event,
     number: u32,
-) -> Sent {
+) -> Result<Sent, KeyError> {
+    let credentials = state.sealer.credentials(webhook).await?;
     let target = parse_target(&webhook.url);
-    send_attempt(
-        transport,
+    Ok(send_attempt(
+        &*state.transport,
         Attempting {
-            webhook,
+            credentials: &credentials,
             target: &target,
             event_id: &event.id,
             event_type: &event.event_type,
@@ -88,5 +99,5 @@ pub async fn send_event(
             number,
         },
     )
-    .await
+    .await)
 }

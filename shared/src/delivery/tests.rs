@@ -20,6 +20,8 @@ use crate::domain::event_type::EventType;
 use crate::domain::webhook::{Secret, Webhook, WebhookStatus};
 use crate::queue::memory::{DELIVERY_ARN, INGEST_ARN, MemoryQueue};
 use crate::queue::{QueueName, RetryTask, Task, WebhookTask};
+use crate::secrets::Sealer;
+use crate::secrets::testing::MemoryKeyring;
 use crate::state::AppState;
 use crate::storage::memory::MemoryStore;
 use crate::storage::{CatalogStore, DeliveryStore, EventStore, WebhookStore};
@@ -120,6 +122,7 @@ async fn world() -> World {
         store: store.clone(),
         queues: Some(queue.clone()),
         transport: transport.clone(),
+        sealer: Arc::new(Sealer::new(Arc::new(MemoryKeyring::new()))),
     };
     for name in ["user.created", "invoice.paid"] {
         let et = EventType {

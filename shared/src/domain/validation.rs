@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::invalid::{Checked, Invalid, Rule};
-use super::webhook::{BasicAuth, SECRET_PREFIX, Secret};
+use super::webhook::{BasicAuth, Confidential, SECRET_PREFIX, Secret};
 
 pub const MAX_EVENT_TYPE_NAME: usize = 128;
 pub const MAX_URL_LENGTH: usize = 2048;
@@ -143,7 +143,10 @@ pub fn parse_basic_auth(username: String, password: String) -> Checked<BasicAuth
             "password must be 1-256 characters",
         ));
     }
-    Ok(BasicAuth { username, password })
+    Ok(BasicAuth {
+        username,
+        password: Confidential::Clear(password),
+    })
 }
 
 /// Checks a free-text field's length.

@@ -39,21 +39,39 @@ impl WebhookStatus {
     }
 }
 
-/// HTTP Basic credentials sent with every delivery.
+/// A confidential value of a webhook (a signing secret, a Basic password): in the clear
+/// only while the service holds it; at rest always sealed (see `secrets`), so the table
+/// never holds it in clear. Neither form ever reaches a log line through Debug.
 #[derive(Clone, PartialEq, Eq)]
-pub struct BasicAuth {
-    pub username: String,
-    pub password: String,
+pub enum Confidential {
+    Clear(String),
+    /// Sealed text, opaque to the domain.
+    Sealed(String),
 }
 
-impl std::fmt::Debug for BasicAuth {
-    // The password never reaches a log line through Debug.
+impl std::fmt::Debug for Confidential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BasicAuth")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
+        match self {
+            Confidential::Clear(_) => f.write_str("Clear(<redacted>)"),
+            Confidential::Sealed(text) => write!(f, "Sealed({} bytes)", text.len()),
+        }
     }
+}
+
+/// HTTP Basic credentials sent with every delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: Confidential,
+}
+
+/// A webhook's confidential values in the clear, as a delivery needs them: the secret, the
+/// previous one while its rotation overlap lasts, and the Basic credentials.
+pub struct Credentials {
+    pub secret: Secret,
+    pub previous: Option<(Secret, DateTime<Utc>)>,
+    /// Username and password.
+    pub auth: Option<(String, String)>,
 }
 
 /// A signing secret: `whsec_` plus the base64 of the key bytes.
@@ -99,9 +117,11 @@ pub struct Webhook {
     pub events: Vec<String>,
     pub status: WebhookStatus,
     pub auth: Option<BasicAuth>,
-    pub secret: Secret,
+    pub secret: Confidential,
+    /// The last four characters of the secret, kept apart to show without opening it.
+    pub secret_last_4: String,
     /// The secret before the last rotation, still signing until `previous_expires_at`.
-    pub previous_secret: Option<Secret>,
+    pub previous_secret: Option<Confidential>,
     pub previous_expires_at: Option<DateTime<Utc>>,
     pub metadata: Map<String, Value>,
     pub created_at: DateTime<Utc>,
@@ -127,7 +147,8 @@ impl Webhook {
             events,
             status: WebhookStatus::Active,
             auth: None,
-            secret,
+            secret_last_4: secret.last_4().to_string(),
+            secret: Confidential::Clear(secret.0),
             previous_secret: None,
             previous_expires_at: None,
             metadata: Map::new(),
@@ -140,15 +161,19 @@ impl Webhook {
         }
     }
 
-    /// The API's webhook object. The password appears only when `show_authentication`.
-    pub fn to_json(&self, show_authentication: bool) -> Value {
-        let auth = self.auth.as_ref().map(|a| {
-            let mut auth = json!({"type": "basic", "username": a.username});
-            if show_authentication {
-                auth["password"] = json!(a.password);
-            }
-            auth
-        });
+    /// Sets a new signing secret (in the clear until it is sealed).
+    pub fn set_secret(&mut self, secret: Secret) {
+        self.secret_last_4 = secret.last_4().to_string();
+        self.secret = Confidential::Clear(secret.0);
+    }
+
+    /// The API's webhook object. The password never appears here: a route that may show it
+    /// opens it and adds it.
+    pub fn to_json(&self) -> Value {
+        let auth = self
+            .auth
+            .as_ref()
+            .map(|a| json!({"type": "basic", "username": a.username}));
         json!({
             "id": self.id,
             "name": self.name,
@@ -157,7 +182,7 @@ impl Webhook {
             "events": self.events,
             "status": self.status.as_str(),
             "auth": auth,
-            "secret_last_4": self.secret.last_4(),
+            "secret_last_4": self.secret_last_4,
             "metadata": self.metadata,
             "created_at": format_time(self.created_at),
             "updated_at": format_time(self.updated_at),
@@ -187,7 +212,7 @@ pub(crate) mod tests {
             name: Some("Billing Events".into()),
             auth: Some(BasicAuth {
                 username: "hello".into(),
-                password: "s3cret-pw".into(),
+                password: Confidential::Clear("s3cret-pw".into()),
             }),
             metadata: json!({"team": "crm"}).as_object().cloned().unwrap(),
             created_at: at,
@@ -202,9 +227,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn api_shape_masks_the_secret_and_hides_the_password_unless_asked() {
+    fn api_shape_masks_the_secret_and_never_shows_the_password() {
         let wh = sample();
-        let out = wh.to_json(false);
+        let out = wh.to_json();
         assert_eq!(out["secret_last_4"], "b7oD");
         assert!(out.get("secret").is_none());
         assert_eq!(out["auth"], json!({"type": "basic", "username": "hello"}));
@@ -212,7 +237,6 @@ pub(crate) mod tests {
         assert_eq!(out["last_triggered_at"], Value::Null);
         assert_eq!(out["status"], "active");
         assert!(!out.to_string().contains("s3cret-pw"));
-        assert_eq!(wh.to_json(true)["auth"]["password"], "s3cret-pw");
     }
 
     #[test]

@@ -227,3 +227,58 @@ pub async fn ensure_queues(
     }
     Ok(created)
 }
+
+/// Makes sure the template's KMS key (the one that wraps the data keys sealing webhooks'
+/// secrets) exists in the emulator, under the alias `alias/<prefix>-<LogicalId>`, so a
+/// stack that restarts against the same emulator opens what it sealed before. Returns the
+/// alias, which KMS accepts wherever a key id goes.
+pub async fn ensure_kms_key(
+    client: &aws_sdk_kms::Client,
+    template: &Template,
+    prefix: &str,
+) -> Result<String, String> {
+    let keys = template.resources_of_type("AWS::KMS::Key");
+    let [key] = keys.as_slice() else {
+        return Err(format!(
+            "template.yaml declares {} KMS keys; the service uses exactly one",
+            keys.len()
+        ));
+    };
+    let alias = format!("alias/{prefix}-{}", key.logical_id);
+    if client.describe_key().key_id(&alias).send().await.is_ok() {
+        return Ok(alias);
+    }
+    let description = key
+        .properties
+        .get("Description")
+        .and_then(Value::as_str)
+        .unwrap_or("webhooks secrets");
+    let created = client
+        .create_key()
+        .description(description)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "creating the KMS key: {}",
+                aws_sdk_kms::error::DisplayErrorContext(e)
+            )
+        })?;
+    let key_id = created
+        .key_metadata
+        .map(|m| m.key_id)
+        .ok_or("the emulator created a KMS key without an id")?;
+    client
+        .create_alias()
+        .alias_name(&alias)
+        .target_key_id(key_id)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "naming the KMS key {alias}: {}",
+                aws_sdk_kms::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(alias)
+}

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::emulator::{Emulator, default_server_path};
 use super::pollers::{EventSource, poll};
-use super::provision::{ensure_queues, ensure_table};
+use super::provision::{ensure_kms_key, ensure_queues, ensure_table};
 use super::server::LocalApi;
 use super::settings::LocalSettings;
 use super::template::Template;
@@ -108,6 +108,14 @@ impl LocalStack {
             "{} queues created from template.yaml",
             queues.len()
         ));
+        let key = ensure_kms_key(
+            &aws_sdk_kms::Client::new(&sdk),
+            &template,
+            &config.table_name,
+        )
+        .await?;
+        progress(&format!("secrets sealed under the KMS key {key}"));
+        config.secrets_key_id = Some(key);
         let state = Arc::new(AppState::new(config).await);
         let api = Arc::new(LocalApi::new(state, &template)?);
         let port = settings.port;

@@ -111,7 +111,7 @@ pub async fn retry_delivery(state: &AppState, call: Call) -> ApiResult<Reply> {
         })?;
     let previous = delivery.status;
     let attempt = delivery.attempts + 1;
-    let sent = send_event(&*state.transport, &webhook, &event, attempt).await;
+    let sent = send_event(state, &webhook, &event, attempt).await?;
     // The same decision as the pipeline's, made by hand: final whichever way it went.
     let verdict = decide::after_attempt(
         &state.config.retry_schedule,
@@ -160,7 +160,7 @@ pub async fn test_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         ));
     }
     let event = Event::new(call.tenant(), &event_type, data);
-    let sent = send_event(&*state.transport, &webhook, &event, 1).await;
+    let sent = send_event(state, &webhook, &event, 1).await?;
     let attempt = sent.attempt;
     let success = attempt.succeeded();
     let message = match (&attempt.status_code, &attempt.error) {

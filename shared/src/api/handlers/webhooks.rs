@@ -230,6 +230,8 @@ async fn modify(
         }
         next.version = current.version + 1;
         next.updated_at = now();
+        // A new secret or password is sealed before it is stored.
+        state.sealer.seal_webhook(&mut next).await?;
         match state.store.replace_webhook(&current, &next).await {
             Ok(()) => return Ok(next),
             Err(ChangeWebhookError::Conflict) => continue,
@@ -280,9 +282,24 @@ pub async fn list_webhooks(state: &AppState, call: Call) -> ApiResult<Reply> {
         })
         .collect();
     let page = paginate(webhooks, |wh| wh.id.as_str(), &request);
+    let mut passwords = Vec::new();
+    for wh in page.data.iter().filter(|_| show_auth) {
+        passwords.push((wh.id.clone(), state.sealer.password(wh).await?));
+    }
     Ok(Reply::ok(page_json(&page, scope, |wh| {
-        wh.to_json(show_auth)
+        let password = passwords.iter().find(|(id, _)| *id == wh.id);
+        with_password(wh.to_json(), password.and_then(|(_, p)| p.as_deref()))
     })))
+}
+
+/// The webhook object with its Basic password, for `show_authentication=true`.
+fn with_password(mut out: Value, password: Option<&str>) -> Value {
+    if let Some(password) = password
+        && out["auth"].is_object()
+    {
+        out["auth"]["password"] = json!(password);
+    }
+    out
 }
 
 pub async fn create_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
@@ -314,14 +331,16 @@ pub async fn create_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     );
     webhook.auth = auth;
     fields.apply(&mut webhook);
+    let clear_secret = state.sealer.secret(&webhook).await?;
+    state.sealer.seal_webhook(&mut webhook).await?;
     match state
         .store
         .create_webhook(&webhook, state.config.max_webhooks_per_tenant)
         .await
     {
         Ok(()) => {
-            let mut out = webhook.to_json(false);
-            out["secret"] = json!(webhook.secret.as_str());
+            let mut out = webhook.to_json();
+            out["secret"] = json!(clear_secret.as_str());
             Ok(Reply::created(out))
         }
         Err(CreateWebhookError::DuplicateUrl) => Err(duplicate_url()),
@@ -340,7 +359,14 @@ pub async fn get_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     let id = webhook_id(&call)?;
     let show_auth = call.show_authentication()?;
     let webhook = load(state, call.tenant(), &id).await?;
-    Ok(Reply::ok(webhook.to_json(show_auth)))
+    let password = match show_auth {
+        true => state.sealer.password(&webhook).await?,
+        false => None,
+    };
+    Ok(Reply::ok(with_password(
+        webhook.to_json(),
+        password.as_deref(),
+    )))
 }
 
 pub async fn update_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
@@ -352,7 +378,7 @@ pub async fn update_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     load(state, call.tenant(), &id).await?;
     fields.check(state, call.tenant()).await?;
     let webhook = modify(state, call.tenant(), &id, |wh| fields.apply(wh)).await?;
-    Ok(Reply::ok(webhook.to_json(false)))
+    Ok(Reply::ok(webhook.to_json()))
 }
 
 /// How long after a delete its open deliveries are cancelled (the cancel checks the
@@ -393,13 +419,13 @@ pub async fn put_webhook_auth(state: &AppState, call: Call) -> ApiResult<Reply> 
     let id = webhook_id(&call)?;
     let auth = read_auth(call.body()?)?;
     let webhook = modify(state, call.tenant(), &id, |wh| wh.auth = Some(auth.clone())).await?;
-    Ok(Reply::ok(webhook.to_json(false)))
+    Ok(Reply::ok(webhook.to_json()))
 }
 
 pub async fn delete_webhook_auth(state: &AppState, call: Call) -> ApiResult<Reply> {
     let id = webhook_id(&call)?;
     let webhook = modify(state, call.tenant(), &id, |wh| wh.auth = None).await?;
-    Ok(Reply::ok(webhook.to_json(false)))
+    Ok(Reply::ok(webhook.to_json()))
 }
 
 pub async fn pause_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
@@ -408,7 +434,7 @@ pub async fn pause_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         set_status(wh, WebhookStatus::Paused)
     })
     .await?;
-    Ok(Reply::ok(webhook.to_json(false)))
+    Ok(Reply::ok(webhook.to_json()))
 }
 
 pub async fn unpause_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
@@ -437,7 +463,7 @@ pub async fn unpause_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         .store
         .buffered_count(&webhook.tenant_id, &webhook.id)
         .await?;
-    let mut out = webhook.to_json(false);
+    let mut out = webhook.to_json();
     out["released"] = json!(released);
     Ok(Reply::ok(out))
 }
@@ -445,7 +471,8 @@ pub async fn unpause_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
 pub async fn get_webhook_secret(state: &AppState, call: Call) -> ApiResult<Reply> {
     let id = webhook_id(&call)?;
     let webhook = load(state, call.tenant(), &id).await?;
-    Ok(Reply::ok(json!({"secret": webhook.secret.as_str()})))
+    let secret = state.sealer.secret(&webhook).await?;
+    Ok(Reply::ok(json!({"secret": secret.as_str()})))
 }
 
 pub async fn rotate_webhook_secret(state: &AppState, call: Call) -> ApiResult<Reply> {
@@ -457,17 +484,23 @@ pub async fn rotate_webhook_secret(state: &AppState, call: Call) -> ApiResult<Re
         Some(text) => parse_secret(&text)?,
         None => Secret::generate(),
     };
+    let current = load(state, call.tenant(), &id).await?;
+    if state.sealer.secret(&current).await? == secret {
+        return Ok(Reply::ok(json!({
+            "secret": secret.as_str(),
+            "previous_expires_at": current.previous_expires_at.map(format_time),
+        })));
+    }
     let expires_at = now() + ROTATION_OVERLAP;
     let webhook = modify(state, call.tenant(), &id, |wh| {
-        if wh.secret != secret {
-            wh.previous_secret = Some(wh.secret.clone());
-            wh.previous_expires_at = Some(expires_at);
-            wh.secret = secret.clone();
-        }
+        // The outgoing secret keeps signing for the overlap, still sealed as it was.
+        wh.previous_secret = Some(wh.secret.clone());
+        wh.previous_expires_at = Some(expires_at);
+        wh.set_secret(secret.clone());
     })
     .await?;
     Ok(Reply::ok(json!({
-        "secret": webhook.secret.as_str(),
+        "secret": secret.as_str(),
         "previous_expires_at": webhook.previous_expires_at.map(format_time),
     })))
 }

@@ -10,7 +10,7 @@ use crate::domain::api_key::{ApiKey, KeyGrant, Scope};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
-use crate::domain::webhook::{BasicAuth, Secret, Webhook, WebhookStatus};
+use crate::domain::webhook::{BasicAuth, Confidential, Webhook, WebhookStatus};
 use crate::domain::{format_time, parse_time};
 
 /// An item that does not have the shape this module writes.
@@ -269,40 +269,58 @@ impl TryFrom<&Item> for EventType {
 
 // ---- webhooks ----
 
-impl From<&Webhook> for Item {
-    fn from(wh: &Webhook) -> Item {
+/// A confidential value as stored: only ever sealed. A value still in the clear is refused
+/// (a bug upstream), so nothing secret can reach the table in clear.
+fn sealed<'a>(name: &str, value: &'a Confidential) -> Result<&'a str, ItemError> {
+    match value {
+        Confidential::Sealed(text) => Ok(text),
+        Confidential::Clear(_) => Err(Attrs::error(name, "a confidential value was not sealed")),
+    }
+}
+
+impl TryFrom<&Webhook> for Item {
+    type Error = ItemError;
+    fn try_from(wh: &Webhook) -> Result<Item, ItemError> {
         let metadata = wh
             .metadata
             .iter()
             .filter_map(|(k, v)| v.as_str().map(|text| (k.clone(), s(text))))
             .collect();
-        ItemBuilder::new(tenant_pk(&wh.tenant_id), webhook_sk(&wh.id))
-            .string("id", &wh.id)
-            .string("tenant_id", &wh.tenant_id)
-            .opt_string("name", wh.name.as_deref())
-            .opt_string("description", wh.description.as_deref())
-            .string("url", &wh.url)
-            .set(
-                "events",
-                AttributeValue::L(wh.events.iter().map(s).collect()),
-            )
-            .string("status", wh.status.as_str())
-            .opt_string("auth_username", wh.auth.as_ref().map(|a| &a.username))
-            .opt_string("auth_password", wh.auth.as_ref().map(|a| &a.password))
-            .string("secret", wh.secret.as_str())
-            .opt_string(
-                "previous_secret",
-                wh.previous_secret.as_ref().map(Secret::as_str),
-            )
-            .opt_time("previous_expires_at", wh.previous_expires_at)
-            .set("metadata", AttributeValue::M(metadata))
-            .time("created_at", wh.created_at)
-            .time("updated_at", wh.updated_at)
-            .opt_time("last_triggered_at", wh.last_triggered_at)
-            .opt_string("disabled_reason", wh.disabled_reason.as_deref())
-            .opt_time("failing_since", wh.failing_since)
-            .set("version", n(wh.version))
-            .0
+        let password = match &wh.auth {
+            Some(auth) => Some(sealed("auth_password", &auth.password)?),
+            None => None,
+        };
+        let previous = match &wh.previous_secret {
+            Some(value) => Some(sealed("previous_secret", value)?),
+            None => None,
+        };
+        Ok(
+            ItemBuilder::new(tenant_pk(&wh.tenant_id), webhook_sk(&wh.id))
+                .string("id", &wh.id)
+                .string("tenant_id", &wh.tenant_id)
+                .opt_string("name", wh.name.as_deref())
+                .opt_string("description", wh.description.as_deref())
+                .string("url", &wh.url)
+                .set(
+                    "events",
+                    AttributeValue::L(wh.events.iter().map(s).collect()),
+                )
+                .string("status", wh.status.as_str())
+                .opt_string("auth_username", wh.auth.as_ref().map(|a| &a.username))
+                .opt_string("auth_password", password)
+                .string("secret", sealed("secret", &wh.secret)?)
+                .string("secret_last_4", &wh.secret_last_4)
+                .opt_string("previous_secret", previous)
+                .opt_time("previous_expires_at", wh.previous_expires_at)
+                .set("metadata", AttributeValue::M(metadata))
+                .time("created_at", wh.created_at)
+                .time("updated_at", wh.updated_at)
+                .opt_time("last_triggered_at", wh.last_triggered_at)
+                .opt_string("disabled_reason", wh.disabled_reason.as_deref())
+                .opt_time("failing_since", wh.failing_since)
+                .set("version", n(wh.version))
+                .0,
+        )
     }
 }
 
@@ -315,7 +333,10 @@ impl TryFrom<&Item> for Webhook {
             a.opt_string("auth_username")?,
             a.opt_string("auth_password")?,
         ) {
-            (Some(username), Some(password)) => Some(BasicAuth { username, password }),
+            (Some(username), Some(password)) => Some(BasicAuth {
+                username,
+                password: Confidential::Sealed(password),
+            }),
             _ => None,
         };
         Ok(Webhook {
@@ -328,8 +349,9 @@ impl TryFrom<&Item> for Webhook {
             status: WebhookStatus::parse(&status)
                 .ok_or_else(|| Attrs::error("status", "unknown status"))?,
             auth,
-            secret: Secret(a.string("secret")?),
-            previous_secret: a.opt_string("previous_secret")?.map(Secret),
+            secret: Confidential::Sealed(a.string("secret")?),
+            secret_last_4: a.string("secret_last_4")?,
+            previous_secret: a.opt_string("previous_secret")?.map(Confidential::Sealed),
             previous_expires_at: a.opt_time("previous_expires_at")?,
             metadata: a.string_map("metadata")?,
             created_at: a.time("created_at")?,
@@ -487,13 +509,35 @@ mod tests {
     use crate::domain::webhook::tests::sample;
     use serde_json::json;
 
+    /// The sample webhook as it is stored: its confidential values sealed.
+    fn stored() -> Webhook {
+        let mut wh = sample();
+        wh.secret = Confidential::Sealed("v1.sealed.secret".into());
+        if let Some(auth) = wh.auth.as_mut() {
+            auth.password = Confidential::Sealed("v1.sealed.password".into());
+        }
+        wh
+    }
+
+    #[test]
+    fn a_clear_value_is_never_written() {
+        let error = Item::try_from(&sample()).unwrap_err();
+        assert_eq!(error.problem, "a confidential value was not sealed");
+        let mut wh = stored();
+        wh.previous_secret = Some(Confidential::Clear("whsec_old".into()));
+        assert_eq!(
+            Item::try_from(&wh).unwrap_err().attribute,
+            "previous_secret"
+        );
+    }
+
     #[test]
     fn a_webhook_survives_the_round_trip_through_an_item() {
-        let mut wh = sample();
-        wh.previous_secret = Some(Secret("whsec_old".into()));
+        let mut wh = stored();
+        wh.previous_secret = Some(Confidential::Sealed("v1.sealed.old".into()));
         wh.previous_expires_at = wh.last_triggered_at.or(Some(wh.created_at));
         wh.disabled_reason = Some("failing".into());
-        let item = Item::from(&wh);
+        let item = Item::try_from(&wh).unwrap();
         assert_eq!(item[PK], s("T#acme"));
         assert_eq!(item[SK], s(format!("WH#{}", wh.id)));
         assert_eq!(item["version"], n(1));
@@ -503,21 +547,24 @@ mod tests {
 
     #[test]
     fn a_webhook_without_auth_or_metadata_round_trips() {
-        let mut wh = sample();
+        let mut wh = stored();
         wh.auth = None;
         wh.metadata = Map::new();
         wh.name = None;
-        assert_eq!(Webhook::try_from(&Item::from(&wh)).unwrap(), wh);
+        assert_eq!(
+            Webhook::try_from(&Item::try_from(&wh).unwrap()).unwrap(),
+            wh
+        );
     }
 
     #[test]
     fn a_damaged_item_names_the_attribute() {
-        let mut item = Item::from(&sample());
+        let mut item = Item::try_from(&stored()).unwrap();
         item.insert("status".into(), s("sleeping"));
         assert_eq!(Webhook::try_from(&item).unwrap_err().attribute, "status");
         item.remove("url");
         assert_eq!(Webhook::try_from(&item).unwrap_err().attribute, "url");
-        let mut item = Item::from(&sample());
+        let mut item = Item::try_from(&stored()).unwrap();
         item.insert("version".into(), s("1"));
         assert_eq!(Webhook::try_from(&item).unwrap_err().attribute, "version");
     }

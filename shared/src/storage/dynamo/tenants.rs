@@ -19,7 +19,7 @@ use crate::domain::event_type::EventType;
 use crate::domain::webhook::Webhook;
 use crate::storage::{
     CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError, KeyStore,
-    StoreResult, TenantView, WebhookStore,
+    StoreError, StoreResult, TenantView, WebhookStore,
 };
 use serde_json::Value;
 
@@ -159,14 +159,14 @@ impl CatalogStore for DynamoStore {
 }
 
 impl DynamoStore {
-    fn webhook_write_if_version(&self, wh: &Webhook, expected_version: u64) -> Put {
-        Put::builder()
+    fn webhook_write_if_version(&self, wh: &Webhook, expected_version: u64) -> StoreResult<Put> {
+        Ok(Put::builder()
             .table_name(&self.table)
-            .set_item(Some(Item::from(wh)))
+            .set_item(Some(Item::try_from(wh)?))
             .condition_expression("attribute_exists(PK) AND version = :expected")
             .expression_attribute_values(":expected", n(expected_version))
             .build()
-            .expect("table and item are set")
+            .expect("table and item are set"))
     }
 
     /// One of the tenant's counters moved by `step`; with `max`, only while below it.
@@ -189,10 +189,11 @@ impl DynamoStore {
 #[async_trait]
 impl WebhookStore for DynamoStore {
     async fn create_webhook(&self, wh: &Webhook, max: u32) -> Result<(), CreateWebhookError> {
+        let item = Item::try_from(wh).map_err(StoreError::from)?;
         let result = self
             .transact(
                 Transaction::default()
-                    .put("webhook", self.put_if_absent(Item::from(wh)))
+                    .put("webhook", self.put_if_absent(item))
                     .put("url_guard", self.put_if_absent(url_guard_item(wh)))
                     .update(
                         "counter",
@@ -240,7 +241,7 @@ impl WebhookStore for DynamoStore {
         new: &Webhook,
     ) -> Result<(), ChangeWebhookError> {
         let mut transaction =
-            Transaction::default().put("webhook", self.webhook_write_if_version(new, old.version));
+            Transaction::default().put("webhook", self.webhook_write_if_version(new, old.version)?);
         if old.url != new.url {
             transaction = transaction
                 .put("url_guard", self.put_if_absent(url_guard_item(new)))
