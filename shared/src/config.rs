@@ -40,6 +40,9 @@ pub struct Config {
     pub secrets_key_id: Option<String>,
     /// Waits between attempts (`RETRY_SCHEDULE`, default `5s,5m,30m,2h,5h,10h,10h`).
     pub retry_schedule: RetrySchedule,
+    /// How long past its time work must be overdue before the sweeper queues it again
+    /// (`SWEEP_MARGIN`, default `15m`).
+    pub sweep_margin: Duration,
     /// How long a webhook's deliveries may all fail before it is disabled
     /// (`AUTO_DISABLE_AFTER`, default `5d`).
     pub auto_disable_after: Duration,
@@ -52,6 +55,10 @@ pub struct QueueUrls {
     pub ingest_dlq: String,
     pub delivery: String,
 }
+
+/// How overdue work must be before the sweeper queues it again, unless `SWEEP_MARGIN` says
+/// otherwise: longer than any message waits in a healthy queue.
+pub const DEFAULT_SWEEP_MARGIN: Duration = Duration::from_secs(15 * 60);
 
 /// SPEC: a webhook whose deliveries have all failed for 5 days is disabled.
 pub const DEFAULT_AUTO_DISABLE_AFTER: Duration = Duration::from_secs(5 * 86400);
@@ -156,6 +163,13 @@ impl Config {
                     reason,
                 })?,
                 None => RetrySchedule::default(),
+            },
+            sweep_margin: match get("SWEEP_MARGIN") {
+                Some(text) => parse_duration(text.trim()).map_err(|_| ConfigError {
+                    variable: "SWEEP_MARGIN",
+                    reason: format!("expected one duration like 15m, got {text:?}"),
+                })?,
+                None => DEFAULT_SWEEP_MARGIN,
             },
             auto_disable_after: match get("AUTO_DISABLE_AFTER") {
                 Some(text) => parse_duration(text.trim()).map_err(|_| ConfigError {

@@ -1,5 +1,5 @@
-//! The doorways: what a binary in `functions/` calls to serve its route, the authorizer or
-//! (later) the deliver function on Lambda. Settings and clients are built once per cold start.
+//! The doorways: what a binary in `functions/` calls to serve its route, the authorizer,
+//! the deliver function or the sweeper on Lambda. Settings and clients are built once per cold start.
 
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use lambda_http::{Request, service_fn};
@@ -78,6 +78,19 @@ pub async fn serve_deliver() -> Result<(), Error> {
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
             Ok::<_, Error>(crate::delivery::deliver_batch(state, event.payload).await)
+        },
+    ))
+    .await
+}
+
+/// Serves the scheduled sweeper (an EventBridge rule's event, whatever its content).
+pub async fn serve_sweeper() -> Result<(), Error> {
+    init_tracing();
+    let state = state().await?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_: LambdaEvent<serde_json::Value>| async move {
+            let swept = crate::delivery::sweep::sweep(state).await?;
+            Ok::<_, Error>(serde_json::to_value(swept)?)
         },
     ))
     .await

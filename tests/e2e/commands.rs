@@ -213,3 +213,59 @@ async fn webhooks_admin_explains_its_refusals() {
     assert!(!no_table.status.success());
     assert!(String::from_utf8_lossy(&no_table.stderr).contains("TABLE_NAME"));
 }
+
+/// `webhooks-admin redrive` moves dead-lettered messages back to their queue, where they
+/// are delivered; a message rejected as never processable stays, with its reason shown.
+#[tokio::test]
+async fn webhooks_admin_redrive_moves_dead_letters_back() {
+    let stack = Stack::start().await;
+    let receiver = crate::receiver::Receiver::start().await;
+    let client = stack.tenant().await;
+    client.event_types(&["user.created"]).await;
+    client.webhook(&receiver.url("redriven"), json!("*")).await;
+    let (sqs, queues) = stack.sqs().await;
+    let stranded = json!({"tenant_id": client.tenant, "type": "user.created", "data": {"n": 1}});
+    sqs.send_message()
+        .queue_url(&queues.ingest_dlq)
+        .message_body(stranded.to_string())
+        .send()
+        .await
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&queues.ingest_dlq)
+        .message_body("{not json")
+        .message_attributes(
+            "reason",
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("not JSON: key must be a string")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let output = admin(&stack, &["redrive"]);
+    let text = stdout(&output);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("ingest: 1 moved back to the ingest queue"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ingest: 1 left in the dead-letter queue"),
+        "{text}"
+    );
+    assert!(text.contains("not JSON"), "{text}");
+    assert!(text.contains("delivery: 0 moved back"), "{text}");
+    let got = receiver
+        .wait_for("redriven", 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(got[0].json()["data"], json!({"n": 1}));
+    let kept = stack.dead_letters(1, Duration::from_secs(10)).await;
+    assert_eq!(kept[0].0, "{not json");
+}

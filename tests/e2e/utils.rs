@@ -169,6 +169,9 @@ impl Stack {
             ("AWS_ENDPOINT_URL".into(), emulator_endpoint()),
             ("TABLE_NAME".into(), table.clone()),
             ("PORT".into(), "0".into()),
+            // No sweeper unless a test asks for one: a margin short enough for a test
+            // would race the pipeline's own retries.
+            ("LOCAL_SWEEP_INTERVAL".into(), "0s".into()),
         ]);
         for (k, v) in vars {
             settings.insert(k.to_string(), v.to_string());

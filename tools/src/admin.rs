@@ -55,3 +55,85 @@ fn describe(e: StoreError) -> String {
         other => other.to_string(),
     }
 }
+
+/// What a redrive of one dead-letter queue did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Redriven {
+    /// Messages sent back to their queue.
+    pub moved: usize,
+    /// Messages left where they are: rejected as never processable, with their reasons.
+    pub kept: Vec<String>,
+}
+
+/// Moves the messages of the dead-letter queue `from` back to the queue `to`, as they were
+/// sent. A message rejected as never processable (it carries a `reason`) would only be
+/// rejected again: it stays unless `include_rejected`. `progress` hears each batch moved.
+pub async fn redrive(
+    sqs: &aws_sdk_sqs::Client,
+    from: &str,
+    to: &str,
+    include_rejected: bool,
+    progress: impl Fn(usize),
+) -> Result<Redriven, String> {
+    let error = |e: &dyn std::fmt::Display| format!("redriving {from}: {e}");
+    let mut done = Redriven::default();
+    let mut held = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(from)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .visibility_timeout(60)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| error(&aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        let mut moved = 0;
+        for m in messages {
+            let receipt = m.receipt_handle.clone().unwrap_or_default();
+            let reason = m
+                .message_attributes
+                .as_ref()
+                .and_then(|a| a.get("reason"))
+                .and_then(|r| r.string_value.clone());
+            if let (Some(reason), false) = (reason, include_rejected) {
+                done.kept.push(reason);
+                held.push(receipt);
+                continue;
+            }
+            sqs.send_message()
+                .queue_url(to)
+                .message_body(m.body.unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| error(&aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            sqs.delete_message()
+                .queue_url(from)
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .map_err(|e| error(&aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            moved += 1;
+        }
+        done.moved += moved;
+        if moved > 0 {
+            progress(done.moved);
+        }
+    }
+    // What stays is visible again at once, for whoever looks next.
+    for receipt in held {
+        sqs.change_message_visibility()
+            .queue_url(from)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map_err(|e| error(&aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+    }
+    Ok(done)
+}

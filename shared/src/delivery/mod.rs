@@ -3,7 +3,8 @@
 //! - [`fanout`]: ingest events, stored once and sent to every matching webhook at once;
 //! - [`retry`]: one more attempt at one delivery (parked until due);
 //! - [`pages`]: release (after unpause) and cancel (after delete) a page of a webhook's
-//!   open deliveries.
+//!   open deliveries;
+//! - and, on a schedule, [`sweep`]: what should have finished and did not, queued again.
 //!
 //! What follows an attempt, and every other decision, is [`decide`]'s (pure functions);
 //! [`send`] signs and sends, [`health`] keeps a webhook's health, [`client`] is the HTTP
@@ -22,6 +23,7 @@ mod metrics;
 mod pages;
 mod retry;
 pub mod send;
+pub mod sweep;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;

@@ -533,3 +533,70 @@ async fn a_cancel_page_closes_a_deleted_webhooks_open_deliveries_only_once_it_is
             .all(|d| d.status == DeliveryStatus::Cancelled)
     );
 }
+
+#[tokio::test]
+async fn the_sweeper_queues_again_what_is_overdue_and_nothing_else() {
+    let w = world().await;
+    let wh = w.webhook("a", &["*"], WebhookStatus::Active).await;
+    let long_ago = crate::domain::now() - chrono::TimeDelta::hours(1);
+    // An event whose fan-out never finished, an hour ago; one just published; one done.
+    let mut stranded = Event::new(TENANT, "user.created", serde_json::Map::new());
+    stranded.created_at = long_ago;
+    w.store.store_event(&stranded, None, 0).await.unwrap();
+    let fresh = Event::new(TENANT, "user.created", serde_json::Map::new());
+    w.store.store_event(&fresh, None, 0).await.unwrap();
+    let mut done = Event::new(TENANT, "user.created", serde_json::Map::new());
+    done.created_at = long_ago;
+    done.fanned_out = true;
+    w.store.store_event(&done, None, 0).await.unwrap();
+    // A pending delivery whose next attempt was due an hour ago; one due later.
+    let mut overdue = pending_delivery(&w, &wh).await;
+    overdue.next_attempt_at = Some(long_ago);
+    w.store
+        .save_delivery(&overdue, 2, DeliveryStatus::Pending, 0)
+        .await
+        .unwrap();
+    let mut later = pending_delivery(&w, &wh).await;
+    later.next_attempt_at = Some(crate::domain::now() + chrono::TimeDelta::hours(1));
+    w.store
+        .save_delivery(&later, 2, DeliveryStatus::Pending, 0)
+        .await
+        .unwrap();
+
+    let swept = super::sweep::sweep(&w.state).await.unwrap();
+    assert_eq!((swept.events, swept.deliveries), (1, 1));
+    let queued = w.queue.take(QueueName::Delivery);
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    for (task, delay) in &queued {
+        assert!(delay.is_zero());
+        match task {
+            Task::Event(t) => {
+                assert_eq!(t.event_id.as_deref(), Some(stranded.id.as_str()));
+                assert!(t.resend, "a resumed fan-out skips the records that exist");
+            }
+            Task::Retry(t) => {
+                assert_eq!(
+                    (t.delivery_id.as_str(), t.attempt),
+                    (overdue.id.as_str(), 2)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Handed back to the pipeline, the stranded event fans out and the delivery is made.
+    let records: Vec<SqsMessage> = queued
+        .into_iter()
+        .enumerate()
+        .map(|(i, (t, _))| task(&format!("s-{i}"), t))
+        .collect();
+    assert!(w.deliver(records).await.is_empty());
+    let events = w.transport.events();
+    assert!(events.contains(&stranded.id) && events.contains(&overdue.event_id));
+    let marked = w
+        .store
+        .get_event(TENANT, &stranded.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(marked.fanned_out);
+}

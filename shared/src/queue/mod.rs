@@ -44,6 +44,22 @@ pub struct EventTask {
     pub resend: bool,
 }
 
+impl EventTask {
+    /// The task that fans out an event already stored; `resend` when an earlier fan-out
+    /// may have recorded some of its deliveries (they are skipped).
+    pub fn stored(event: &crate::domain::event::Event, resend: bool) -> Self {
+        EventTask {
+            tenant_id: event.tenant_id.clone(),
+            event_type: event.event_type.clone(),
+            data: event.data.clone(),
+            id: event.source_id.clone(),
+            event_id: Some(event.id.clone()),
+            created_at: Some(crate::domain::format_time(event.created_at)),
+            resend,
+        }
+    }
+}
+
 /// One more attempt at one delivery.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryTask {

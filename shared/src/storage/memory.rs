@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{
     CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError, DeliveryFilter,
-    DeliveryStore, EventFilter, EventStore, KeyStore, Saved, StoreError, StoreResult, Stored,
-    TenantView, WebhookStore,
+    DeliveryStore, EventFilter, EventStore, KeyStore, OpenWork, Saved, StoreError, StoreResult,
+    Stored, TenantView, WebhookStore,
 };
 use crate::domain::api_key::{ApiKey, KeyGrant};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
@@ -432,6 +433,35 @@ impl DeliveryStore for MemoryStore {
             .map(|(_, d)| d.clone())
             .collect();
         Ok(paginate(deliveries, |d| d.id.as_str(), request))
+    }
+
+    async fn overdue_work(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<OpenWork>> {
+        let tables = self.tables()?;
+        let events = tables
+            .events
+            .values()
+            .filter(|e| !e.fanned_out && e.created_at < before)
+            .map(|e| OpenWork::Event {
+                tenant_id: e.tenant_id.clone(),
+                event_id: e.id.clone(),
+            });
+        let deliveries = tables
+            .deliveries
+            .values()
+            .filter(|d| {
+                d.status == DeliveryStatus::Pending
+                    && d.next_attempt_at.unwrap_or(d.updated_at) < before
+            })
+            .map(|d| OpenWork::Delivery {
+                tenant_id: d.tenant_id.clone(),
+                delivery_id: d.id.clone(),
+                attempts: d.attempts,
+            });
+        Ok(events.chain(deliveries).take(limit).collect())
     }
 
     async fn delivery_counts_for_event(

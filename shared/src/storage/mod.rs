@@ -254,11 +254,28 @@ pub trait DeliveryStore: Send + Sync {
         filter: &DeliveryFilter,
         request: &PageRequest,
     ) -> StoreResult<Page<Delivery>>;
+    /// Open work overdue since `before`, at most `limit` items: events not fanned out
+    /// since then, and pending deliveries whose next attempt was due by then.
+    async fn overdue_work(&self, before: DateTime<Utc>, limit: usize)
+    -> StoreResult<Vec<OpenWork>>;
     /// How many of an event's deliveries are in each status.
     async fn delivery_counts_for_event(
         &self,
         event: &Event,
     ) -> StoreResult<HashMap<DeliveryStatus, u64>>;
+}
+
+/// Work that should have finished: found by the sweeper, queued again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpenWork {
+    /// An event whose fan-out did not finish.
+    Event { tenant_id: String, event_id: String },
+    /// A pending delivery whose next attempt is overdue.
+    Delivery {
+        tenant_id: String,
+        delivery_id: String,
+        attempts: u32,
+    },
 }
 
 /// Delivery records written per request (DynamoDB's BatchWriteItem limit).

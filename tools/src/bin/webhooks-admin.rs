@@ -1,4 +1,5 @@
-//! `webhooks-admin`: create, list and revoke API keys. The new key is the last line of stdout.
+//! `webhooks-admin`: create, list and revoke API keys (the new key is the last line of
+//! stdout), and move dead-lettered messages back to their queues.
 
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use tools::local::settings::LocalSettings;
 #[derive(Parser)]
 #[command(
     name = "webhooks-admin",
-    about = "Manage the webhooks service's API keys"
+    about = "Manage the webhooks service's API keys and dead-letter queues"
 )]
 struct Cli {
     /// Use the local stack (`make run`): AWS_ENDPOINT_URL, else the emulator on
@@ -45,6 +46,17 @@ enum Command {
     RevokeKey {
         #[arg(long)]
         key_id: String,
+    },
+    /// Move the dead-letter queues' messages back to their queues (ingest and delivery).
+    /// Messages rejected as never processable stay unless --include-rejected. In AWS it
+    /// needs INGEST_QUEUE_URL, INGEST_DLQ_URL, DELIVERY_QUEUE_URL and DELIVERY_DLQ_URL (the
+    /// stack's outputs); locally it finds the local stack's queues.
+    Redrive {
+        #[arg(long)]
+        include_rejected: bool,
+        /// The delivery dead-letter queue (the DeliveryDeadLetterQueueUrl output).
+        #[arg(long, env = "DELIVERY_DLQ_URL")]
+        delivery_dlq_url: Option<String>,
     },
 }
 
@@ -100,6 +112,70 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::RevokeKey { key_id } => {
             let key = tools::admin::revoke_key(store, &key_id).await?;
             println!("revoked {} (tenant {})", key.key_id, key.tenant_id);
+        }
+        Command::Redrive {
+            include_rejected,
+            delivery_dlq_url,
+        } => {
+            let sqs = aws_sdk_sqs::Client::new(&shared::state::sdk_config(&state.config).await);
+            let pairs = if cli.local {
+                let name = |id: &str| format!("{}-{id}", state.config.table_name);
+                let mut urls = Vec::new();
+                for id in [
+                    "IngestDeadLetterQueue",
+                    "IngestQueue",
+                    "DeliveryDeadLetterQueue",
+                    "DeliveryQueue",
+                ] {
+                    let url = sqs
+                        .get_queue_url()
+                        .queue_name(name(id))
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            format!(
+                                "no local queue {}: is `make run` running? ({})",
+                                name(id),
+                                aws_sdk_sqs::error::DisplayErrorContext(e)
+                            )
+                        })?
+                        .queue_url
+                        .unwrap_or_default();
+                    urls.push(url);
+                }
+                vec![
+                    ("ingest", urls[0].clone(), urls[1].clone()),
+                    ("delivery", urls[2].clone(), urls[3].clone()),
+                ]
+            } else {
+                let queues = state.config.queues.clone().ok_or(
+                    "redrive needs INGEST_QUEUE_URL, INGEST_DLQ_URL and DELIVERY_QUEUE_URL",
+                )?;
+                let delivery_dlq = delivery_dlq_url
+                    .ok_or("redrive needs DELIVERY_DLQ_URL (or --delivery-dlq-url)")?;
+                vec![
+                    ("ingest", queues.ingest_dlq, queues.ingest),
+                    ("delivery", delivery_dlq, queues.delivery),
+                ]
+            };
+            for (queue, from, to) in pairs {
+                eprintln!("redriving the {queue} dead-letter queue");
+                let done = tools::admin::redrive(&sqs, &from, &to, include_rejected, |n| {
+                    eprintln!("  {n} moved back so far")
+                })
+                .await?;
+                println!("{queue}: {} moved back to the {queue} queue", done.moved);
+                if !done.kept.is_empty() {
+                    println!(
+                        "{queue}: {} left in the dead-letter queue, rejected as never processable \
+                         (--include-rejected moves them too):",
+                        done.kept.len()
+                    );
+                    for reason in done.kept {
+                        println!("  {reason}");
+                    }
+                }
+            }
         }
     }
     Ok(())

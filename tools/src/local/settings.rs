@@ -3,10 +3,16 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
 use shared::config::{ConfigError, parse_number};
+use shared::duration::parse_duration;
 
 /// Where the local stack's emulator listens unless `EMULATOR_PORT` says otherwise.
 pub const DEFAULT_EMULATOR_PORT: u16 = 4566;
+
+/// How often the local stack sweeps unless `LOCAL_SWEEP_INTERVAL` says otherwise.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Local pollers per queue unless `LOCAL_POLLERS` says otherwise.
 pub const DEFAULT_LOCAL_POLLERS: u32 = 4;
@@ -27,6 +33,9 @@ pub struct LocalSettings {
     /// (`LOCAL_VISIBILITY_TIMEOUT`); unset keeps the queue's own (template.yaml: 18 min).
     /// A few seconds bring a message held by a killed or failed invocation back quickly.
     pub visibility_timeout: Option<u32>,
+    /// How often the local stack runs the sweeper (`LOCAL_SWEEP_INTERVAL`, default 60s, as
+    /// the template's schedule runs it in AWS); `0s` turns it off.
+    pub sweep_interval: Option<Duration>,
 }
 
 impl Default for LocalSettings {
@@ -37,6 +46,7 @@ impl Default for LocalSettings {
             emulator_port: DEFAULT_EMULATOR_PORT,
             pollers: DEFAULT_LOCAL_POLLERS,
             visibility_timeout: None,
+            sweep_interval: Some(DEFAULT_SWEEP_INTERVAL),
         }
     }
 }
@@ -70,6 +80,16 @@ impl LocalSettings {
             visibility_timeout: match get("LOCAL_VISIBILITY_TIMEOUT") {
                 Some(text) => Some(parse_number("LOCAL_VISIBILITY_TIMEOUT", Some(text), 0)?),
                 None => None,
+            },
+            sweep_interval: match get("LOCAL_SWEEP_INTERVAL") {
+                Some(text) => {
+                    let every = parse_duration(text.trim()).map_err(|reason| ConfigError {
+                        variable: "LOCAL_SWEEP_INTERVAL",
+                        reason,
+                    })?;
+                    (!every.is_zero()).then_some(every)
+                }
+                None => defaults.sweep_interval,
             },
         })
     }
@@ -108,9 +128,13 @@ mod tests {
             ("LOCAL_POLLERS", "0"),
             ("LOCAL_VISIBILITY_TIMEOUT", "3"),
             ("PORT", "0"),
+            ("LOCAL_SWEEP_INTERVAL", "0s"),
         ])
         .unwrap();
         assert_eq!((s.pollers, s.visibility_timeout, s.port), (0, Some(3), 0));
+        assert_eq!(s.sweep_interval, None);
+        let s = settings(&[("LOCAL_SWEEP_INTERVAL", "2s")]).unwrap();
+        assert_eq!(s.sweep_interval, Some(Duration::from_secs(2)));
     }
 
     #[test]
@@ -121,6 +145,7 @@ mod tests {
             ("LOCAL_VISIBILITY_TIMEOUT", "soon"),
             ("PORT", "http"),
             ("EMULATOR_PORT", "70000"),
+            ("LOCAL_SWEEP_INTERVAL", "soon"),
         ] {
             assert_eq!(
                 settings(&[(variable, value)]).unwrap_err().variable,

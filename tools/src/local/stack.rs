@@ -180,6 +180,13 @@ impl LocalStack {
                 )));
             }
         }
+        if let Some(every) = settings.sweep_interval {
+            pollers.push(tokio::spawn(sweep_every(
+                Arc::clone(&state),
+                every,
+                stopped.clone(),
+            )));
+        }
         api.serve(listener, shutdown).await;
         let _ = stop.send(true);
         for poller in pollers {
@@ -187,5 +194,22 @@ impl LocalStack {
             let _ = poller.await;
         }
         drop(emulator);
+    }
+}
+
+/// Runs the sweeper every `every`, as the template's schedule does in AWS.
+async fn sweep_every(
+    state: Arc<AppState>,
+    every: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = shared::delivery::sweep::sweep(&state).await {
+            tracing::warn!(error = %e, "local sweeper: the sweep will run again");
+        }
     }
 }

@@ -12,8 +12,8 @@ use crate::api::pagination::{CursorScope, page_json, page_request};
 use crate::api::request::Call;
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::event::{Event, check_data, is_valid_source_id};
+use crate::domain::parse_time;
 use crate::domain::validation::is_valid_event_type_name;
-use crate::domain::{format_time, parse_time};
 use crate::ids::IdKind;
 use crate::queue::{EventTask, QueueName, Task};
 use crate::state::AppState;
@@ -77,15 +77,7 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
         Stored::Repeat(first) if first.fanned_out => return Ok(Reply::accepted(first.to_json())),
         Stored::Repeat(first) => (first, true),
     };
-    let task = Task::Event(EventTask {
-        tenant_id: event.tenant_id.clone(),
-        event_type: event.event_type.clone(),
-        data: event.data.clone(),
-        id: event.source_id.clone(),
-        event_id: Some(event.id.clone()),
-        created_at: Some(format_time(event.created_at)),
-        resend,
-    });
+    let task = Task::Event(EventTask::stored(&event, resend));
     // On the delivery queue, which only the service can write to: a producer allowed on
     // the ingest queue cannot forge a stored event's task.
     queues

@@ -162,6 +162,16 @@ impl ItemBuilder {
     fn opt_time(self, name: &str, at: Option<DateTime<Utc>>) -> Self {
         self.opt_string(name, at.map(format_time))
     }
+
+    /// While `open`, the item sits in the open-work index (sorted by its `id`), overdue
+    /// after `due`.
+    fn open_work(self, open: bool, tenant_id: &str, due: DateTime<Utc>) -> Self {
+        if !open {
+            return self;
+        }
+        self.string(GSI3_PK, open_work_gsi_pk(tenant_id))
+            .set(DUE_AT, n(due.timestamp_millis()))
+    }
 }
 
 // ---- API keys ----
@@ -196,7 +206,7 @@ impl From<&ApiKey> for Item {
     fn from(key: &ApiKey) -> Item {
         ItemBuilder::new(api_key_record_pk(&key.key_id), API_KEY_RECORD_SK)
             .string(GSI1_PK, tenant_keys_gsi_pk(&key.tenant_id))
-            .string(GSI1_SK, &key.key_id)
+            .string(INDEX_SK, &key.key_id)
             .string("key_id", &key.key_id)
             .string("tenant_id", &key.tenant_id)
             .string("scopes", Scope::join(&key.scopes))
@@ -377,6 +387,7 @@ pub fn event_item(event: &Event, expires_at: i64) -> Item {
         .time("created_at", event.created_at)
         .set("fanned_out", AttributeValue::Bool(event.fanned_out))
         .set(EXPIRES_AT, n(expires_at))
+        .open_work(!event.fanned_out, &event.tenant_id, event.created_at)
         .0
 }
 
@@ -438,7 +449,6 @@ pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
             GSI1_PK,
             webhook_deliveries_gsi_pk(&d.tenant_id, &d.webhook_id),
         )
-        .string(GSI1_SK, &d.id)
         .string("id", &d.id)
         .string("tenant_id", &d.tenant_id)
         .string("event_id", &d.event_id)
@@ -452,14 +462,18 @@ pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
         .string("attempt_log", log)
         .set(EXPIRES_AT, n(expires_at));
     if d.status.is_open() {
-        builder = builder
-            .string(
-                GSI2_PK,
-                open_deliveries_gsi_pk(&d.tenant_id, &d.webhook_id, d.status),
-            )
-            .string(GSI2_SK, &d.id);
+        builder = builder.string(
+            GSI2_PK,
+            open_deliveries_gsi_pk(&d.tenant_id, &d.webhook_id, d.status),
+        );
     }
-    builder.0
+    builder
+        .open_work(
+            d.status == DeliveryStatus::Pending,
+            &d.tenant_id,
+            d.next_attempt_at.unwrap_or(d.updated_at),
+        )
+        .0
 }
 
 impl TryFrom<&Item> for Delivery {
@@ -628,6 +642,13 @@ mod tests {
         };
         let item = event_item(&event, 1_900_000_000);
         assert_eq!(item[PK], s("T#acme#EV"));
+        assert!(
+            !item.contains_key(GSI3_PK),
+            "fanned out: no longer open work"
+        );
+        let mut open = event.clone();
+        open.fanned_out = false;
+        assert_eq!(event_item(&open, 5)[GSI3_PK], s("T#acme#OPEN"));
         assert_eq!(item[EXPIRES_AT], n(1_900_000_000));
         assert_eq!(Event::try_from(&item).unwrap(), event);
         let source = source_key_item(&event, "src-1", 5);
@@ -677,9 +698,15 @@ mod tests {
             s("T#acme#WH#wh_01ARZ3NDEKTSV4RRFFQ69G5FAW#pending")
         );
         assert_eq!(Delivery::try_from(&item).unwrap(), d);
+        assert_eq!(item[GSI3_PK], s("T#acme#OPEN"));
+        assert_eq!(item[DUE_AT], n(at.timestamp_millis()));
         d.status = DeliveryStatus::Succeeded;
         let closed = delivery_item(&d, 7);
         assert!(!closed.contains_key(GSI2_PK));
+        assert!(
+            !closed.contains_key(GSI3_PK),
+            "only pending work is open work"
+        );
         assert_eq!(Delivery::try_from(&closed).unwrap(), d);
     }
 

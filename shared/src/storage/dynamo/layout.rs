@@ -4,7 +4,7 @@
 //! | item | PK | SK |
 //! |---|---|---|
 //! | API key, looked up by the authorizer | `KEY#<sha256>` | `KEY` |
-//! | API key record (listing, revocation) | `KEYID#<key id>` | `KEYID` (GSI1: `T#<tenant>#KEYS` / key id) |
+//! | API key record (listing, revocation) | `KEYID#<key id>` | `KEYID` (GSI1: `T#<tenant>#KEYS` / id) |
 //! | webhook | `T#<tenant>` | `WH#<id>` |
 //! | URL uniqueness guard | `T#<tenant>` | `URL#<sha256(url)>` |
 //! | per-tenant counters (webhooks, event types) | `T#<tenant>` | `COUNT` |
@@ -13,7 +13,10 @@
 //! | event | `T#<tenant>#EV` | `EV#<id>` |
 //! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
 //! | buffered count of a webhook | `T#<tenant>#BUF` | `WH#<id>` |
-//! | delivery | `T#<tenant>#DL` | `DL#<id>` (GSI1: `T#<tenant>#WH#<webhook>` / id; GSI2 while open: `T#<tenant>#WH#<webhook>#<status>` / id) |
+//! | event | (as above; GSI3 until fanned out: `T#<tenant>#OPEN` / id) | |
+//! | delivery | `T#<tenant>#DL` | `DL#<id>` (GSI1: `T#<tenant>#WH#<webhook>` / id; GSI2 while open: `T#<tenant>#WH#<webhook>#<status>` / id; GSI3 while pending: `T#<tenant>#OPEN` / id) |
+//!
+//! Every index sorts by the item's own `id` attribute.
 //!
 //! Every partition key of the table and of its indexes that holds a tenant's records starts
 //! with `T#<tenant>`, so no query can reach another tenant's items whatever id it is given.
@@ -39,10 +42,15 @@ pub const PK: &str = "PK";
 pub const SK: &str = "SK";
 pub const GSI1: &str = "GSI1";
 pub const GSI1_PK: &str = "GSI1PK";
-pub const GSI1_SK: &str = "GSI1SK";
+/// Every index sorts by the item's own `id` (an id's prefix says what it is), so no item
+/// carries a copy of it per index.
+pub const INDEX_SK: &str = "id";
 pub const GSI2: &str = "GSI2";
 pub const GSI2_PK: &str = "GSI2PK";
-pub const GSI2_SK: &str = "GSI2SK";
+pub const GSI3: &str = "GSI3";
+pub const GSI3_PK: &str = "GSI3PK";
+/// When an item of the open-work index (GSI3) is overdue if still open: Unix milliseconds.
+pub const DUE_AT: &str = "due_at";
 pub const EXPIRES_AT: &str = "expires_at";
 
 /// Partition of everything a tenant owns that is read together: webhooks, their URL guards,
@@ -111,6 +119,31 @@ pub fn webhook_deliveries_gsi_pk(tenant_id: &str, webhook_id: &str) -> String {
 /// GSI2 (sparse) partition of one webhook's deliveries in an open status, under its tenant.
 pub fn open_deliveries_gsi_pk(tenant_id: &str, webhook_id: &str, status: DeliveryStatus) -> String {
     format!("T#{tenant_id}#WH#{webhook_id}#{}", status.as_str())
+}
+
+/// GSI3 (sparse) partition of a tenant's open work: events not yet fanned out and pending
+/// deliveries, which the sweeper scans for what is overdue.
+pub fn open_work_gsi_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}#OPEN")
+}
+
+/// What an item of the open-work index is, by its id's prefix.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenWorkKey {
+    Event(String),
+    Delivery(String),
+}
+
+impl OpenWorkKey {
+    pub fn parse(id: &str) -> Option<Self> {
+        if id.starts_with(IdKind::Event.prefix()) {
+            Some(OpenWorkKey::Event(id.to_string()))
+        } else if id.starts_with(IdKind::Delivery.prefix()) {
+            Some(OpenWorkKey::Delivery(id.to_string()))
+        } else {
+            None
+        }
+    }
 }
 
 /// A webhook's buffered count: how many of its deliveries wait for an unpause, kept in the
@@ -243,7 +276,7 @@ pub fn delivery_sk_range(
     )
 }
 
-/// The range of GSI1 sort keys (delivery ids) of one webhook's deliveries.
+/// The range of index sort keys (delivery ids) of one webhook's deliveries.
 pub fn webhook_deliveries_gsi_range(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,

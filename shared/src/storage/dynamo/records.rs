@@ -13,17 +13,18 @@ use ulid::Ulid;
 
 use super::items::{delivery_item, event_item, source_key_event_id, source_key_item};
 use super::layout::{
-    self, BUFFERED_COUNTER, GSI1, GSI2, Item, buffered_count_key, deliveries_pk, delivery_key,
-    delivery_sk_range, event_key, event_sk_range, events_pk, n, open_deliveries_gsi_pk, s,
-    source_key_key, webhook_deliveries_gsi_pk, webhook_deliveries_gsi_range,
+    self, BUFFERED_COUNTER, DUE_AT, GSI1, GSI2, GSI3, GSI3_PK, INDEX_SK, Item, OpenWorkKey,
+    buffered_count_key, deliveries_pk, delivery_key, delivery_sk_range, event_key, event_sk_range,
+    events_pk, n, open_deliveries_gsi_pk, s, source_key_key, webhook_deliveries_gsi_pk,
+    webhook_deliveries_gsi_range,
 };
 use super::{DynamoStore, Transaction, WriteError, store_error};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::page::{Budget, Page, PageRequest, Position, Weigh};
 use crate::storage::{
-    DeliveryFilter, DeliveryStore, EventFilter, EventStore, RECORDS_PER_WRITE, Saved, StoreError,
-    StoreResult, Stored,
+    DeliveryFilter, DeliveryStore, EventFilter, EventStore, OpenWork, RECORDS_PER_WRITE, Saved,
+    StoreError, StoreResult, Stored,
 };
 
 /// A key range over one partition (of the table or an index), for the lists.
@@ -104,7 +105,9 @@ impl EventStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(event_key(tenant_id, event_id)))
-            .update_expression("SET fanned_out = :yes")
+            .update_expression("SET fanned_out = :yes REMOVE #gsi3pk, #due")
+            .expression_attribute_names("#gsi3pk", GSI3_PK)
+            .expression_attribute_names("#due", DUE_AT)
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .send()
@@ -491,7 +494,7 @@ impl DeliveryStore for DynamoStore {
                     index: Some(GSI1),
                     pk_attr: layout::GSI1_PK,
                     pk: webhook_deliveries_gsi_pk(tenant_id, webhook_id),
-                    sk_attr: layout::GSI1_SK,
+                    sk_attr: layout::INDEX_SK,
                     lower,
                     upper,
                 }
@@ -514,6 +517,58 @@ impl DeliveryStore for DynamoStore {
             Ok((d.tenant_id == tenant_id && filter.keeps(&d)).then_some(d))
         })
         .await
+    }
+
+    async fn overdue_work(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<OpenWork>> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .index_name(GSI3)
+                .filter_expression("#due < :before")
+                .expression_attribute_names("#due", DUE_AT)
+                .expression_attribute_values(":before", n(before.timestamp_millis()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(store_error)?;
+            for item in out.items.unwrap_or_default() {
+                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                let (Some(tenant_id), Some(sk)) = (text("tenant_id"), text(INDEX_SK)) else {
+                    continue;
+                };
+                let attempts = item
+                    .get("attempts")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                match OpenWorkKey::parse(&sk) {
+                    Some(OpenWorkKey::Event(event_id)) => found.push(OpenWork::Event {
+                        tenant_id,
+                        event_id,
+                    }),
+                    Some(OpenWorkKey::Delivery(delivery_id)) => found.push(OpenWork::Delivery {
+                        tenant_id,
+                        delivery_id,
+                        attempts,
+                    }),
+                    None => {}
+                }
+            }
+            match out.last_evaluated_key {
+                Some(last) if !last.is_empty() && found.len() < limit => start = Some(last),
+                _ => break,
+            }
+        }
+        found.truncate(limit);
+        Ok(found)
     }
 
     async fn delivery_counts_for_event(
