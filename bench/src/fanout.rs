@@ -106,15 +106,23 @@ pub fn event_data(n: usize) -> Map<String, Value> {
 }
 
 fn batch(round: usize) -> SqsEvent {
+    batch_of(TENANT, round, event_data)
+}
+
+/// A batch of ingest messages of `tenant`, as Lambda hands them over, with `data(n)`.
+pub fn batch_of(
+    tenant: &str,
+    round: usize,
+    data: impl Fn(usize) -> Map<String, Value>,
+) -> SqsEvent {
     let mut event = SqsEvent::default();
     for n in 0..EVENTS_PER_BATCH {
         let mut record = SqsMessage::default();
         let id = format!("bench-{round}-{n}-{}", ulid::Ulid::new());
         record.message_id = Some(id.clone());
         record.receipt_handle = Some(id);
-        record.body = Some(
-            json!({"tenant_id": TENANT, "type": EVENT_TYPE, "data": event_data(n)}).to_string(),
-        );
+        record.body =
+            Some(json!({"tenant_id": tenant, "type": EVENT_TYPE, "data": data(n)}).to_string());
         record
             .attributes
             .insert("ApproximateReceiveCount".into(), "1".into());
@@ -124,6 +132,14 @@ fn batch(round: usize) -> SqsEvent {
 }
 
 async fn seed(state: &AppState, receiver: &str) {
+    let urls: Vec<String> = (0..WEBHOOKS)
+        .map(|i| format!("{receiver}/hook/{i}"))
+        .collect();
+    seed_tenant(state, TENANT, &urls).await;
+}
+
+/// The tenant's catalogue (one event type) and a webhook per URL, its secret sealed.
+pub async fn seed_tenant(state: &AppState, tenant: &str, urls: &[String]) {
     let et = EventType {
         name: EVENT_TYPE.into(),
         description: "bench".into(),
@@ -133,13 +149,14 @@ async fn seed(state: &AppState, receiver: &str) {
     };
     state
         .store
-        .create_event_type(TENANT, &et, 1000)
+        .create_event_type(tenant, &et, 1000)
         .await
+        .map_err(|e| format!("{e:?}"))
         .expect("seeding the event type");
-    for i in 0..WEBHOOKS {
+    for (i, url) in urls.iter().enumerate() {
         let mut wh = Webhook::new(
-            TENANT,
-            format!("{receiver}/hook/{i}"),
+            tenant,
+            url.clone(),
             vec!["bench.*".into()],
             Secret::generate(),
         );
@@ -156,6 +173,26 @@ async fn seed(state: &AppState, receiver: &str) {
             .map_err(|e| format!("{e:?}"))
             .expect("seeding a webhook");
     }
+}
+
+/// The configuration of a bench process whose AWS calls go to the stub at `endpoint`.
+pub fn stub_config(endpoint: &str, table: &str, schedule: &str) -> Config {
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("TABLE_NAME", table.to_string()),
+        ("RETRY_SCHEDULE", schedule.to_string()),
+        ("DELIVER_ONLY_TO_LOOPBACK", "true".to_string()),
+    ]);
+    let mut config =
+        Config::from_vars(Mode::Local, |k| vars.get(k).cloned()).expect("bench config");
+    let url = |name: &str| format!("{endpoint}/000000000000/{table}-{name}");
+    config.queues = Some(QueueUrls {
+        ingest: url("IngestQueue"),
+        ingest_dlq: url("IngestDeadLetterQueue"),
+        delivery: url("DeliveryQueue"),
+    });
+    config.secrets_key_id = Some("alias/bench-stub".into());
+    config
 }
 
 /// Runs the fan-out bench against `endpoint` (the emulator or the stub).
@@ -206,13 +243,7 @@ pub async fn run_fanout(
             .expect("creating the bench's KMS key"),
         );
     } else {
-        let url = |name: &str| format!("{endpoint}/000000000000/{table}-{name}");
-        config.queues = Some(QueueUrls {
-            ingest: url("IngestQueue"),
-            ingest_dlq: url("IngestDeadLetterQueue"),
-            delivery: url("DeliveryQueue"),
-        });
-        config.secrets_key_id = Some("alias/bench-stub".into());
+        config = stub_config(endpoint, &table, "1h");
     }
     let meter = AwsMeter::default();
     let state =

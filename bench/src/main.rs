@@ -7,11 +7,13 @@
 //! measured process's own: `ceiling`, `fanout` (stub, then emulator), and the cold start of
 //! every Lambda binary.
 
+mod billing;
 mod coldstart;
 mod cpus;
 mod fanout;
 mod load;
 mod meter;
+mod scale;
 mod serve;
 mod stub;
 
@@ -40,7 +42,20 @@ mod prices {
     pub const DYNAMODB_WRITE_UNIT: f64 = 0.625 / 1e6;
     /// DynamoDB on-demand, per read request unit.
     pub const DYNAMODB_READ_UNIT: f64 = 0.125 / 1e6;
+    /// DynamoDB storage, standard table class, per GB-month.
+    pub const DYNAMODB_STORAGE_GB_MONTH: f64 = 0.25;
+    /// DynamoDB continuous backups (point-in-time recovery), per GB-month of table size.
+    pub const DYNAMODB_PITR_GB_MONTH: f64 = 0.20;
+    /// API Gateway HTTP API, per request (first 300 million a month).
+    pub const API_GATEWAY_REQUEST: f64 = 1.00 / 1e6;
+    /// KMS, per request (GenerateDataKey, Decrypt).
+    pub const KMS_REQUEST: f64 = 0.03 / 1e4;
 }
+
+/// What a publish through the API costs besides API Gateway: the publish_event function's
+/// invocation, at its measured warm duration (about 15 ms at 256 MB, rounded up).
+const PUBLISH_LAMBDA_SECONDS: f64 = 0.015;
+const PUBLISH_MEMORY_GB: f64 = 0.25;
 
 /// The deliver function's memory in template.yaml, for its GB-seconds.
 const DELIVER_MEMORY_GB: f64 = 0.5;
@@ -98,6 +113,12 @@ fn main() -> ExitCode {
                     .with_file_name("webhooks-local");
                 load::run(&local).await
             }
+            Some("scale") if args.len() == 3 => {
+                shared::lambda::init_tracing();
+                let report = scale::run_scale(&args[1], &args[2]).await;
+                println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+                Ok(())
+            }
             Some("ceiling") if args.len() == 3 => {
                 let runs = args[2].parse().map_err(|_| "runs must be a number")?;
                 let (rates, cpu) = fanout::run_ceiling(&args[1], runs).await;
@@ -116,7 +137,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// A keep-alive receiver on loopback that answers 200 and counts requests.
+/// A keep-alive receiver on loopback that counts requests and answers 200, except under
+/// `/slow/` (200 after 100 ms) and `/fail/` (500).
 async fn start_receiver() -> (String, Arc<AtomicU64>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -127,8 +149,17 @@ async fn start_receiver() -> (String, Arc<AtomicU64>) {
     tokio::spawn(serve::serve(listener, move |req: serve::Request| {
         let counter = Arc::clone(&counter);
         async move {
+            let path = req.uri().path().to_string();
             let _ = req.into_body().collect().await;
             counter.fetch_add(1, Ordering::Relaxed);
+            if path.starts_with("/slow/") {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            if path.starts_with("/fail/") {
+                let mut reply = serve::ok();
+                *reply.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                return reply;
+            }
             serve::ok()
         }
     }));
@@ -239,6 +270,10 @@ async fn orchestrate() -> Result<(), String> {
         &STUB_RUNS.to_string(),
     ])?;
     let stub_posts = received.load(Ordering::Relaxed) - before;
+    eprintln!(
+        "webhooks-bench: write units, reads and storage as DynamoDB bills them (factors 1, 5, 100; a failing webhook; a 100 ms receiver)"
+    );
+    let scaled = child(&["scale", &stub_endpoint, &receiver])?;
     eprintln!("webhooks-bench: fan-out against the emulator");
     let emulated = child(&["fanout", emulator.endpoint(), &receiver, "emulator", "3"])?;
     let _ = stub.kill();
@@ -361,6 +396,99 @@ async fn orchestrate() -> Result<(), String> {
     );
     let rest = (cpu_per_1000 - ceiling_cpu - signing - record_writes).max(0.0);
 
+    // ---- the honest meter, the all-in cost and the capacity model (SPEC §8, 5 and 6) ----
+    let scenario = |v: &Value| -> scale::Scenario {
+        let partitions = v["partitions"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    (p[0].as_f64().unwrap_or(0.0), p[1].as_f64().unwrap_or(0.0)),
+                )
+            })
+            .collect();
+        let num = |k: &str| v[k].as_f64().unwrap_or(0.0);
+        scale::Scenario {
+            factor: num("factor") as usize,
+            events: num("events") as usize,
+            deliveries: num("deliveries") as usize,
+            write_units: num("write_units"),
+            index_write_units: num("index_write_units"),
+            read_units: num("read_units"),
+            stored_bytes: num("stored_bytes") as u64,
+            batch_wall_ms: num("batch_wall_ms"),
+            sqs_requests: num("sqs_requests") as u64,
+            kms_requests: num("kms_requests") as u64,
+            partitions,
+        }
+    };
+    let factors: Vec<scale::Scenario> = scaled["factors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(scenario)
+        .collect();
+    let failing = scenario(&scaled["failing"]);
+    let slow = scenario(&scaled["slow"]);
+    let by_factor = |f: usize| factors.iter().find(|s| s.factor == f);
+    let wcu_per_delivery = |s: &scale::Scenario| s.write_units / s.deliveries.max(1) as f64;
+    let f5 = by_factor(5).ok_or("no factor-5 scenario")?;
+    let f100 = by_factor(100).ok_or("no factor-100 scenario")?;
+    let per_delivery = |x: f64| x / f5.deliveries.max(1) as f64;
+    let retention_months = 30.0 / (365.25 / 12.0);
+    let gib = 1024.0 * 1024.0 * 1024.0;
+    let million = 1e6;
+    let batch_deliveries = (fanout::EVENTS_PER_BATCH * 5) as f64;
+    let events_per_million = million / 5.0;
+    let cost = [
+        (
+            "DynamoDB writes",
+            million * per_delivery(f5.write_units) * prices::DYNAMODB_WRITE_UNIT,
+        ),
+        (
+            "DynamoDB reads",
+            million * per_delivery(f5.read_units) * prices::DYNAMODB_READ_UNIT,
+        ),
+        (
+            "DynamoDB storage and PITR",
+            million * per_delivery(f5.stored_bytes as f64) / gib
+                * retention_months
+                * (prices::DYNAMODB_STORAGE_GB_MONTH + prices::DYNAMODB_PITR_GB_MONTH),
+        ),
+        (
+            "Lambda (deliver, 100 ms receiver; publish_event)",
+            million / batch_deliveries
+                * (slow.batch_wall_ms / 1000.0 * DELIVER_MEMORY_GB * prices::LAMBDA_ARM_GB_SECOND
+                    + prices::LAMBDA_REQUEST)
+                + events_per_million
+                    * (prices::LAMBDA_REQUEST
+                        + PUBLISH_LAMBDA_SECONDS
+                            * PUBLISH_MEMORY_GB
+                            * prices::LAMBDA_ARM_GB_SECOND),
+        ),
+        (
+            "SQS",
+            million
+                * (per_delivery(f5.sqs_requests as f64)
+                    + (MAPPING_REQUESTS_PER_BATCH / fanout::EVENTS_PER_BATCH as f64 + 1.0) / 5.0)
+                * prices::SQS_REQUEST,
+        ),
+        (
+            "API Gateway (every event published through the API)",
+            events_per_million * prices::API_GATEWAY_REQUEST,
+        ),
+        (
+            "KMS",
+            million * per_delivery(f5.kms_requests as f64) * prices::KMS_REQUEST,
+        ),
+    ];
+    let all_in: f64 = cost.iter().map(|(_, usd)| usd).sum();
+    let (tenant_events, tenant_limit) = scale::ceiling(f5, f5.events);
+    let (failing_ceiling, failing_limit) = scale::ceiling(&failing, failing.deliveries);
+    let tenant_deliveries = tenant_events * 5.0;
+
     let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
     let figures = json!({
         "fanout_deliveries_per_s": round(fanout_rate, 0),
@@ -368,7 +496,16 @@ async fn orchestrate() -> Result<(), String> {
         "ceiling_posts_per_s": round(ceiling_rate, 0),
         "cpu_ms_per_1000": round(cpu_per_1000, 1),
         "ddb_read_requests_per_event": round(reads, 4),
-        "ddb_write_units_per_event": round(write_units, 4),
+        "ddb_write_units_per_event": round(wcu_per_delivery(f100), 4),
+        "ddb_write_units_per_delivery": {
+            "1": round(by_factor(1).map(wcu_per_delivery).unwrap_or(0.0), 3),
+            "5": round(wcu_per_delivery(f5), 3),
+            "100": round(wcu_per_delivery(f100), 3),
+        },
+        "usd_per_million_deliveries_all_in": round(all_in, 3),
+        "tenant_ceiling_events_per_s": round(tenant_events, 0),
+        "tenant_ceiling_deliveries_per_s": round(tenant_deliveries, 0),
+        "failing_webhook_ceiling_deliveries_per_s": round(failing_ceiling, 0),
         "sqs_requests_per_event": round(sqs_per_delivery, 4),
         "usd_per_million_deliveries": round(usd, 3),
         "cold_start_ms": cold,
@@ -377,6 +514,11 @@ async fn orchestrate() -> Result<(), String> {
         "kms_requests_per_delivery": round(kms_per_delivery, 4),
         "details": {
             "kms_requests_first_batch_of_a_process": first_batch_kms,
+            "all_in_usd_by_part": cost.iter().map(|(k, v)| (k.to_string(), round(*v, 4))).collect::<BTreeMap<_, _>>(),
+            "tenant_ceiling_limited_by": tenant_limit,
+            "failing_webhook_ceiling_limited_by": failing_limit,
+            "scale": scaled,
+            "meter_write_units_per_delivery_without_indexes": round(write_units, 4),
             "per_event_means_per_delivery": "one event delivered to one webhook",
             "storage_share_of_wall_time_stub": round(share(&stubbed), 3),
             "ceiling_cpu_ms_per_1000": round(ceiling_cpu, 1),
@@ -448,9 +590,71 @@ async fn orchestrate() -> Result<(), String> {
     ] {
         row(name, format!("{value:.1}"), String::new(), "");
     }
+    for s in &factors {
+        row(
+            &format!("DynamoDB write units per delivery, factor {}", s.factor),
+            format!("{:.3}", wcu_per_delivery(s)),
+            format!(
+                "indexes {:.3}; <= 1.6 at factor 5",
+                s.index_write_units / s.deliveries.max(1) as f64
+            ),
+            if s.factor == 5 {
+                ok(wcu_per_delivery(s) <= 1.6)
+            } else {
+                ""
+            },
+        );
+    }
+    row(
+        "cost per million deliveries, all-in, factor 5 (USD)",
+        format!("{all_in:.3}"),
+        "<= 1.25".into(),
+        ok(all_in <= 1.25),
+    );
+    for (part, usd) in &cost {
+        row(&format!("  {part}"), format!("{usd:.3}"), String::new(), "");
+    }
+    row(
+        "one tenant, factor 5 (events/s)",
+        format!("{tenant_events:.0}"),
+        format!(">= 3000; limit: {tenant_limit}"),
+        ok(tenant_events >= 3000.0),
+    );
+    row(
+        "one tenant, factor 5 (deliveries/s)",
+        format!("{tenant_deliveries:.0}"),
+        ">= 15000".into(),
+        ok(tenant_deliveries >= 15000.0),
+    );
+    row(
+        "a webhook failing every attempt (deliveries/s)",
+        format!("{failing_ceiling:.0}"),
+        format!(">= 1000; limit: {failing_limit}"),
+        ok(failing_ceiling >= 1000.0),
+    );
+    println!("\nunits per partition key value (the busiest of each shape):");
+    for (name, s, per, what) in [
+        ("factor 5, per event", f5, f5.events, "event"),
+        (
+            "failing webhook, per delivery",
+            &failing,
+            failing.deliveries,
+            "delivery",
+        ),
+    ] {
+        println!("  {name}:");
+        for (shape, (w, r)) in &s.partitions {
+            println!(
+                "    {shape:<52} {:>8.3} write, {:>8.3} read units per {what}",
+                w / per as f64,
+                r / per as f64
+            );
+        }
+    }
+    println!();
     for (name, value, reference, good) in [
         (
-            "DynamoDB write units per delivery",
+            "DynamoDB write units per delivery (old meter, no indexes)",
             format!("{write_units:.3}"),
             "<= 1.1",
             write_units <= 1.1,
