@@ -265,6 +265,25 @@ pub fn stored_bytes<'a>(schema: &Schema, items: impl Iterator<Item = &'a Item>) 
 
 /// Applies an UpdateItem's expression (the SET, REMOVE and ADD the service writes) to an
 /// item.
+/// The comma-separated parts of a clause, commas inside parentheses left alone.
+fn top_level_parts(body: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in body.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(body[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(body[start..].trim());
+    parts.into_iter().filter(|p| !p.is_empty()).collect()
+}
+
 pub fn apply_update(item: &mut Item, expression: &str, names: &Value, values: &Value) {
     let resolve = |token: &str| -> String {
         let token = token.trim();
@@ -284,11 +303,25 @@ pub fn apply_update(item: &mut Item, expression: &str, names: &Value, values: &V
         }
     }
     for (clause, body) in clauses {
-        for part in body.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in top_level_parts(&body) {
             match clause.as_str() {
                 "SET" => {
-                    if let Some((name, value)) = part.split_once('=') {
-                        item.insert(resolve(name), values[value.trim()].clone());
+                    let Some((name, value)) = part.split_once('=') else {
+                        continue;
+                    };
+                    let name = resolve(name);
+                    let value = value.trim();
+                    // `if_not_exists(path, :value)`: the value only where there is none.
+                    if let Some(args) = value
+                        .strip_prefix("if_not_exists(")
+                        .and_then(|a| a.strip_suffix(')'))
+                    {
+                        let operand = args.rsplit(',').next().unwrap_or("").trim();
+                        if !item.contains_key(&name) {
+                            item.insert(name, values[operand].clone());
+                        }
+                    } else {
+                        item.insert(name, values[value].clone());
                     }
                 }
                 "REMOVE" => {
@@ -380,5 +413,14 @@ mod tests {
         assert_eq!(i["a"], json!({"S": "2"}));
         assert!(!i.contains_key("gone"));
         assert_eq!(i["n"], json!({"N": "5"}));
+        // A webhook's health: if_not_exists keeps the clock that runs.
+        let mut h = item(json!({"since": {"S": "t0"}}));
+        let values = json!({":at": {"S": "t1"}});
+        let expression =
+            "SET last = :at, since = if_not_exists(since, :at), other = if_not_exists(other, :at)";
+        apply_update(&mut h, expression, &json!({}), &values);
+        assert_eq!(h["since"], json!({"S": "t0"}));
+        assert_eq!(h["last"], json!({"S": "t1"}));
+        assert_eq!(h["other"], json!({"S": "t1"}));
     }
 }

@@ -190,6 +190,7 @@ pub fn stub_config(endpoint: &str, table: &str, schedule: &str) -> Config {
         ingest: url("IngestQueue"),
         ingest_dlq: url("IngestDeadLetterQueue"),
         delivery: url("DeliveryQueue"),
+        delivery_dlq: Some(url("DeliveryDeadLetterQueue")),
     });
     config.secrets_key_id = Some("alias/bench-stub".into());
     config
@@ -232,6 +233,7 @@ pub async fn run_fanout(
             ingest: queues["IngestQueue"].url.clone(),
             ingest_dlq: queues["IngestDeadLetterQueue"].url.clone(),
             delivery: queues["DeliveryQueue"].url.clone(),
+            delivery_dlq: Some(queues["DeliveryDeadLetterQueue"].url.clone()),
         });
         config.secrets_key_id = Some(
             tools::local::provision::ensure_kms_key(

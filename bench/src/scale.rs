@@ -130,7 +130,25 @@ fn belongs(key: &str, tenant: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Fills a scenario from the stub's bill: totals, and the busiest key value of each shape.
+/// A partition key value split at its shard number (`table T#f5#DL#3` -> `table T#f5#DL`,
+/// 3), if it has one.
+fn split_shard(key: &str) -> Option<(&str, &str)> {
+    let (base, last) = key.rsplit_once('#')?;
+    (!last.is_empty() && last.chars().all(|c| c.is_ascii_digit())).then_some((base, last))
+}
+
+/// How many shards the layout spreads a sharded key over, by the segment before the shard.
+fn shards_of(base: &str) -> f64 {
+    use shared::storage::dynamo::layout::{DELIVERY_SHARDS, EVENT_SHARDS};
+    match base.rsplit('#').next() {
+        Some("EV") => f64::from(EVENT_SHARDS),
+        _ => f64::from(DELIVERY_SHARDS),
+    }
+}
+
+/// Fills a scenario from the stub's bill: totals, and for each shape of key the busiest
+/// key value. A sharded key counts the mean of its shards: the shard is picked by a hash,
+/// so over time every shard takes its share (a short run's luck is not a ceiling).
 fn account(scenario: &mut Scenario, bill: &Value, stored_before: u64, tenant: &str) {
     let b = &bill["bill"];
     scenario.write_units = b["write_units"].as_f64().unwrap_or(0.0);
@@ -142,12 +160,30 @@ fn account(scenario: &mut Scenario, bill: &Value, stored_before: u64, tenant: &s
         .saturating_sub(stored_before);
     let mut partitions: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for (kind, slot) in [("partition_writes", 0), ("partition_reads", 1)] {
+        // Units per key value, sharded keys summed over their shards first.
+        let mut groups: BTreeMap<String, (f64, bool)> = BTreeMap::new();
         for (key, units) in b[kind].as_object().into_iter().flatten() {
             if !belongs(key, tenant) {
                 continue; // another scenario's tenant
             }
-            let entry = partitions.entry(shape(key, tenant)).or_default();
             let units = units.as_f64().unwrap_or(0.0);
+            let (group, sharded) = match split_shard(key) {
+                Some((base, _)) => (base.to_string(), true),
+                None => (key.clone(), false),
+            };
+            let entry = groups.entry(group).or_insert((0.0, sharded));
+            entry.0 += units;
+        }
+        for (group, (units, sharded)) in groups {
+            let (label, units) = if sharded {
+                (
+                    format!("{}#<shard>", shape(&group, tenant)),
+                    units / shards_of(&group),
+                )
+            } else {
+                (shape(&group, tenant), units)
+            };
+            let entry = partitions.entry(label).or_default();
             if slot == 0 {
                 entry.0 = entry.0.max(units);
             } else {
@@ -347,6 +383,10 @@ mod tests {
             shape("table T#f5#SRC#sqs:m-1", "f5"),
             "table T#<tenant>#SRC#<source>"
         );
+        assert_eq!(split_shard("table T#f5#DL#3"), Some(("table T#f5#DL", "3")));
+        assert_eq!(split_shard("table T#f5"), None);
+        assert_eq!(shards_of("table T#f5#EV"), 8.0);
+        assert_eq!(shards_of("GSI2 T#f5#WH#wh_1#OPEN"), 16.0);
         assert!(belongs("table T#f1", "f1"));
         assert!(belongs("GSI2 T#f1#WH#wh_1#pending", "f1"));
         assert!(!belongs("table T#f100#DL", "f1"));

@@ -60,7 +60,7 @@ impl Store {
         }
     }
 
-    fn update(&mut self, request: &Value, transactional: bool) {
+    fn update(&mut self, request: &Value, transactional: bool) -> Item {
         let key = key_of(&self.schema, &object(&request["Key"]));
         let old = self.items.get(&key).cloned();
         let mut new = old.clone().unwrap_or_else(|| object(&request["Key"]));
@@ -72,7 +72,8 @@ impl Store {
         );
         self.bill
             .write(&self.schema, old.as_ref(), Some(&new), transactional);
-        self.items.insert(key, new);
+        self.items.insert(key, new.clone());
+        new
     }
 
     fn get(&mut self, key: &Value, consistent: bool) -> Option<Item> {
@@ -137,8 +138,12 @@ fn dynamodb(store: &Shared, operation: &str, body: &Value) -> Value {
         }
         "UpdateItem" => {
             store.bill.count_write_request();
-            store.update(body, false);
-            json!({})
+            let new = store.update(body, false);
+            if body["ReturnValues"] == "ALL_NEW" {
+                json!({"Attributes": new})
+            } else {
+                json!({})
+            }
         }
         "DeleteItem" => {
             store.bill.count_write_request();
@@ -176,7 +181,7 @@ fn dynamodb(store: &Shared, operation: &str, body: &Value) -> Value {
                 if let Some(item) = t.pointer("/Put/Item") {
                     store.put(object(item), true);
                 } else if let Some(update) = t.get("Update") {
-                    store.update(update, true);
+                    let _ = store.update(update, true);
                 } else if let Some(key) = t.pointer("/Delete/Key") {
                     store.delete(&object(key), true);
                 }

@@ -40,8 +40,9 @@ pub struct Config {
     pub secrets_key_id: Option<String>,
     /// Waits between attempts (`RETRY_SCHEDULE`, default `5s,5m,30m,2h,5h,10h,10h`).
     pub retry_schedule: RetrySchedule,
-    /// How long past its time work must be overdue before the sweeper queues it again
-    /// (`SWEEP_MARGIN`, default `15m`).
+    /// How long a message the sweeper brings back from a dead-letter queue waits before it
+    /// is seen again, so storage has time to recover (`SWEEP_MARGIN`, default `15m`, at
+    /// most SQS's 15 minutes).
     pub sweep_margin: Duration,
     /// How long a webhook's deliveries may all fail before it is disabled
     /// (`AUTO_DISABLE_AFTER`, default `5d`).
@@ -54,10 +55,13 @@ pub struct QueueUrls {
     pub ingest: String,
     pub ingest_dlq: String,
     pub delivery: String,
+    /// The delivery queue's dead-letter queue (`DELIVERY_DLQ_URL`): only the sweeper and
+    /// `webhooks-admin redrive` read it.
+    pub delivery_dlq: Option<String>,
 }
 
-/// How overdue work must be before the sweeper queues it again, unless `SWEEP_MARGIN` says
-/// otherwise: longer than any message waits in a healthy queue.
+/// How long a message brought back from a dead-letter queue waits, unless `SWEEP_MARGIN`
+/// says otherwise.
 pub const DEFAULT_SWEEP_MARGIN: Duration = Duration::from_secs(15 * 60);
 
 /// SPEC: a webhook whose deliveries have all failed for 5 days is disabled.
@@ -145,6 +149,7 @@ impl Config {
                     ingest,
                     ingest_dlq,
                     delivery,
+                    delivery_dlq: get("DELIVERY_DLQ_URL"),
                 }),
                 (None, None, None) => None,
                 _ => {

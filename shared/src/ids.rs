@@ -48,6 +48,13 @@ impl IdKind {
     }
 }
 
+/// The time an id was made (its ULID's millisecond), whatever its kind.
+pub fn id_time(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (_, ulid) = id.split_once('_')?;
+    let millis = Ulid::from_string(ulid).ok()?.timestamp_ms();
+    chrono::DateTime::from_timestamp_millis(i64::try_from(millis).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +80,16 @@ mod tests {
             assert!(!IdKind::Webhook.is_valid(bad), "{bad}");
         }
         assert!(IdKind::Webhook.is_valid("wh_01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+    }
+
+    #[test]
+    fn an_id_tells_when_it_was_made() {
+        let before = chrono::Utc::now();
+        let id = IdKind::Event.generate();
+        let made = id_time(&id).unwrap();
+        assert!(made >= before - chrono::TimeDelta::milliseconds(1));
+        assert!(made <= chrono::Utc::now());
+        assert_eq!(id_time("evt_nope"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::delivery::client::{DeliveryClient, TargetPolicy, Transport};
+use crate::delivery::warm::Warm;
 use crate::queue::TaskQueue;
 use crate::queue::sqs::SqsQueues;
 use crate::secrets::{Keyring, KmsKeyring, NoKeyring, Sealer};
@@ -28,6 +29,9 @@ pub struct AppState {
     pub transport: Arc<dyn Transport>,
     /// Seals and opens webhooks' confidential values (KMS envelope encryption).
     pub sealer: Arc<Sealer>,
+    /// What a warm deliver instance remembers between batches: tenants' views, webhooks'
+    /// health.
+    pub warm: Arc<Warm>,
 }
 
 impl AppState {
@@ -68,6 +72,7 @@ impl AppState {
             queues,
             store: Arc::new(store),
             sealer: Arc::new(Sealer::new(keyring)),
+            warm: Arc::default(),
             config,
         }
     }

@@ -214,7 +214,7 @@ async fn webhooks_admin_explains_its_refusals() {
     assert!(String::from_utf8_lossy(&no_table.stderr).contains("TABLE_NAME"));
 }
 
-/// `webhooks-admin redrive` moves dead-lettered messages back to their queue, where they
+/// `webhooks-admin redrive` brings dead-lettered messages back as delivery tasks, and they
 /// are delivered; a message rejected as never processable stays, with its reason shown.
 #[tokio::test]
 async fn webhooks_admin_redrive_moves_dead_letters_back() {
@@ -253,7 +253,7 @@ async fn webhooks_admin_redrive_moves_dead_letters_back() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        text.contains("ingest: 1 moved back to the ingest queue"),
+        text.contains("ingest: 1 brought back to the delivery queue"),
         "{text}"
     );
     assert!(
@@ -261,7 +261,7 @@ async fn webhooks_admin_redrive_moves_dead_letters_back() {
         "{text}"
     );
     assert!(text.contains("not JSON"), "{text}");
-    assert!(text.contains("delivery: 0 moved back"), "{text}");
+    assert!(text.contains("delivery: 0 brought back"), "{text}");
     let got = receiver
         .wait_for("redriven", 1, Duration::from_secs(20))
         .await;

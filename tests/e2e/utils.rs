@@ -208,6 +208,7 @@ impl Stack {
         let (sqs, queues) = self.sqs().await;
         let deadline = Instant::now() + within;
         let mut found = Vec::new();
+        let mut receipts = Vec::new();
         while found.len() < n {
             assert!(
                 Instant::now() < deadline,
@@ -219,6 +220,7 @@ impl Stack {
                 .queue_url(&queues.ingest_dlq)
                 .max_number_of_messages(10)
                 .wait_time_seconds(1)
+                .visibility_timeout(30)
                 .message_attribute_names("All")
                 .send()
                 .await
@@ -231,7 +233,18 @@ impl Stack {
                     .and_then(|r| r.string_value.clone())
                     .unwrap_or_default();
                 found.push((m.body.unwrap_or_default(), reason));
+                receipts.extend(m.receipt_handle);
             }
+        }
+        // Only looked at: visible again for whoever takes them (the sweeper, an admin).
+        for receipt in receipts {
+            sqs.change_message_visibility()
+                .queue_url(&queues.ingest_dlq)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
         }
         found
     }

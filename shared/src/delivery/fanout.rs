@@ -6,6 +6,10 @@
 //! found), then [`Planned`] (the webhooks it goes to now, the records of the paused ones),
 //! then each request is a [`PendingDispatch`] until it is sent and becomes a
 //! [`CompletedDispatch`], recorded 25 to a write after its retry task is queued.
+//!
+//! Nothing marks an event "fanned out": a repeat of its message (SQS delivers at least
+//! once) finds the event stored and the records of the webhooks it went to, and sends only
+//! what is missing. A first receipt reads nothing but its tenant's view.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,14 +22,15 @@ use tracing::Instrument;
 use super::client::{Target, parse_target};
 use super::decide::{self, Attempted, Route};
 use super::health::{self, Tried};
+use super::metrics::{self, Outcome};
 use super::send::{Attempting, send_attempt};
-use super::{Message, PipelineError, random_share, reject};
+use super::{Message, PipelineError, Views, random_share, reject};
 use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id};
 use crate::domain::event::Event;
 use crate::domain::webhook::{Credentials, Webhook};
 use crate::queue::{EventTask, QueueName, Task, TaskQueue};
 use crate::state::AppState;
-use crate::storage::{RECORDS_PER_WRITE, StoreError, Stored, TenantView};
+use crate::storage::{RECORDS_PER_WRITE, Saved, StoreError, Stored, TenantView};
 
 /// Requests in flight at once in one invocation.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -72,15 +77,15 @@ struct CompletedDispatch {
 pub(super) async fn fan_out(
     state: &AppState,
     queues: &dyn TaskQueue,
+    views: &Views,
     messages: Vec<(Message<EventTask>, tracing::Span)>,
 ) -> Vec<String> {
     if messages.is_empty() {
         return Vec::new();
     }
     let mut failed = Vec::new();
-    let views = load_views(state, &messages).await;
     let claims = join_all(messages.iter().map(|(m, span)| {
-        claim(state, queues, m, views.get(m.task.tenant_id.as_str())).instrument(span.clone())
+        claim(state, queues, m, view_of(views, &m.task.tenant_id)).instrument(span.clone())
     }))
     .await;
     let mut plans: Vec<Planned<'_>> = Vec::new();
@@ -88,7 +93,7 @@ pub(super) async fn fan_out(
         let planned = match claim {
             Ok(Some(claimed)) => {
                 span.record("event_id", claimed.event.id.as_str());
-                let view = views.get(message.task.tenant_id.as_str());
+                let view = view_of(views, &message.task.tenant_id);
                 plan(state, claimed, view, span.clone())
                     .instrument(span.clone())
                     .await
@@ -100,39 +105,26 @@ pub(super) async fn fan_out(
             Ok(p) => plans.push(p),
             Err(e) => {
                 let _entered = span.enter();
+                metrics::failed(&e);
                 tracing::warn!(error = %e, "the event's fan-out will be retried");
                 failed.push(message.id().to_string());
             }
         }
     }
     let (tried, unfinished) = dispatch_and_record(state, queues, &plans).await;
-    let finished: Vec<&Planned<'_>> = plans
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !unfinished[*i])
-        .map(|(_, p)| p)
-        .collect();
-    let marks = join_all(
-        finished
-            .iter()
-            .map(|p| state.store.mark_fanned_out(&p.event.tenant_id, &p.event.id)),
-    )
-    .await;
-    for (plan, mark) in finished.iter().zip(marks) {
-        if let Err(e) = mark {
-            // The records are written; a repeat resumes and skips them.
-            let _entered = plan.span.enter();
-            tracing::warn!(error = %e, "could not mark an event fanned out");
-            failed.push(plan.message.id().to_string());
-        }
-    }
     for (plan, _) in plans.iter().zip(&unfinished).filter(|(_, u)| **u) {
         failed.push(plan.message.id().to_string());
     }
     // Webhook health: last_triggered_at and the auto-disable clock.
     join_all(tried.into_values().map(|(webhook, attempts)| async move {
-        let after = health::after(webhook, &attempts, state.config.auto_disable_after);
-        health::save(&*state.store, webhook, &after).await;
+        health::note(
+            &*state.store,
+            &state.warm.health,
+            webhook,
+            &attempts,
+            state.config.auto_disable_after,
+        )
+        .await;
     }))
     .await;
     failed.sort();
@@ -140,43 +132,24 @@ pub(super) async fn fan_out(
     failed
 }
 
-/// Each tenant of the batch read once: its webhooks and catalogue (`None`: unreadable now).
-async fn load_views<'m>(
-    state: &AppState,
-    messages: &'m [(Message<EventTask>, tracing::Span)],
-) -> HashMap<&'m str, Option<TenantView>> {
-    let mut views = HashMap::new();
-    for (m, span) in messages {
-        let tenant = m.task.tenant_id.as_str();
-        if !views.contains_key(tenant) {
-            let view = match state.store.load_tenant(tenant).await {
-                Ok(view) => Some(view),
-                Err(e) => {
-                    let _entered = span.enter();
-                    tracing::warn!(error = %e, "could not read the tenant's webhooks");
-                    None
-                }
-            };
-            views.insert(tenant, view);
-        }
+/// A tenant's view for this batch, or why there is none.
+fn view_of<'v>(views: &'v Views, tenant: &str) -> Result<&'v TenantView, PipelineError> {
+    match views.get(tenant) {
+        Some(Ok(view)) => Ok(view),
+        _ => Err(StoreError::Unavailable("the tenant's webhooks could not be read".into()).into()),
     }
-    views
 }
 
-/// Stores the message's event once, or finds it. `Ok(None)`: nothing to do (already
-/// fanned out, or rejected to the dead-letter queue).
+/// Stores the message's event once, or finds it. `Ok(None)`: nothing to do (rejected to
+/// the dead-letter queue, or an API event no longer stored).
 async fn claim<'m>(
     state: &AppState,
     queues: &dyn TaskQueue,
     message: &'m Message<EventTask>,
-    view: Option<&Option<TenantView>>,
+    view: Result<&TenantView, PipelineError>,
 ) -> Result<Option<Claimed<'m>>, PipelineError> {
     let task = &message.task;
-    let Some(Some(view)) = view else {
-        return Err(
-            StoreError::Unavailable("the tenant's webhooks could not be read".into()).into(),
-        );
-    };
+    let view = view?;
     if !view.event_types.contains(&task.event_type) {
         let reason = format!(
             "event type {:?} is not in the catalogue of tenant {:?} (unknown type or tenant)",
@@ -207,29 +180,49 @@ async fn claim<'m>(
             return claimed(event, false);
         }
         return match state.store.get_event(&task.tenant_id, event_id).await? {
-            Some(event) if event.fanned_out => Ok(None),
             Some(event) => claimed(event, true),
             None => {
+                // The publish that stored it answered 503 and took it back.
                 tracing::warn!("queued event no longer stored; dropped");
                 Ok(None)
             }
         };
     }
-    // From a source on the ingest queue: its `id`, else the SQS message id, makes the
-    // repeat of one message (or one source event) land on the first.
-    let key = match &task.id {
-        Some(id) => id.clone(),
-        None => format!("sqs:{}", message.id()),
+    // From a source on the ingest queue. With its `id`, the source key makes a repeat of
+    // the source event land on the first; without, the event's id is made from the SQS
+    // message (its first message, when it came back from the dead-letter queue), so a
+    // repeat of the message is a repeat of the event.
+    let origin = task.origin.clone().or_else(|| message.origin());
+    let (event, key) = match (&task.id, origin) {
+        (Some(id), _) => {
+            let mut event = Event::new(&task.tenant_id, &task.event_type, task.data.clone());
+            event.source_id = Some(id.clone());
+            (event, Some(id.clone()))
+        }
+        (None, Some(origin)) => {
+            let sent_at = chrono::DateTime::from_timestamp_millis(origin.sent_at)
+                .unwrap_or_else(crate::domain::now);
+            let event = Event::from_message(
+                &task.tenant_id,
+                &task.event_type,
+                task.data.clone(),
+                &origin.message_id,
+                sent_at,
+            );
+            (event, None)
+        }
+        // No time on the message (never from SQS itself): its id is the key.
+        (None, None) => (
+            Event::new(&task.tenant_id, &task.event_type, task.data.clone()),
+            Some(format!("sqs:{}", message.id())),
+        ),
     };
-    let mut event = Event::new(&task.tenant_id, &task.event_type, task.data.clone());
-    event.source_id = task.id.clone();
     match state
         .store
-        .store_event(&event, Some(&key), state.expires_at())
+        .store_event(&event, key.as_deref(), state.expires_at())
         .await?
     {
         Stored::New => claimed(event, false),
-        Stored::Repeat(first) if first.fanned_out => Ok(None),
         Stored::Repeat(first) => claimed(first, true),
     }
 }
@@ -239,14 +232,10 @@ async fn claim<'m>(
 async fn plan<'a>(
     state: &AppState,
     claimed: Claimed<'a>,
-    view: Option<&'a Option<TenantView>>,
+    view: Result<&'a TenantView, PipelineError>,
     span: tracing::Span,
 ) -> Result<Planned<'a>, PipelineError> {
-    let Some(Some(view)) = view else {
-        return Err(
-            StoreError::Unavailable("the tenant's webhooks could not be read".into()).into(),
-        );
-    };
+    let view = view?;
     let event = claimed.event;
     let routed: Vec<(&Webhook, Route)> = view
         .webhooks
@@ -386,6 +375,9 @@ async fn dispatch_and_record<'a>(
     .collect::<Vec<_>>();
     let (tried, recorded, buffered) = tokio::join!(produce, record, buffer);
     for (i, result) in buffered {
+        if matches!(result, Ok(Saved::Written)) {
+            metrics::delivery(Outcome::Buffered);
+        }
         if let Err(e) = result {
             let _entered = plans[i].span.enter();
             tracing::warn!(error = %e, "could not buffer a delivery; the event will be retried");
@@ -394,6 +386,7 @@ async fn dispatch_and_record<'a>(
     }
     for (touched, result) in recorded {
         if let Err(e) = result {
+            metrics::failed(&e);
             let events: Vec<&str> = touched
                 .iter()
                 .map(|&i| plans[i].event.id.as_str())
@@ -444,6 +437,7 @@ async fn dispatch<'a>(
         Attempted::Automatically,
     );
     let retry = decide::record(&mut delivery, 1, sent, verdict);
+    metrics::attempted(&delivery);
     let done = CompletedDispatch {
         plan: pending.plan,
         delivery,
@@ -469,6 +463,7 @@ async fn record_chunk(
     }
     let result = async {
         queues.send(QueueName::Delivery, &retries).await?;
+        metrics::retries_queued(retries.len());
         state.store.put_deliveries(&records, expires).await?;
         Ok(())
     }

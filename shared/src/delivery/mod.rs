@@ -4,13 +4,14 @@
 //! - [`retry`]: one more attempt at one delivery (parked until due);
 //! - [`pages`]: release (after unpause) and cancel (after delete) a page of a webhook's
 //!   open deliveries;
-//! - and, on a schedule, [`sweep`]: what should have finished and did not, queued again.
+//! - and, on a schedule, [`sweep`]: what the dead-letter queues hold, brought back.
 //!
 //! What follows an attempt, and every other decision, is [`decide`]'s (pure functions);
 //! [`send`] signs and sends, [`health`] keeps a webhook's health, [`client`] is the HTTP
-//! client. Every step is idempotent, so a repeated message (SQS delivers at least once,
-//! and a failed batch item comes back) never makes a second delivery record:
-//! - an event is stored once (conditional writes on its idempotency key);
+//! client, [`warm`] what an instance keeps between batches (tenants' views), [`metrics`]
+//! what operators watch. Every step is idempotent, so a repeated message (SQS delivers at
+//! least once, and a failed batch item comes back) never makes a second delivery record:
+//! - an event is stored once (conditional writes on its id and its idempotency key);
 //! - a delivery's id is derived from (event, webhook), so a repeat finds the record;
 //! - a retry task names its attempt number, and a task whose attempt was made is dropped;
 //! - next attempts are queued before the record that mentions them is written.
@@ -19,19 +20,26 @@ pub mod client;
 pub mod decide;
 mod fanout;
 pub mod health;
-mod metrics;
+pub mod metrics;
 mod pages;
 mod retry;
 pub mod send;
 pub mod sweep;
+pub mod warm;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use tracing::Instrument;
 
-use crate::queue::{QueueError, QueueName, Task, TaskQueue, parse_ingest, parse_task};
+use crate::queue::{Origin, QueueError, QueueName, Task, TaskQueue, parse_ingest, parse_task};
 use crate::state::AppState;
-use crate::storage::StoreError;
+use crate::storage::{StoreError, StoreResult, TenantView};
+
+/// The current view of every tenant a batch has events or retries for.
+pub(crate) type Views = HashMap<String, StoreResult<Arc<TenantView>>>;
 
 pub use fanout::{MAX_IN_FLIGHT, PARALLEL_RECORD_WRITES};
 
@@ -78,6 +86,16 @@ impl<T> Message<T> {
         self.record.body.as_deref().unwrap_or("")
     }
 
+    /// The message's id and the time SQS accepted it (`SentTimestamp`, always present on
+    /// a record from SQS).
+    fn origin(&self) -> Option<Origin> {
+        let sent_at = self.record.attributes.get("SentTimestamp")?.parse().ok()?;
+        Some(Origin {
+            message_id: self.id().to_string(),
+            sent_at,
+        })
+    }
+
     /// The queue this message came from: where it is parked.
     fn queue(&self, queues: &dyn TaskQueue) -> QueueName {
         source_queue(&self.record, queues)
@@ -91,6 +109,7 @@ impl<T> Message<T> {
     ) -> Result<Handled, PipelineError> {
         let receipt = self.record.receipt_handle.as_deref().unwrap_or("");
         queues.defer(self.queue(queues), receipt, wait).await?;
+        metrics::parked();
         Ok(Handled::Later)
     }
 }
@@ -176,11 +195,22 @@ pub async fn deliver_batch(state: &AppState, batch: SqsEvent) -> SqsBatchRespons
             }
         }
     }
+    let tenants = events
+        .iter()
+        .map(|(m, _)| m.task.tenant_id.as_str())
+        .chain(retries.iter().map(|(m, _)| m.task.tenant_id.as_str()));
+    let views = state.warm.current_views(&*state.store, tenants).await;
+    for (tenant, view) in &views {
+        if let Err(e) = view {
+            tracing::warn!(error = %e, tenant_id = tenant, "could not read the tenant's webhooks; its messages come back");
+        }
+    }
+    let views = &views;
     let (fanned, retried, paged) = tokio::join!(
-        fanout::fan_out(state, queues, events),
+        fanout::fan_out(state, queues, views, events),
         join_all(retries.into_iter().map(|(m, span)| {
             let work = async move {
-                let result = retry::retry(state, queues, &m).await;
+                let result = retry::retry(state, queues, views, &m).await;
                 outcome(&m, result, "retry task")
             };
             work.instrument(span)
@@ -203,6 +233,7 @@ pub async fn deliver_batch(state: &AppState, batch: SqsEvent) -> SqsBatchRespons
     for id in failed {
         response.add_failure(id);
     }
+    metrics::flush(0);
     response
 }
 
@@ -216,6 +247,7 @@ fn outcome<T>(
         Ok(Handled::Done) => None,
         Ok(Handled::Later) => Some(message.id().to_string()),
         Err(e) => {
+            metrics::failed(&e);
             tracing::warn!(error = %e, "{what} will come back");
             Some(message.id().to_string())
         }

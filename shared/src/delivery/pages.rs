@@ -10,7 +10,7 @@ use super::client::parse_target;
 use super::decide::{self, Attempted};
 use super::health::{self, Tried};
 use super::send::{Attempting, send_attempt};
-use super::{Handled, PipelineError, random_share};
+use super::{Handled, PipelineError, metrics, random_share};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::webhook::WebhookStatus;
 use crate::queue::{QueueName, Task, TaskQueue, WebhookTask};
@@ -98,7 +98,9 @@ pub(super) async fn release_page(
         );
         if let Some(next) = decide::record(&mut delivery, number, sent, verdict) {
             queues.send(QueueName::Delivery, &[next]).await?;
+            metrics::retries_queued(1);
         }
+        metrics::attempted(&delivery);
         store
             .save_delivery(
                 &delivery,
@@ -108,8 +110,14 @@ pub(super) async fn release_page(
             )
             .await?;
     }
-    let after = health::after(&webhook, &tried, state.config.auto_disable_after);
-    health::save(&*state.store, &webhook, &after).await;
+    health::note(
+        &*state.store,
+        &state.warm.health,
+        &webhook,
+        &tried,
+        state.config.auto_disable_after,
+    )
+    .await;
     if full || unsent {
         next_page(queues, Task::Release(task.clone())).await?;
     }

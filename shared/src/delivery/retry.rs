@@ -4,15 +4,17 @@
 use super::decide::{self, Attempted, RetryStep};
 use super::health::{self, Tried};
 use super::send::send_event;
-use super::{Handled, Message, PipelineError, random_share};
+use super::{Handled, Message, PipelineError, Views, metrics, random_share};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::queue::{QueueName, RetryTask, TaskQueue};
 use crate::state::AppState;
+use crate::storage::StoreError;
 
-/// Handles one retry task.
+/// Handles one retry task; its webhook comes from the batch's view of its tenant.
 pub(super) async fn retry(
     state: &AppState,
     queues: &dyn TaskQueue,
+    views: &Views,
     message: &Message<RetryTask>,
 ) -> Result<Handled, PipelineError> {
     let task = &message.task;
@@ -29,9 +31,16 @@ pub(super) async fn retry(
             None => Ok(Handled::Done),
         };
     };
-    let webhook = store
-        .get_webhook(&task.tenant_id, &delivery.webhook_id)
-        .await?;
+    let view = match views.get(task.tenant_id.as_str()) {
+        Some(Ok(view)) => view,
+        Some(Err(e)) => return Err(StoreError::Unavailable(e.to_string()).into()),
+        None => return Err(StoreError::Other("no view of the task's tenant".into()).into()),
+    };
+    let webhook = view
+        .webhooks
+        .iter()
+        .find(|wh| wh.id == delivery.webhook_id)
+        .cloned();
     let step = decide::retry_step(&delivery, task.attempt, webhook.as_ref());
     let webhook = match (step, webhook) {
         (RetryStep::Attempt, Some(webhook)) => webhook,
@@ -48,11 +57,7 @@ pub(super) async fn retry(
         return Ok(Handled::Done);
     };
     let sent = send_event(state, &webhook, &event, task.attempt).await?;
-    let after = health::after(
-        &webhook,
-        &[Tried::from(&sent.attempt)],
-        state.config.auto_disable_after,
-    );
+    let tried = Tried::from(&sent.attempt);
     let verdict = decide::after_attempt(
         &state.config.retry_schedule,
         task.attempt,
@@ -62,9 +67,18 @@ pub(super) async fn retry(
     );
     if let Some(next) = decide::record(&mut delivery, task.attempt, sent, verdict) {
         queues.send(QueueName::Delivery, &[next]).await?;
+        metrics::retries_queued(1);
     }
+    metrics::attempted(&delivery);
     save(state, &delivery, task.attempt).await?;
-    health::save(&*state.store, &webhook, &after).await;
+    health::note(
+        &*state.store,
+        &state.warm.health,
+        &webhook,
+        &[tried],
+        state.config.auto_disable_after,
+    )
+    .await;
     Ok(Handled::Done)
 }
 

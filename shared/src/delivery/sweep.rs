@@ -1,76 +1,76 @@
-//! The sweeper: nothing accepted may be stranded. An event whose fan-out never finished
-//! (its message exhausted the queue's receives under sustained throttling and went to the
-//! dead-letter queue) and a pending delivery whose next attempt is overdue (its retry task
-//! went there) are found through the sparse open-work index and queued again, on a
-//! schedule (an EventBridge rule in AWS, a timer in `make run`). Queueing again is
-//! idempotent: a resumed fan-out skips the records that exist, and a retry task whose
-//! attempt was made is dropped.
-
-use std::time::Duration;
+//! The sweeper: nothing accepted may be stranded. Work is stranded only when its message
+//! is: an event whose fan-out kept failing (sustained throttling) or a retry task that
+//! did, each having exhausted its queue's receives and landed in a dead-letter queue. On a
+//! schedule (an EventBridge rule in AWS, a timer in `make run`), the sweeper brings those
+//! messages back ([`crate::queue::redrive`]), each after `SWEEP_MARGIN` so storage has time
+//! to recover, and each at most a few times before it waits for `webhooks-admin redrive`.
+//! Bringing a message back is idempotent: a resumed fan-out skips the records that exist,
+//! and a retry task whose attempt was made is dropped.
+//!
+//! (The first sweeper scanned an index of open work instead; that index cost two index
+//! writes per event and per failing delivery, and found nothing the dead-letter queues
+//! do not hold.)
 
 use serde::Serialize;
 
 use super::PipelineError;
-use crate::queue::{EventTask, QueueError, QueueName, RetryTask, Task};
+use crate::queue::redrive::Options;
+use crate::queue::{QueueError, QueueName};
 use crate::state::AppState;
-use crate::storage::OpenWork;
 
-/// Items queued again per sweep; the next sweep continues with the rest.
+/// Messages looked at per dead-letter queue per sweep; the next sweep continues.
 pub const SWEEP_LIMIT: usize = 1000;
 
-/// What one sweep queued again.
+/// What one sweep brought back, and what it left for the operator.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Swept {
+    /// From the ingest dead-letter queue.
     pub events: usize,
-    pub deliveries: usize,
+    /// From the delivery dead-letter queue.
+    pub tasks: usize,
+    /// Rejected as never processable, or brought back as often as the sweeper may.
+    pub left: usize,
 }
 
-/// Queues again the work overdue by more than `SWEEP_MARGIN`.
+/// Brings back what the dead-letter queues hold.
 pub async fn sweep(state: &AppState) -> Result<Swept, PipelineError> {
     let queues = state
         .queues()
         .ok_or_else(|| QueueError("the queues are not configured".into()))?;
-    let now = crate::domain::now();
-    let margin = chrono::TimeDelta::from_std(state.config.sweep_margin).unwrap_or_default();
-    let before = now - margin;
+    let options = Options {
+        include_rejected: false,
+        automatic: true,
+        limit: SWEEP_LIMIT,
+        delay: state.config.sweep_margin,
+    };
     let mut swept = Swept::default();
-    let mut tasks = Vec::new();
-    for work in state.store.overdue_work(before, SWEEP_LIMIT).await? {
-        match work {
-            OpenWork::Event {
-                tenant_id,
-                event_id,
-            } => {
-                let Some(event) = state.store.get_event(&tenant_id, &event_id).await? else {
-                    continue;
-                };
-                if !event.fanned_out {
-                    tracing::warn!(%tenant_id, %event_id, "sweeper: an event's fan-out never finished; queued again");
-                    tasks.push(Task::Event(EventTask::stored(&event, true)));
-                    swept.events += 1;
-                }
-            }
-            OpenWork::Delivery {
-                tenant_id,
-                delivery_id,
-                attempts,
-            } => {
-                tracing::warn!(%tenant_id, %delivery_id, "sweeper: a delivery's next attempt is overdue; queued again");
-                tasks.push(Task::Retry(RetryTask {
-                    tenant_id,
-                    delivery_id,
-                    attempt: attempts + 1,
-                    not_before: now.timestamp_millis(),
-                }));
-                swept.deliveries += 1;
-            }
+    for queue in [QueueName::Ingest, QueueName::Delivery] {
+        let done = queues.redrive(queue, &options, &|_| {}).await?;
+        if done.moved > 0 {
+            tracing::warn!(
+                moved = done.moved,
+                ?queue,
+                "sweeper: dead-letter messages brought back"
+            );
         }
+        if done.exhausted > 0 {
+            tracing::error!(
+                exhausted = done.exhausted,
+                ?queue,
+                "sweeper: messages brought back as often as allowed wait for webhooks-admin redrive"
+            );
+        }
+        match queue {
+            QueueName::Ingest => swept.events = done.moved,
+            QueueName::Delivery => swept.tasks = done.moved,
+        }
+        swept.left += done.kept.len() + done.exhausted;
+        super::metrics::swept(done.moved, done.exhausted);
     }
-    let tasks: Vec<(Task, Duration)> = tasks.into_iter().map(|t| (t, Duration::ZERO)).collect();
-    queues.send(QueueName::Delivery, &tasks).await?;
     tracing::info!(
         events = swept.events,
-        deliveries = swept.deliveries,
+        tasks = swept.tasks,
+        left = swept.left,
         "sweep done"
     );
     Ok(swept)

@@ -123,6 +123,7 @@ async fn world() -> World {
         queues: Some(queue.clone()),
         transport: transport.clone(),
         sealer: Arc::new(Sealer::new(Arc::new(MemoryKeyring::new()))),
+        warm: Arc::default(),
     };
     for name in ["user.created", "invoice.paid"] {
         let et = EventType {
@@ -181,6 +182,25 @@ fn message(id: &str, arn: &str, body: String, receives: u32) -> SqsMessage {
         .attributes
         .insert("ApproximateReceiveCount".into(), receives.to_string());
     record
+        .attributes
+        .insert("SentTimestamp".into(), SENT_AT.to_string());
+    record
+}
+
+/// When SQS accepted the tests' messages.
+const SENT_AT: i64 = 1_790_000_000_000;
+
+/// Every event the store holds for the tenant.
+async fn stored_events(w: &World) -> Vec<Event> {
+    let request = crate::page::PageRequest {
+        limit: 100,
+        position: crate::page::Position::First,
+    };
+    w.store
+        .list_events(TENANT, &crate::storage::EventFilter::default(), &request)
+        .await
+        .unwrap()
+        .data
 }
 
 fn ingest(id: &str, event_type: &str) -> SqsMessage {
@@ -220,13 +240,12 @@ async fn an_event_goes_to_active_subscribers_and_buffers_for_paused_ones_only() 
     };
     assert_eq!(status_of(&active), DeliveryStatus::Succeeded);
     assert_eq!(status_of(&paused), DeliveryStatus::Buffered);
-    let event = w
-        .store
-        .get_event(TENANT, &records[0].event_id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(event.fanned_out);
+    // The event is stored once, its id made from the message's id and time.
+    let [event] = stored_events(&w).await.try_into().unwrap();
+    assert_eq!(event.id, records[0].event_id);
+    let sent_at = chrono::DateTime::from_timestamp_millis(SENT_AT).unwrap();
+    let expected = Event::from_message(TENANT, "user.created", Default::default(), "m-1", sent_at);
+    assert_eq!(event.id, expected.id);
 }
 
 #[tokio::test]
@@ -272,6 +291,7 @@ async fn a_repeated_message_sends_and_records_nothing_twice() {
     assert!(w.deliver(vec![again]).await.is_empty());
     assert_eq!(w.transport.paths().len(), 1);
     assert_eq!(w.deliveries().len(), 1);
+    assert_eq!(stored_events(&w).await.len(), 1);
 }
 
 #[tokio::test]
@@ -308,7 +328,7 @@ async fn storage_trouble_brings_the_message_back_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn a_record_write_that_fails_leaves_the_event_unmarked_for_a_repeat() {
+async fn a_record_write_that_fails_brings_the_message_back_and_its_repeat_finishes() {
     let w = world().await;
     w.webhook("a", &["*"], WebhookStatus::Active).await;
     w.transport.script("a", &[500]);
@@ -321,6 +341,14 @@ async fn a_record_write_that_fails_leaves_the_event_unmarked_for_a_repeat() {
         w.deliveries().is_empty(),
         "no record without its retry task"
     );
+    let mut again = ingest("m-1", "user.created");
+    again
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "2".into());
+    assert!(w.deliver(vec![again]).await.is_empty());
+    let [d] = w.deliveries().try_into().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Succeeded);
+    assert_eq!(stored_events(&w).await.len(), 1);
 }
 
 /// A stored event with one pending delivery after a failed first attempt.
@@ -535,68 +563,74 @@ async fn a_cancel_page_closes_a_deleted_webhooks_open_deliveries_only_once_it_is
 }
 
 #[tokio::test]
-async fn the_sweeper_queues_again_what_is_overdue_and_nothing_else() {
+async fn the_sweeper_brings_back_dead_letters_as_the_work_they_were() {
+    use crate::queue::redrive::{DeadLetter, MAX_AUTOMATIC_REDRIVES};
     let w = world().await;
     let wh = w.webhook("a", &["*"], WebhookStatus::Active).await;
-    let long_ago = crate::domain::now() - chrono::TimeDelta::hours(1);
-    // An event whose fan-out never finished, an hour ago; one just published; one done.
-    let mut stranded = Event::new(TENANT, "user.created", serde_json::Map::new());
-    stranded.created_at = long_ago;
-    w.store.store_event(&stranded, None, 0).await.unwrap();
-    let fresh = Event::new(TENANT, "user.created", serde_json::Map::new());
-    w.store.store_event(&fresh, None, 0).await.unwrap();
-    let mut done = Event::new(TENANT, "user.created", serde_json::Map::new());
-    done.created_at = long_ago;
-    done.fanned_out = true;
-    w.store.store_event(&done, None, 0).await.unwrap();
-    // A pending delivery whose next attempt was due an hour ago; one due later.
-    let mut overdue = pending_delivery(&w, &wh).await;
-    overdue.next_attempt_at = Some(long_ago);
-    w.store
-        .save_delivery(&overdue, 2, DeliveryStatus::Pending, 0)
-        .await
-        .unwrap();
-    let mut later = pending_delivery(&w, &wh).await;
-    later.next_attempt_at = Some(crate::domain::now() + chrono::TimeDelta::hours(1));
-    w.store
-        .save_delivery(&later, 2, DeliveryStatus::Pending, 0)
-        .await
-        .unwrap();
+    // An ingest message whose fan-out stored its event and then kept failing.
+    w.queue.fail_next(1);
+    w.transport.script("a", &[500]);
+    assert_eq!(
+        w.deliver(vec![ingest("m-1", "user.created")]).await,
+        vec!["m-1"]
+    );
+    let [first] = stored_events(&w).await.try_into().unwrap();
+    let body = json!({"tenant_id": TENANT, "type": "user.created", "data": {"n": 1}});
+    let letter = |body: String, reason: Option<&str>, redrives| DeadLetter {
+        message_id: "m-1".into(),
+        body,
+        sent_at: Some(SENT_AT),
+        reason: reason.map(str::to_string),
+        redrives,
+    };
+    // A retry task that kept failing too; one message rejected; one brought back too often.
+    let d = pending_delivery(&w, &wh).await;
+    let retry = serde_json::to_string(&retry_task(&d, 2, 0)).unwrap();
+    w.queue.sent().dead = vec![
+        (QueueName::Ingest, letter(body.to_string(), None, 0)),
+        (
+            QueueName::Ingest,
+            letter("{}".into(), Some("not an event"), 0),
+        ),
+        (QueueName::Delivery, letter(retry, None, 0)),
+        (
+            QueueName::Delivery,
+            letter(body.to_string(), None, MAX_AUTOMATIC_REDRIVES),
+        ),
+    ];
 
     let swept = super::sweep::sweep(&w.state).await.unwrap();
-    assert_eq!((swept.events, swept.deliveries), (1, 1));
+    assert_eq!((swept.events, swept.tasks, swept.left), (1, 1, 2));
+    assert_eq!(
+        w.queue.sent().dead.len(),
+        2,
+        "the rejected and the exhausted stay"
+    );
     let queued = w.queue.take(QueueName::Delivery);
     assert_eq!(queued.len(), 2, "{queued:?}");
-    for (task, delay) in &queued {
-        assert!(delay.is_zero());
-        match task {
-            Task::Event(t) => {
-                assert_eq!(t.event_id.as_deref(), Some(stranded.id.as_str()));
-                assert!(t.resend, "a resumed fan-out skips the records that exist");
-            }
-            Task::Retry(t) => {
-                assert_eq!(
-                    (t.delivery_id.as_str(), t.attempt),
-                    (overdue.id.as_str(), 2)
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+    for (_, delay) in &queued {
+        assert_eq!(*delay, w.state.config.sweep_margin);
     }
-    // Handed back to the pipeline, the stranded event fans out and the delivery is made.
+    // Handed back to the pipeline: the event it first made is delivered (not a second
+    // event), and the retry makes its attempt.
     let records: Vec<SqsMessage> = queued
         .into_iter()
         .enumerate()
         .map(|(i, (t, _))| task(&format!("s-{i}"), t))
         .collect();
     assert!(w.deliver(records).await.is_empty());
-    let events = w.transport.events();
-    assert!(events.contains(&stranded.id) && events.contains(&overdue.event_id));
-    let marked = w
-        .store
-        .get_event(TENANT, &stranded.id)
+    let others: Vec<Event> = stored_events(&w)
         .await
-        .unwrap()
+        .into_iter()
+        .filter(|e| e.id != d.event_id)
+        .collect();
+    assert_eq!(others, vec![first.clone()], "one event, not a second");
+    let events = w.transport.events();
+    assert!(events.contains(&first.id) && events.contains(&d.event_id));
+    let from_the_event = w
+        .deliveries()
+        .into_iter()
+        .find(|r| r.event_id == first.id)
         .unwrap();
-    assert!(marked.fanned_out);
+    assert_eq!(from_the_event.status, DeliveryStatus::Succeeded);
 }

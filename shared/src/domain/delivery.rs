@@ -189,7 +189,8 @@ impl crate::page::Weigh for Delivery {
 /// The delivery id of an (event, webhook) pair, the same every time it is computed: a
 /// repeated fan-out of one event finds the records it already wrote. A ULID whose time is
 /// the event's, so deliveries sort with their events, and whose random part is a hash of
-/// the pair.
+/// the pair, its first four bits the event's shard hint (so every delivery of an event
+/// says where its event's records are kept).
 pub fn delivery_id(event_id: &str, webhook_id: &str) -> String {
     let millis = event_id
         .strip_prefix("evt_")
@@ -199,10 +200,22 @@ pub fn delivery_id(event_id: &str, webhook_id: &str) -> String {
     let digest = Sha256::digest(format!("{event_id}\n{webhook_id}").as_bytes());
     let mut random = [0u8; 16];
     random[6..].copy_from_slice(&digest[..10]);
+    random[6] = (random[6] & 0x0f) | (event_shard_hint(event_id) << 4);
     format!(
         "dlv_{}",
         Ulid::from_parts(millis, u128::from_be_bytes(random))
     )
+}
+
+/// An event's shard hint, 0 to 15: four bits of the SHA-256 of its id.
+pub fn event_shard_hint(event_id: &str) -> u8 {
+    Sha256::digest(event_id.as_bytes())[0] >> 4
+}
+
+/// The shard hint a delivery id carries (its event's).
+pub fn shard_hint(delivery_id: &str) -> Option<u8> {
+    let ulid = Ulid::from_string(delivery_id.strip_prefix("dlv_")?).ok()?;
+    Some((ulid.random() >> 76) as u8 & 0x0f)
 }
 
 /// The first bytes of a response body, as text.
@@ -228,6 +241,11 @@ mod tests {
         assert!(IdKind::Delivery.is_valid(&a));
         let event_time = &event[4..14];
         assert_eq!(&a[4..14], event_time);
+        // Every delivery of an event carries the event's shard hint.
+        let other = delivery_id(&event, "wh_01ARZ3NDEKTSV4RRFFQ69G5FAX");
+        assert_eq!(shard_hint(&a), Some(event_shard_hint(&event)));
+        assert_eq!(shard_hint(&other), shard_hint(&a));
+        assert_eq!(shard_hint("nope"), None);
     }
 
     #[test]

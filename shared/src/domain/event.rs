@@ -21,9 +21,6 @@ pub struct Event {
     /// The source's idempotency key (`id` on publish), if it gave one.
     pub source_id: Option<String>,
     pub created_at: DateTime<Utc>,
-    /// Set once every matching webhook has its delivery record: a repeat of this event
-    /// then delivers nothing.
-    pub fanned_out: bool,
 }
 
 impl Event {
@@ -36,7 +33,32 @@ impl Event {
             data,
             source_id: None,
             created_at: super::now(),
-            fanned_out: false,
+        }
+    }
+
+    /// The event of an ingest message that names no source `id`, its id derived from the
+    /// message's id and its time the message's: every receipt of one message (SQS delivers
+    /// at least once) makes the same event, so storing it once is the idempotency check.
+    pub fn from_message(
+        tenant_id: &str,
+        event_type: &str,
+        data: Map<String, Value>,
+        message_id: &str,
+        sent_at: DateTime<Utc>,
+    ) -> Self {
+        use sha2::{Digest, Sha256};
+        let millis = u64::try_from(sent_at.timestamp_millis()).unwrap_or(0);
+        let digest = Sha256::digest(format!("{tenant_id}\n{message_id}").as_bytes());
+        let mut random = [0u8; 16];
+        random[6..].copy_from_slice(&digest[..10]);
+        let id = ulid::Ulid::from_parts(millis, u128::from_be_bytes(random));
+        Event {
+            id: format!("{}{id}", crate::ids::IdKind::Event.prefix()),
+            tenant_id: tenant_id.to_string(),
+            event_type: event_type.to_string(),
+            data,
+            source_id: None,
+            created_at: DateTime::from_timestamp_millis(millis as i64).unwrap_or(sent_at),
         }
     }
 
@@ -116,13 +138,30 @@ mod tests {
                 .unwrap(),
             source_id: None,
             created_at: crate::domain::parse_time("2026-01-02T03:04:05.678Z").unwrap(),
-            fanned_out: false,
         };
         let payload: Value = serde_json::from_slice(&event.payload()).unwrap();
         assert_eq!(
             payload,
             json!({"id": "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV", "type": "user.created",
                    "created": "2026-01-02T03:04:05.678Z", "data": {"email": "a@example.com"}})
+        );
+    }
+
+    #[test]
+    fn one_message_always_makes_the_same_event() {
+        let at = crate::domain::parse_time("2026-01-02T03:04:05.678Z").unwrap();
+        let a = Event::from_message("acme", "a.b", Map::new(), "m-1", at);
+        let again = Event::from_message("acme", "a.b", Map::new(), "m-1", at);
+        assert_eq!(a, again);
+        assert_eq!(a.created_at, at);
+        assert!(crate::ids::IdKind::Event.is_valid(&a.id));
+        assert_ne!(
+            a.id,
+            Event::from_message("acme", "a.b", Map::new(), "m-2", at).id
+        );
+        assert_ne!(
+            a.id,
+            Event::from_message("other", "a.b", Map::new(), "m-1", at).id
         );
     }
 

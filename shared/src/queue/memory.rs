@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::redrive::{self, DeadLetter, Decision};
 use super::{QueueError, QueueName, Task, TaskQueue};
 
 /// What the memory queue saw.
@@ -14,6 +15,8 @@ pub struct Sent {
     pub tasks: Vec<(QueueName, Task, Duration)>,
     pub deferred: Vec<(QueueName, String, Duration)>,
     pub rejected: Vec<(String, String)>,
+    /// What sits in the dead-letter queues (a test puts it there).
+    pub dead: Vec<(QueueName, DeadLetter)>,
 }
 
 #[derive(Default)]
@@ -89,6 +92,42 @@ impl TaskQueue for MemoryQueue {
             .rejected
             .push((body.to_string(), reason.to_string()));
         Ok(())
+    }
+
+    async fn redrive(
+        &self,
+        queue: QueueName,
+        options: &redrive::Options,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<redrive::Redriven, QueueError> {
+        self.check()?;
+        let mut sent = self.sent();
+        let mut done = redrive::Redriven::default();
+        let mut kept = Vec::new();
+        for (q, letter) in std::mem::take(&mut sent.dead) {
+            if q != queue || done.moved + done.kept.len() + done.exhausted >= options.limit {
+                kept.push((q, letter));
+                continue;
+            }
+            match redrive::decide(queue, &letter, options) {
+                Decision::Move(task) => {
+                    sent.tasks.push((QueueName::Delivery, task, options.delay));
+                    done.moved += 1;
+                }
+                Decision::Keep(reason) => {
+                    done.kept.push(reason);
+                    kept.push((q, letter));
+                }
+                Decision::Exhausted => {
+                    done.exhausted += 1;
+                    kept.push((q, letter));
+                }
+            }
+        }
+        sent.dead = kept;
+        drop(sent);
+        progress(done.moved);
+        Ok(done)
     }
 
     fn queue_of_arn(&self, arn: &str) -> Option<QueueName> {

@@ -10,6 +10,7 @@
 //! unit tests.
 
 pub mod memory;
+pub mod redrive;
 pub mod sqs;
 
 use std::time::Duration;
@@ -42,6 +43,20 @@ pub struct EventTask {
     /// deliver function must skip the deliveries already recorded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resend: bool,
+    /// An ingest message brought back from the dead-letter queue: the message it first
+    /// came in, whose id and time make its event's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// The SQS message an ingest event first came in: an event without a source `id` takes its
+/// id from it, so every receipt of that message (and the message brought back from the
+/// dead-letter queue) makes the same event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub message_id: String,
+    /// When SQS accepted it (Unix milliseconds, its `SentTimestamp`).
+    pub sent_at: i64,
 }
 
 impl EventTask {
@@ -56,6 +71,7 @@ impl EventTask {
             event_id: Some(event.id.clone()),
             created_at: Some(crate::domain::format_time(event.created_at)),
             resend,
+            origin: None,
         }
     }
 }
@@ -144,6 +160,7 @@ fn read_ingest(object: &Map<String, Value>) -> Result<EventTask, String> {
         event_id: None,
         created_at: None,
         resend: false,
+        origin: None,
     })
 }
 
@@ -194,6 +211,14 @@ pub trait TaskQueue: Send + Sync {
     async fn reject(&self, body: &str, reason: &str) -> Result<(), QueueError>;
     /// Which of the service's queues an SQS record came from, by its event source ARN.
     fn queue_of_arn(&self, arn: &str) -> Option<QueueName>;
+    /// Brings back the messages of `queue`'s dead-letter queue as [`redrive::decide`]
+    /// says; `progress` hears the count moved after each batch.
+    async fn redrive(
+        &self,
+        queue: QueueName,
+        options: &redrive::Options,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<redrive::Redriven, QueueError>;
 }
 
 #[cfg(test)]
@@ -238,6 +263,7 @@ mod tests {
                 event_id: Some("evt_x".into()),
                 created_at: Some("2026-01-01T00:00:00.000Z".into()),
                 resend: true,
+                origin: None,
             }),
         ];
         for task in tasks {

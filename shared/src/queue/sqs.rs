@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+};
 
+use super::redrive::{self, DeadLetter, Decision, REASON_ATTRIBUTE, REDRIVES_ATTRIBUTE};
 use super::{QueueError, QueueName, Task, TaskQueue};
 
 /// SQS's longest `DelaySeconds`.
@@ -21,6 +24,7 @@ pub struct SqsQueues {
     pub ingest_url: String,
     pub delivery_url: String,
     pub ingest_dlq_url: String,
+    pub delivery_dlq_url: Option<String>,
 }
 
 fn queue_error(e: impl std::error::Error + 'static) -> QueueError {
@@ -34,6 +38,7 @@ impl SqsQueues {
             ingest_url: urls.ingest.clone(),
             delivery_url: urls.delivery.clone(),
             ingest_dlq_url: urls.ingest_dlq.clone(),
+            delivery_dlq_url: urls.delivery_dlq.clone(),
         }
     }
 
@@ -42,6 +47,66 @@ impl SqsQueues {
             QueueName::Ingest => &self.ingest_url,
             QueueName::Delivery => &self.delivery_url,
         }
+    }
+
+    fn dead_letter_url(&self, queue: QueueName) -> Result<&str, QueueError> {
+        match queue {
+            QueueName::Ingest => Ok(&self.ingest_dlq_url),
+            QueueName::Delivery => self
+                .delivery_dlq_url
+                .as_deref()
+                .ok_or_else(|| QueueError("DELIVERY_DLQ_URL is not set".into())),
+        }
+    }
+
+    /// Sends a task brought back from a dead-letter queue, counting the times it was.
+    async fn send_back(
+        &self,
+        task: &Task,
+        redrives: u32,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.delivery_url)
+            .message_body(serde_json::to_string(task).expect("tasks serialise"))
+            .delay_seconds(delay.min(MAX_DELAY).as_secs() as i32)
+            .message_attributes(REDRIVES_ATTRIBUTE, number(redrives))
+            .send()
+            .await
+            .map_err(queue_error)?;
+        Ok(())
+    }
+}
+
+fn number(n: u32) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("Number")
+        .string_value(n.to_string())
+        .build()
+        .expect("type and value are set")
+}
+
+/// A received message as a dead letter.
+fn dead_letter(m: &aws_sdk_sqs::types::Message) -> DeadLetter {
+    let attribute = |name: &str| {
+        m.message_attributes
+            .as_ref()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value.clone())
+    };
+    DeadLetter {
+        message_id: m.message_id.clone().unwrap_or_default(),
+        body: m.body.clone().unwrap_or_default(),
+        sent_at: m
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+            .and_then(|t| t.parse().ok()),
+        reason: attribute(REASON_ATTRIBUTE),
+        redrives: attribute(REDRIVES_ATTRIBUTE)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
     }
 }
 
@@ -104,8 +169,8 @@ impl TaskQueue for SqsQueues {
             .queue_url(&self.ingest_dlq_url)
             .message_body(body)
             .message_attributes(
-                "reason",
-                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                REASON_ATTRIBUTE,
+                MessageAttributeValue::builder()
                     .data_type("String")
                     .string_value(reason)
                     .build()
@@ -115,6 +180,80 @@ impl TaskQueue for SqsQueues {
             .await
             .map_err(queue_error)?;
         Ok(())
+    }
+
+    /// Receives ten at a time, each kept invisible while it is worked on; what stays is
+    /// made visible again at the end, for whoever looks next.
+    async fn redrive(
+        &self,
+        queue: QueueName,
+        options: &redrive::Options,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<redrive::Redriven, QueueError> {
+        let from = self.dead_letter_url(queue)?;
+        let mut done = redrive::Redriven::default();
+        let mut held = Vec::new();
+        let mut seen = 0usize;
+        while seen < options.limit {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(from)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .visibility_timeout(120)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(queue_error)?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            seen += messages.len();
+            let before = done.moved;
+            for m in messages {
+                let letter = dead_letter(&m);
+                let receipt = m.receipt_handle.unwrap_or_default();
+                match redrive::decide(queue, &letter, options) {
+                    Decision::Move(task) => {
+                        self.send_back(&task, letter.redrives + 1, options.delay)
+                            .await?;
+                        self.client
+                            .delete_message()
+                            .queue_url(from)
+                            .receipt_handle(receipt)
+                            .send()
+                            .await
+                            .map_err(queue_error)?;
+                        done.moved += 1;
+                    }
+                    Decision::Keep(reason) => {
+                        done.kept.push(reason);
+                        held.push(receipt);
+                    }
+                    Decision::Exhausted => {
+                        done.exhausted += 1;
+                        held.push(receipt);
+                    }
+                }
+            }
+            if done.moved > before {
+                progress(done.moved);
+            }
+        }
+        for receipt in held {
+            self.client
+                .change_message_visibility()
+                .queue_url(from)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .map_err(queue_error)?;
+        }
+        Ok(done)
     }
 
     /// By the queue name at the end of the ARN, matched to the end of each queue's URL.

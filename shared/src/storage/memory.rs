@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError, DeliveryFilter,
-    DeliveryStore, EventFilter, EventStore, KeyStore, OpenWork, Saved, StoreError, StoreResult,
+    DeliveryStore, EventFilter, EventStore, Health, KeyStore, Saved, StoreError, StoreResult,
     Stored, TenantView, WebhookStore,
 };
 use crate::domain::api_key::{ApiKey, KeyGrant};
@@ -34,6 +34,14 @@ struct Tables {
     events: BTreeMap<Key, Event>,
     source_keys: HashMap<Key, String>,
     deliveries: BTreeMap<Key, Delivery>,
+    health: HashMap<Key, Health>,
+    versions: HashMap<String, u64>,
+}
+
+impl Tables {
+    fn bump(&mut self, tenant_id: &str) {
+        *self.versions.entry(tenant_id.to_string()).or_default() += 1;
+    }
 }
 
 /// Every table in one map per record kind, keyed by tenant and id (ids are ULIDs, so a
@@ -135,6 +143,7 @@ impl CatalogStore for MemoryStore {
             return Err(CreateEventTypeError::LimitReached);
         }
         tables.event_types.insert(key, et.clone());
+        tables.bump(tenant_id);
         Ok(())
     }
 
@@ -156,12 +165,34 @@ impl CatalogStore for MemoryStore {
     }
 
     async fn delete_event_type(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
-        Ok(self
-            .tables()?
-            .event_types
-            .remove(&key(tenant_id, name))
-            .is_some())
+        let mut tables = self.tables()?;
+        let removed = tables.event_types.remove(&key(tenant_id, name)).is_some();
+        if removed {
+            tables.bump(tenant_id);
+        }
+        Ok(removed)
     }
+}
+
+/// A webhook with its health filled in.
+fn with_health(tables: &Tables, wh: &Webhook) -> Webhook {
+    let health = tables
+        .health
+        .get(&key(&wh.tenant_id, &wh.id))
+        .copied()
+        .unwrap_or_default();
+    let mut wh = wh.clone();
+    wh.last_triggered_at = health.last_triggered_at;
+    wh.failing_since = health.failing_since;
+    wh
+}
+
+/// A webhook as the table holds it: its health is kept apart.
+fn without_health(wh: &Webhook) -> Webhook {
+    let mut wh = wh.clone();
+    wh.last_triggered_at = None;
+    wh.failing_since = None;
+    wh
 }
 
 fn tenant_webhooks<'a>(
@@ -189,25 +220,36 @@ impl WebhookStore for MemoryStore {
         if count >= max {
             return Err(CreateWebhookError::LimitReached);
         }
-        tables
-            .webhooks
-            .insert(key(&wh.tenant_id, &wh.id), wh.clone());
+        let k = key(&wh.tenant_id, &wh.id);
+        tables.webhooks.insert(k.clone(), without_health(wh));
+        tables.health.insert(k, Health::default());
+        tables.bump(&wh.tenant_id);
         Ok(())
     }
 
     async fn get_webhook(&self, tenant_id: &str, id: &str) -> StoreResult<Option<Webhook>> {
-        Ok(self.tables()?.webhooks.get(&key(tenant_id, id)).cloned())
+        let tables = self.tables()?;
+        Ok(tables
+            .webhooks
+            .get(&key(tenant_id, id))
+            .map(|wh| with_health(&tables, wh)))
     }
 
     async fn list_webhooks(&self, tenant_id: &str) -> StoreResult<Vec<Webhook>> {
-        Ok(tenant_webhooks(&*self.tables()?, tenant_id)
-            .cloned()
+        let tables = self.tables()?;
+        Ok(tenant_webhooks(&tables, tenant_id)
+            .map(|wh| with_health(&tables, wh))
             .collect())
+    }
+
+    async fn tenant_version(&self, tenant_id: &str) -> StoreResult<u64> {
+        Ok(self.tables()?.versions.get(tenant_id).copied().unwrap_or(0))
     }
 
     async fn load_tenant(&self, tenant_id: &str) -> StoreResult<TenantView> {
         let tables = self.tables()?;
         Ok(TenantView {
+            version: tables.versions.get(tenant_id).copied().unwrap_or(0),
             webhooks: tenant_webhooks(&tables, tenant_id).cloned().collect(),
             event_types: tables
                 .event_types
@@ -233,9 +275,15 @@ impl WebhookStore for MemoryStore {
         {
             return Err(ChangeWebhookError::DuplicateUrl);
         }
-        tables
-            .webhooks
-            .insert(key(&new.tenant_id, &new.id), new.clone());
+        let k = key(&new.tenant_id, &new.id);
+        if old.failing_since.is_some()
+            && new.failing_since.is_none()
+            && let Some(health) = tables.health.get_mut(&k)
+        {
+            health.failing_since = None;
+        }
+        tables.webhooks.insert(k, without_health(new));
+        tables.bump(&new.tenant_id);
         Ok(())
     }
 
@@ -245,10 +293,32 @@ impl WebhookStore for MemoryStore {
         match tables.webhooks.get(&key) {
             Some(current) if current.version == wh.version => {
                 tables.webhooks.remove(&key);
+                tables.health.remove(&key);
+                tables.bump(&wh.tenant_id);
                 Ok(())
             }
             _ => Err(ChangeWebhookError::Conflict),
         }
+    }
+
+    async fn record_health(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        at: DateTime<Utc>,
+        succeeded: bool,
+    ) -> StoreResult<Option<Health>> {
+        let mut tables = self.tables()?;
+        let Some(health) = tables.health.get_mut(&key(tenant_id, webhook_id)) else {
+            return Ok(None);
+        };
+        health.last_triggered_at = Some(at);
+        if succeeded {
+            health.failing_since = None;
+        } else {
+            health.failing_since.get_or_insert(at);
+        }
+        Ok(Some(*health))
     }
 }
 
@@ -263,19 +333,20 @@ impl EventStore for MemoryStore {
         let mut tables = self.tables()?;
         if let Some(source) = idempotency_key {
             let source = key(&event.tenant_id, source);
-            if let Some(first) = tables.source_keys.get(&source) {
-                let first = tables
-                    .events
-                    .get(&key(&event.tenant_id, first))
-                    .cloned()
-                    .ok_or_else(|| StoreError::Other("source key points nowhere".into()))?;
-                return Ok(Stored::Repeat(first));
+            let first = tables
+                .source_keys
+                .get(&source)
+                .and_then(|first| tables.events.get(&key(&event.tenant_id, first)));
+            if let Some(first) = first {
+                return Ok(Stored::Repeat(first.clone()));
             }
             tables.source_keys.insert(source, event.id.clone());
         }
-        tables
-            .events
-            .insert(key(&event.tenant_id, &event.id), event.clone());
+        let k = key(&event.tenant_id, &event.id);
+        if let Some(first) = tables.events.get(&k) {
+            return Ok(Stored::Repeat(first.clone()));
+        }
+        tables.events.insert(k, event.clone());
         Ok(Stored::New)
     }
 
@@ -287,14 +358,13 @@ impl EventStore for MemoryStore {
             .cloned())
     }
 
-    async fn mark_fanned_out(&self, tenant_id: &str, event_id: &str) -> StoreResult<()> {
-        match self.tables()?.events.get_mut(&key(tenant_id, event_id)) {
-            Some(event) => {
-                event.fanned_out = true;
-                Ok(())
-            }
-            None => Err(StoreError::Other(format!("no event {event_id}"))),
+    async fn forget_event(&self, event: &Event) -> StoreResult<()> {
+        let mut tables = self.tables()?;
+        tables.events.remove(&key(&event.tenant_id, &event.id));
+        if let Some(source) = &event.source_id {
+            tables.source_keys.remove(&key(&event.tenant_id, source));
         }
+        Ok(())
     }
 
     async fn list_events(
@@ -433,35 +503,6 @@ impl DeliveryStore for MemoryStore {
             .map(|(_, d)| d.clone())
             .collect();
         Ok(paginate(deliveries, |d| d.id.as_str(), request))
-    }
-
-    async fn overdue_work(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> StoreResult<Vec<OpenWork>> {
-        let tables = self.tables()?;
-        let events = tables
-            .events
-            .values()
-            .filter(|e| !e.fanned_out && e.created_at < before)
-            .map(|e| OpenWork::Event {
-                tenant_id: e.tenant_id.clone(),
-                event_id: e.id.clone(),
-            });
-        let deliveries = tables
-            .deliveries
-            .values()
-            .filter(|d| {
-                d.status == DeliveryStatus::Pending
-                    && d.next_attempt_at.unwrap_or(d.updated_at) < before
-            })
-            .map(|d| OpenWork::Delivery {
-                tenant_id: d.tenant_id.clone(),
-                delivery_id: d.id.clone(),
-                attempts: d.attempts,
-            });
-        Ok(events.chain(deliveries).take(limit).collect())
     }
 
     async fn delivery_counts_for_event(

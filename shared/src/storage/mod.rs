@@ -37,6 +37,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// What the fan-out needs of a tenant.
 #[derive(Clone, Debug, Default)]
 pub struct TenantView {
+    /// The tenant's version when the view was read: bumped by every change of its webhooks
+    /// or catalogue, so a view is current as long as the version is.
+    pub version: u64,
+    /// Without their health (kept apart, see [`Health`]).
     pub webhooks: Vec<Webhook>,
     /// The names in the tenant's catalogue.
     pub event_types: Vec<String>,
@@ -74,6 +78,14 @@ pub enum ChangeWebhookError {
     Conflict,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A webhook's health, kept in its own small item beside the webhook: when it last got a
+/// delivery, and since when its deliveries all fail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub last_triggered_at: Option<DateTime<Utc>>,
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 /// What storing an event found.
@@ -169,25 +181,40 @@ pub trait WebhookStore: Send + Sync {
         wh: &Webhook,
         max_webhooks: u32,
     ) -> Result<(), CreateWebhookError>;
-    /// One webhook of a tenant, read consistently.
+    /// One webhook of a tenant with its health, read consistently.
     async fn get_webhook(&self, tenant_id: &str, id: &str) -> StoreResult<Option<Webhook>>;
-    /// All of a tenant's webhooks, oldest first.
+    /// All of a tenant's webhooks with their health, oldest first.
     async fn list_webhooks(&self, tenant_id: &str) -> StoreResult<Vec<Webhook>>;
-    /// The tenant's webhooks and catalogue names, read consistently (the fan-out reads it
-    /// once per tenant per batch: a webhook registered before a publish gets the event).
+    /// The tenant's version, webhooks (without health) and catalogue names, read
+    /// consistently; the version is read first, so a change made meanwhile makes the view
+    /// look older than it is, never newer.
     async fn load_tenant(&self, tenant_id: &str) -> StoreResult<TenantView>;
+    /// The tenant's version, read consistently (one small item): a cached view whose
+    /// version it still is, is current.
+    async fn tenant_version(&self, tenant_id: &str) -> StoreResult<u64>;
     /// Replaces `old` with `new` (`new.version == old.version + 1`) if nobody changed it.
+    /// A `new` without `failing_since` where `old` had one restarts its failure clock.
     async fn replace_webhook(&self, old: &Webhook, new: &Webhook)
     -> Result<(), ChangeWebhookError>;
-    /// Deletes a webhook if unchanged since it was read.
+    /// Deletes a webhook (and its health) if unchanged since it was read.
     async fn delete_webhook(&self, wh: &Webhook) -> Result<(), ChangeWebhookError>;
+    /// Records attempts made at `at`: `last_triggered_at` becomes `at`; a success stops the
+    /// failure clock, a failure starts it unless it runs. Returns the health as stored, or
+    /// `None` if the webhook is gone.
+    async fn record_health(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        at: DateTime<Utc>,
+        succeeded: bool,
+    ) -> StoreResult<Option<Health>>;
 }
 
-/// Events, stored once.
+/// Events, each stored once and never rewritten.
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// Stores an event once; with an idempotency key, a key seen before answers with the
-    /// event it produced.
+    /// Stores an event once: an event of that id stored before, or with an idempotency key
+    /// an event of that key, answers as a repeat with the event stored first.
     async fn store_event(
         &self,
         event: &Event,
@@ -195,8 +222,9 @@ pub trait EventStore: Send + Sync {
         expires_at: i64,
     ) -> StoreResult<Stored>;
     async fn get_event(&self, tenant_id: &str, event_id: &str) -> StoreResult<Option<Event>>;
-    /// Marks an event as fanned out: every matching webhook has its delivery record.
-    async fn mark_fanned_out(&self, tenant_id: &str, event_id: &str) -> StoreResult<()>;
+    /// Removes an event whose task could not be queued (the publish answers 503), and its
+    /// idempotency key with it.
+    async fn forget_event(&self, event: &Event) -> StoreResult<()>;
     /// The tenant's events, newest first.
     async fn list_events(
         &self,
@@ -235,7 +263,9 @@ pub trait DeliveryStore: Send + Sync {
     /// Writes a new buffered delivery (unless its record exists) and counts it in its
     /// webhook's buffered count, in one write.
     async fn buffer_delivery(&self, delivery: &Delivery, expires_at: i64) -> StoreResult<Saved>;
-    /// Open deliveries of a webhook in one status, oldest first, at most `limit`.
+    /// Open deliveries of a webhook in one status, oldest first, at most `limit`. Found
+    /// through an index, which trails the table by a moment; each record is then read
+    /// consistently.
     async fn open_deliveries(
         &self,
         tenant_id: &str,
@@ -254,28 +284,11 @@ pub trait DeliveryStore: Send + Sync {
         filter: &DeliveryFilter,
         request: &PageRequest,
     ) -> StoreResult<Page<Delivery>>;
-    /// Open work overdue since `before`, at most `limit` items: events not fanned out
-    /// since then, and pending deliveries whose next attempt was due by then.
-    async fn overdue_work(&self, before: DateTime<Utc>, limit: usize)
-    -> StoreResult<Vec<OpenWork>>;
     /// How many of an event's deliveries are in each status.
     async fn delivery_counts_for_event(
         &self,
         event: &Event,
     ) -> StoreResult<HashMap<DeliveryStatus, u64>>;
-}
-
-/// Work that should have finished: found by the sweeper, queued again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OpenWork {
-    /// An event whose fan-out did not finish.
-    Event { tenant_id: String, event_id: String },
-    /// A pending delivery whose next attempt is overdue.
-    Delivery {
-        tenant_id: String,
-        delivery_id: String,
-        attempts: u32,
-    },
 }
 
 /// Delivery records written per request (DynamoDB's BatchWriteItem limit).

@@ -1,12 +1,14 @@
 //! `webhooks-admin`: create, list and revoke API keys (the new key is the last line of
-//! stdout), and move dead-lettered messages back to their queues.
+//! stdout), and bring dead-lettered messages back.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shared::config::{Config, Mode};
+use shared::config::{Config, Mode, QueueUrls};
 use shared::domain::api_key::Scope;
 use shared::domain::format_time;
+use shared::queue::sqs::SqsQueues;
+use shared::queue::{QueueName, TaskQueue, redrive};
 use shared::state::AppState;
 use tools::local::settings::LocalSettings;
 
@@ -47,8 +49,9 @@ enum Command {
         #[arg(long)]
         key_id: String,
     },
-    /// Move the dead-letter queues' messages back to their queues (ingest and delivery).
-    /// Messages rejected as never processable stay unless --include-rejected. In AWS it
+    /// Bring the dead-letter queues' messages back (ingest and delivery) as tasks on the
+    /// delivery queue, however often the sweeper already did. Messages rejected as never
+    /// processable stay unless --include-rejected. In AWS it
     /// needs INGEST_QUEUE_URL, INGEST_DLQ_URL, DELIVERY_QUEUE_URL and DELIVERY_DLQ_URL (the
     /// stack's outputs); locally it finds the local stack's queues.
     Redrive {
@@ -118,14 +121,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             delivery_dlq_url,
         } => {
             let sqs = aws_sdk_sqs::Client::new(&shared::state::sdk_config(&state.config).await);
-            let pairs = if cli.local {
+            let urls = if cli.local {
                 let name = |id: &str| format!("{}-{id}", state.config.table_name);
                 let mut urls = Vec::new();
                 for id in [
-                    "IngestDeadLetterQueue",
                     "IngestQueue",
-                    "DeliveryDeadLetterQueue",
+                    "IngestDeadLetterQueue",
                     "DeliveryQueue",
+                    "DeliveryDeadLetterQueue",
                 ] {
                     let url = sqs
                         .get_queue_url()
@@ -143,32 +146,43 @@ async fn run(cli: Cli) -> Result<(), String> {
                         .unwrap_or_default();
                     urls.push(url);
                 }
-                vec![
-                    ("ingest", urls[0].clone(), urls[1].clone()),
-                    ("delivery", urls[2].clone(), urls[3].clone()),
-                ]
+                QueueUrls {
+                    ingest: urls[0].clone(),
+                    ingest_dlq: urls[1].clone(),
+                    delivery: urls[2].clone(),
+                    delivery_dlq: Some(urls[3].clone()),
+                }
             } else {
-                let queues = state.config.queues.clone().ok_or(
+                let mut queues = state.config.queues.clone().ok_or(
                     "redrive needs INGEST_QUEUE_URL, INGEST_DLQ_URL and DELIVERY_QUEUE_URL",
                 )?;
-                let delivery_dlq = delivery_dlq_url
-                    .ok_or("redrive needs DELIVERY_DLQ_URL (or --delivery-dlq-url)")?;
-                vec![
-                    ("ingest", queues.ingest_dlq, queues.ingest),
-                    ("delivery", delivery_dlq, queues.delivery),
-                ]
+                queues.delivery_dlq = Some(
+                    delivery_dlq_url
+                        .ok_or("redrive needs DELIVERY_DLQ_URL (or --delivery-dlq-url)")?,
+                );
+                queues
             };
-            for (queue, from, to) in pairs {
-                eprintln!("redriving the {queue} dead-letter queue");
-                let done = tools::admin::redrive(&sqs, &from, &to, include_rejected, |n| {
-                    eprintln!("  {n} moved back so far")
-                })
-                .await?;
-                println!("{queue}: {} moved back to the {queue} queue", done.moved);
+            let queues = SqsQueues::new(sqs, &urls);
+            let options = redrive::Options {
+                include_rejected,
+                automatic: false,
+                limit: usize::MAX,
+                delay: std::time::Duration::ZERO,
+            };
+            for (name, queue) in [
+                ("ingest", QueueName::Ingest),
+                ("delivery", QueueName::Delivery),
+            ] {
+                eprintln!("redriving the {name} dead-letter queue");
+                let done = queues
+                    .redrive(queue, &options, &|n| eprintln!("  {n} brought back so far"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("{name}: {} brought back to the delivery queue", done.moved);
                 if !done.kept.is_empty() {
                     println!(
-                        "{queue}: {} left in the dead-letter queue, rejected as never processable \
-                         (--include-rejected moves them too):",
+                        "{name}: {} left in the dead-letter queue, rejected as never processable \
+                         (--include-rejected brings back those that can be read now):",
                         done.kept.len()
                     );
                     for reason in done.kept {

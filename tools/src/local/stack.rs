@@ -33,6 +33,7 @@ pub struct LocalStack {
 pub const INGEST_QUEUE: &str = "IngestQueue";
 pub const INGEST_DLQ: &str = "IngestDeadLetterQueue";
 pub const DELIVERY_QUEUE: &str = "DeliveryQueue";
+pub const DELIVERY_DLQ: &str = "DeliveryDeadLetterQueue";
 
 impl LocalStack {
     /// Starts the emulator if needed, creates the table if missing and binds the API's port
@@ -90,6 +91,7 @@ impl LocalStack {
             ingest: url_of(INGEST_QUEUE)?,
             ingest_dlq: url_of(INGEST_DLQ)?,
             delivery: url_of(DELIVERY_QUEUE)?,
+            delivery_dlq: Some(url_of(DELIVERY_DLQ)?),
         });
         let event_sources = template
             .sqs_event_sources("deliver")?

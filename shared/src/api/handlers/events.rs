@@ -71,22 +71,26 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
         .await?
     {
         Stored::New => (event, false),
-        // A repeated id answers with the first event. If that one's fan-out never finished
-        // (its queueing failed, say), queue it again; the deliver function skips whatever
-        // was already recorded.
-        Stored::Repeat(first) if first.fanned_out => return Ok(Reply::accepted(first.to_json())),
+        // A repeated id answers with the first event, and queues it again: if that one's
+        // fan-out never finished (its queueing failed, say), this finishes it; the deliver
+        // function skips whatever was already recorded.
         Stored::Repeat(first) => (first, true),
     };
     let task = Task::Event(EventTask::stored(&event, resend));
     // On the delivery queue, which only the service can write to: a producer allowed on
     // the ingest queue cannot forge a stored event's task.
-    queues
+    if let Err(e) = queues
         .send(QueueName::Delivery, &[(task, Duration::ZERO)])
         .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "could not queue an event; answering 503");
-            ApiError::unavailable()
-        })?;
+    {
+        tracing::warn!(error = %e, "could not queue an event; answering 503");
+        // Nothing half-written: a new event that will not be delivered is taken back (a
+        // repeat stays: its first publish was answered 202).
+        if !resend && let Err(e) = state.store.forget_event(&event).await {
+            tracing::error!(error = %e, event_id = %event.id, "could not take back an event that was not queued");
+        }
+        return Err(ApiError::unavailable());
+    }
     Ok(Reply::accepted(event.to_json()))
 }
 

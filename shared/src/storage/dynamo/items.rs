@@ -12,6 +12,7 @@ use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
 use crate::domain::webhook::{BasicAuth, Confidential, Webhook, WebhookStatus};
 use crate::domain::{format_time, parse_time};
+use crate::storage::Health;
 
 /// An item that does not have the shape this module writes.
 #[derive(Debug, PartialEq, Eq)]
@@ -74,14 +75,6 @@ impl Attrs<'_> {
                 .map_err(|_| Self::error(name, "expected a whole number")),
             None => Err(Self::error(name, "missing")),
             Some(_) => Err(Self::error(name, "expected a number")),
-        }
-    }
-
-    fn bool(&self, name: &str) -> Result<bool, ItemError> {
-        match self.0.get(name) {
-            Some(AttributeValue::Bool(b)) => Ok(*b),
-            None => Ok(false),
-            Some(_) => Err(Self::error(name, "expected a boolean")),
         }
     }
 
@@ -161,16 +154,6 @@ impl ItemBuilder {
 
     fn opt_time(self, name: &str, at: Option<DateTime<Utc>>) -> Self {
         self.opt_string(name, at.map(format_time))
-    }
-
-    /// While `open`, the item sits in the open-work index (sorted by its `id`), overdue
-    /// after `due`.
-    fn open_work(self, open: bool, tenant_id: &str, due: DateTime<Utc>) -> Self {
-        if !open {
-            return self;
-        }
-        self.string(GSI3_PK, open_work_gsi_pk(tenant_id))
-            .set(DUE_AT, n(due.timestamp_millis()))
     }
 }
 
@@ -325,9 +308,7 @@ impl TryFrom<&Webhook> for Item {
                 .set("metadata", AttributeValue::M(metadata))
                 .time("created_at", wh.created_at)
                 .time("updated_at", wh.updated_at)
-                .opt_time("last_triggered_at", wh.last_triggered_at)
                 .opt_string("disabled_reason", wh.disabled_reason.as_deref())
-                .opt_time("failing_since", wh.failing_since)
                 .set("version", n(wh.version))
                 .0,
         )
@@ -366,29 +347,52 @@ impl TryFrom<&Item> for Webhook {
             metadata: a.string_map("metadata")?,
             created_at: a.time("created_at")?,
             updated_at: a.time("updated_at")?,
-            last_triggered_at: a.opt_time("last_triggered_at")?,
+            // Health lives in its own item (see `health_item`): read beside the webhook.
+            last_triggered_at: None,
             disabled_reason: a.opt_string("disabled_reason")?,
-            failing_since: a.opt_time("failing_since")?,
+            failing_since: None,
             version: a.number("version")?,
         })
     }
 }
 
+/// A new webhook's health item: nothing tried yet. It exists exactly as long as its
+/// webhook (created and deleted in the same transactions), so recording health never
+/// brings back a deleted webhook's.
+pub fn health_item(wh: &Webhook) -> Item {
+    ItemBuilder::new(health_pk(&wh.tenant_id), webhook_sk(&wh.id)).0
+}
+
+/// A webhook's health: when it last got a delivery, and since when its deliveries all fail.
+pub fn health_of(item: &Item) -> Result<Health, ItemError> {
+    let a = Attrs(item);
+    Ok(Health {
+        last_triggered_at: a.opt_time("last_triggered_at")?,
+        failing_since: a.opt_time("failing_since")?,
+    })
+}
+
+/// The webhook id a health item belongs to.
+pub fn health_webhook_id(item: &Item) -> Option<&str> {
+    item.get(SK)?.as_s().ok()?.strip_prefix(WEBHOOK_SK_PREFIX)
+}
+
 // ---- events ----
 
-/// An event item, expiring at `expires_at` (Unix seconds).
+/// An event item, expiring at `expires_at` (Unix seconds): written once, never changed.
 pub fn event_item(event: &Event, expires_at: i64) -> Item {
-    ItemBuilder::new(events_pk(&event.tenant_id), event_sk(&event.id))
-        .string("id", &event.id)
-        .string("tenant_id", &event.tenant_id)
-        .string("type", &event.event_type)
-        .string("data", Value::Object(event.data.clone()).to_string())
-        .opt_string("source_id", event.source_id.as_deref())
-        .time("created_at", event.created_at)
-        .set("fanned_out", AttributeValue::Bool(event.fanned_out))
-        .set(EXPIRES_AT, n(expires_at))
-        .open_work(!event.fanned_out, &event.tenant_id, event.created_at)
-        .0
+    ItemBuilder::new(
+        events_pk(&event.tenant_id, event_shard(&event.id)),
+        event_sk(&event.id),
+    )
+    .string("id", &event.id)
+    .string("tenant_id", &event.tenant_id)
+    .string("type", &event.event_type)
+    .string("data", Value::Object(event.data.clone()).to_string())
+    .opt_string("source_id", event.source_id.as_deref())
+    .time("created_at", event.created_at)
+    .set(EXPIRES_AT, n(expires_at))
+    .0
 }
 
 impl TryFrom<&Item> for Event {
@@ -406,7 +410,6 @@ impl TryFrom<&Item> for Event {
             data,
             source_id: a.opt_string("source_id")?,
             created_at: a.time("created_at")?,
-            fanned_out: a.bool("fanned_out")?,
         })
     }
 }
@@ -439,16 +442,14 @@ fn attempt_from_json(v: &Value) -> Option<Attempt> {
     })
 }
 
-/// A delivery item, expiring at `expires_at`. Open deliveries (pending, buffered) also
-/// sit in GSI2 under their webhook and status; a closed one leaves it.
+/// A delivery item, expiring at `expires_at`, in its event's shard. An open delivery
+/// (pending, buffered) also sits in GSI2 under its webhook (keys and status only, so a
+/// retry that leaves it pending does not write the index); a closed one leaves it.
 pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
     // Strings, numbers and nulls only: serializing cannot fail.
     let log = serde_json::to_string(&d.attempt_log).unwrap_or_else(|_| "[]".to_string());
-    let mut builder = ItemBuilder::new(deliveries_pk(&d.tenant_id), delivery_sk(&d.id))
-        .string(
-            GSI1_PK,
-            webhook_deliveries_gsi_pk(&d.tenant_id, &d.webhook_id),
-        )
+    let shard = delivery_shard(&d.id);
+    let mut builder = ItemBuilder::new(deliveries_pk(&d.tenant_id, shard), delivery_sk(&d.id))
         .string("id", &d.id)
         .string("tenant_id", &d.tenant_id)
         .string("event_id", &d.event_id)
@@ -464,16 +465,10 @@ pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
     if d.status.is_open() {
         builder = builder.string(
             GSI2_PK,
-            open_deliveries_gsi_pk(&d.tenant_id, &d.webhook_id, d.status),
+            open_deliveries_gsi_pk(&d.tenant_id, &d.webhook_id, shard),
         );
     }
-    builder
-        .open_work(
-            d.status == DeliveryStatus::Pending,
-            &d.tenant_id,
-            d.next_attempt_at.unwrap_or(d.updated_at),
-        )
-        .0
+    builder.0
 }
 
 impl TryFrom<&Item> for Delivery {
@@ -549,7 +544,7 @@ mod tests {
     fn a_webhook_survives_the_round_trip_through_an_item() {
         let mut wh = stored();
         wh.previous_secret = Some(Confidential::Sealed("v1.sealed.old".into()));
-        wh.previous_expires_at = wh.last_triggered_at.or(Some(wh.created_at));
+        wh.previous_expires_at = Some(wh.created_at);
         wh.disabled_reason = Some("failing".into());
         let item = Item::try_from(&wh).unwrap();
         assert_eq!(item[PK], s("T#acme"));
@@ -627,7 +622,7 @@ mod tests {
     }
 
     #[test]
-    fn events_round_trip_and_expire() {
+    fn events_round_trip_expire_and_spread_over_shards() {
         let event = Event {
             id: "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
             tenant_id: "acme".into(),
@@ -638,22 +633,18 @@ mod tests {
                 .unwrap(),
             source_id: Some("src-1".into()),
             created_at: crate::domain::now(),
-            fanned_out: true,
         };
         let item = event_item(&event, 1_900_000_000);
-        assert_eq!(item[PK], s("T#acme#EV"));
-        assert!(
-            !item.contains_key(GSI3_PK),
-            "fanned out: no longer open work"
-        );
-        let mut open = event.clone();
-        open.fanned_out = false;
-        assert_eq!(event_item(&open, 5)[GSI3_PK], s("T#acme#OPEN"));
+        assert_eq!(item[PK], s(format!("T#acme#EV#{}", event_shard(&event.id))));
         assert_eq!(item[EXPIRES_AT], n(1_900_000_000));
         assert_eq!(Event::try_from(&item).unwrap(), event);
         let source = source_key_item(&event, "src-1", 5);
         assert_eq!(source[PK], s("T#acme#SRC#src-1"));
         assert_eq!(source_key_event_id(&source).unwrap(), event.id);
+        let shards: std::collections::HashSet<u8> = (0..200)
+            .map(|_| event_shard(&crate::ids::IdKind::Event.generate()))
+            .collect();
+        assert_eq!(shards.len(), EVENT_SHARDS as usize, "every shard is used");
     }
 
     #[test]
@@ -692,21 +683,18 @@ mod tests {
             Some(at),
         );
         let item = delivery_item(&d, 7);
-        assert_eq!(item[GSI1_PK], s("T#acme#WH#wh_01ARZ3NDEKTSV4RRFFQ69G5FAW"));
+        let shard = delivery_shard(&d.id);
+        assert_eq!(item[PK], s(format!("T#acme#DL#{shard}")));
         assert_eq!(
             item[GSI2_PK],
-            s("T#acme#WH#wh_01ARZ3NDEKTSV4RRFFQ69G5FAW#pending")
+            s(format!(
+                "T#acme#WH#wh_01ARZ3NDEKTSV4RRFFQ69G5FAW#OPEN#{shard}"
+            ))
         );
         assert_eq!(Delivery::try_from(&item).unwrap(), d);
-        assert_eq!(item[GSI3_PK], s("T#acme#OPEN"));
-        assert_eq!(item[DUE_AT], n(at.timestamp_millis()));
         d.status = DeliveryStatus::Succeeded;
         let closed = delivery_item(&d, 7);
         assert!(!closed.contains_key(GSI2_PK));
-        assert!(
-            !closed.contains_key(GSI3_PK),
-            "only pending work is open work"
-        );
         assert_eq!(Delivery::try_from(&closed).unwrap(), d);
     }
 

@@ -1,5 +1,5 @@
-//! The DynamoDB item layout: every key and attribute name, and the `From`/`TryFrom`
-//! mappings between domain types and items. The one place that knows how records are stored.
+//! The DynamoDB key layout: every key, prefix, shard and key range. The one place that
+//! knows where a record is stored; the item mappings are `items`.
 //!
 //! | item | PK | SK |
 //! |---|---|---|
@@ -8,15 +8,21 @@
 //! | webhook | `T#<tenant>` | `WH#<id>` |
 //! | URL uniqueness guard | `T#<tenant>` | `URL#<sha256(url)>` |
 //! | per-tenant counters (webhooks, event types) | `T#<tenant>` | `COUNT` |
+//! | the tenant's version (bumped by every change of webhooks or event types) | `T#<tenant>` | `VERSION` |
 //! | event type | `T#<tenant>` | `ET#<name>` |
 //! | event type schema | `T#<tenant>#SCHEMA` | `ET#<name>` |
-//! | event | `T#<tenant>#EV` | `EV#<id>` |
-//! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
+//! | webhook health (last triggered, failing since) | `T#<tenant>#H` | `WH#<id>` |
 //! | buffered count of a webhook | `T#<tenant>#BUF` | `WH#<id>` |
-//! | event | (as above; GSI3 until fanned out: `T#<tenant>#OPEN` / id) | |
-//! | delivery | `T#<tenant>#DL` | `DL#<id>` (GSI1: `T#<tenant>#WH#<webhook>` / id; GSI2 while open: `T#<tenant>#WH#<webhook>#<status>` / id; GSI3 while pending: `T#<tenant>#OPEN` / id) |
+//! | event | `T#<tenant>#EV#<shard>` | `EV#<id>` |
+//! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
+//! | delivery | `T#<tenant>#DL#<shard>` | `DL#<id>` (GSI2 while open: `T#<tenant>#WH#<webhook>#OPEN#<shard>` / id) |
 //!
-//! Every index sorts by the item's own `id` attribute.
+//! Events spread over [`EVENT_SHARDS`] partitions per tenant and deliveries over
+//! [`DELIVERY_SHARDS`], by a hash of the event id: lists read every shard and merge them
+//! newest first. A delivery id carries its event's shard hint, so a delivery's partition
+//! is known from its id alone, and an event's deliveries share one partition. GSI2 holds a
+//! webhook's open deliveries (keys and status only), sharded the same way; a retry does not
+//! touch it. Every index sorts by the item's own `id` attribute.
 //!
 //! Every partition key of the table and of its indexes that holds a tenant's records starts
 //! with `T#<tenant>`, so no query can reach another tenant's items whatever id it is given.
@@ -33,7 +39,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use ulid::Ulid;
 
-use crate::domain::delivery::DeliveryStatus;
+use crate::domain::delivery::{event_shard_hint, shard_hint};
 use crate::ids::IdKind;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -47,11 +53,23 @@ pub const GSI1_PK: &str = "GSI1PK";
 pub const INDEX_SK: &str = "id";
 pub const GSI2: &str = "GSI2";
 pub const GSI2_PK: &str = "GSI2PK";
-pub const GSI3: &str = "GSI3";
-pub const GSI3_PK: &str = "GSI3PK";
-/// When an item of the open-work index (GSI3) is overdue if still open: Unix milliseconds.
-pub const DUE_AT: &str = "due_at";
 pub const EXPIRES_AT: &str = "expires_at";
+
+/// Partitions a tenant's events spread over (each takes 1,000 write units a second).
+pub const EVENT_SHARDS: u8 = 8;
+/// Partitions a tenant's deliveries spread over, and each webhook's open deliveries in GSI2.
+pub const DELIVERY_SHARDS: u8 = 16;
+
+/// The events partition an event is stored in.
+pub fn event_shard(event_id: &str) -> u8 {
+    event_shard_hint(event_id) % EVENT_SHARDS
+}
+
+/// The deliveries partition a delivery is stored in (its event's, from the hint its id
+/// carries).
+pub fn delivery_shard(delivery_id: &str) -> u8 {
+    shard_hint(delivery_id).unwrap_or(0) % DELIVERY_SHARDS
+}
 
 /// Partition of everything a tenant owns that is read together: webhooks, their URL guards,
 /// the webhook counter and the event-type catalogue.
@@ -69,6 +87,10 @@ pub fn url_guard_sk(url: &str) -> String {
 }
 
 pub const COUNTER_SK: &str = "COUNT";
+/// The tenant's version: one small item, bumped in the same transaction as every change of
+/// its webhooks or event types, so a cached view of the tenant is checked with one read.
+pub const VERSION_SK: &str = "VERSION";
+pub const VERSION_ATTR: &str = "version";
 /// The counter item's attributes: webhooks and event types of the tenant.
 pub const WEBHOOKS_COUNTER: &str = "webhooks";
 pub const EVENT_TYPES_COUNTER: &str = "event_types";
@@ -87,8 +109,9 @@ pub fn schema_key(tenant_id: &str, name: &str) -> Item {
     key(schemas_pk(tenant_id), event_type_sk(name))
 }
 
-pub fn events_pk(tenant_id: &str) -> String {
-    format!("T#{tenant_id}#EV")
+/// One of a tenant's event partitions.
+pub fn events_pk(tenant_id: &str, shard: u8) -> String {
+    format!("T#{tenant_id}#EV#{shard}")
 }
 
 pub fn event_sk(event_id: &str) -> String {
@@ -101,8 +124,9 @@ pub fn source_key_pk(tenant_id: &str, source_id: &str) -> String {
 }
 pub const SOURCE_KEY_SK: &str = "SRC";
 
-pub fn deliveries_pk(tenant_id: &str) -> String {
-    format!("T#{tenant_id}#DL")
+/// One of a tenant's delivery partitions.
+pub fn deliveries_pk(tenant_id: &str, shard: u8) -> String {
+    format!("T#{tenant_id}#DL#{shard}")
 }
 
 pub fn delivery_sk(delivery_id: &str) -> String {
@@ -110,40 +134,22 @@ pub fn delivery_sk(delivery_id: &str) -> String {
 }
 pub const DELIVERY_SK_PREFIX: &str = "DL#";
 
-/// GSI1 partition of one webhook's deliveries: under its tenant, so no webhook id reaches
-/// another tenant's records.
-pub fn webhook_deliveries_gsi_pk(tenant_id: &str, webhook_id: &str) -> String {
-    format!("T#{tenant_id}#WH#{webhook_id}")
+/// GSI2 (sparse) partition of one shard of a webhook's open deliveries, under its tenant.
+pub fn open_deliveries_gsi_pk(tenant_id: &str, webhook_id: &str, shard: u8) -> String {
+    format!("T#{tenant_id}#WH#{webhook_id}#OPEN#{shard}")
 }
 
-/// GSI2 (sparse) partition of one webhook's deliveries in an open status, under its tenant.
-pub fn open_deliveries_gsi_pk(tenant_id: &str, webhook_id: &str, status: DeliveryStatus) -> String {
-    format!("T#{tenant_id}#WH#{webhook_id}#{}", status.as_str())
+/// Partition of a tenant's webhook health items.
+pub fn health_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}#H")
 }
 
-/// GSI3 (sparse) partition of a tenant's open work: events not yet fanned out and pending
-/// deliveries, which the sweeper scans for what is overdue.
-pub fn open_work_gsi_pk(tenant_id: &str) -> String {
-    format!("T#{tenant_id}#OPEN")
+pub fn health_key(tenant_id: &str, webhook_id: &str) -> Item {
+    key(health_pk(tenant_id), webhook_sk(webhook_id))
 }
 
-/// What an item of the open-work index is, by its id's prefix.
-#[derive(Debug, PartialEq, Eq)]
-pub enum OpenWorkKey {
-    Event(String),
-    Delivery(String),
-}
-
-impl OpenWorkKey {
-    pub fn parse(id: &str) -> Option<Self> {
-        if id.starts_with(IdKind::Event.prefix()) {
-            Some(OpenWorkKey::Event(id.to_string()))
-        } else if id.starts_with(IdKind::Delivery.prefix()) {
-            Some(OpenWorkKey::Delivery(id.to_string()))
-        } else {
-            None
-        }
-    }
+pub fn version_key(tenant_id: &str) -> Item {
+    key(tenant_pk(tenant_id), VERSION_SK)
 }
 
 /// A webhook's buffered count: how many of its deliveries wait for an unpause, kept in the
@@ -197,7 +203,10 @@ pub fn url_guard_key(tenant_id: &str, url: &str) -> Item {
 }
 
 pub fn event_key(tenant_id: &str, event_id: &str) -> Item {
-    key(events_pk(tenant_id), event_sk(event_id))
+    key(
+        events_pk(tenant_id, event_shard(event_id)),
+        event_sk(event_id),
+    )
 }
 
 pub fn source_key_key(tenant_id: &str, source_id: &str) -> Item {
@@ -205,7 +214,10 @@ pub fn source_key_key(tenant_id: &str, source_id: &str) -> Item {
 }
 
 pub fn delivery_key(tenant_id: &str, delivery_id: &str) -> Item {
-    key(deliveries_pk(tenant_id), delivery_sk(delivery_id))
+    key(
+        deliveries_pk(tenant_id, delivery_shard(delivery_id)),
+        delivery_sk(delivery_id),
+    )
 }
 
 /// What an item of a tenant's partition (`T#<tenant>`) is, by its sort key.
@@ -214,6 +226,8 @@ pub enum TenantItem {
     Webhook,
     /// An event type, with its name.
     EventType(String),
+    /// The tenant's version.
+    Version,
     /// A URL guard or the counter.
     Other,
 }
@@ -228,6 +242,8 @@ impl TenantItem {
             TenantItem::Webhook
         } else if let Some(name) = sk.strip_prefix(EVENT_TYPE_SK_PREFIX) {
             TenantItem::EventType(name.to_string())
+        } else if sk == VERSION_SK {
+            TenantItem::Version
         } else {
             TenantItem::Other
         }
@@ -255,7 +271,7 @@ fn id_range(
     )
 }
 
-/// The events table range of `T#<tenant>#EV` created between `from` and `to`.
+/// The range of event sort keys created between `from` and `to` (in every shard).
 pub fn event_sk_range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> (String, String) {
     id_range(
         &format!("{EVENT_SK_PREFIX}{}", IdKind::Event.prefix()),
@@ -264,7 +280,7 @@ pub fn event_sk_range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) ->
     )
 }
 
-/// The range of `T#<tenant>#DL` sort keys of deliveries created between `from` and `to`.
+/// The range of delivery sort keys created between `from` and `to` (in every shard).
 pub fn delivery_sk_range(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
@@ -274,14 +290,6 @@ pub fn delivery_sk_range(
         from,
         to,
     )
-}
-
-/// The range of index sort keys (delivery ids) of one webhook's deliveries.
-pub fn webhook_deliveries_gsi_range(
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-) -> (String, String) {
-    id_range(IdKind::Delivery.prefix(), from, to)
 }
 
 pub fn s(value: impl Into<String>) -> AttributeValue {

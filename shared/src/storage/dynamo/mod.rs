@@ -5,6 +5,7 @@
 
 pub mod items;
 pub mod layout;
+mod lists;
 mod records;
 mod tenants;
 

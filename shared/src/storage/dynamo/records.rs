@@ -1,48 +1,36 @@
-//! Events and deliveries on DynamoDB: idempotent event storage, batched delivery writes,
-//! conditional attempt records, and the key-range queries behind their lists.
+//! Events and deliveries on DynamoDB: events stored once in their shard, batched delivery
+//! writes, conditional attempt records, a webhook's open deliveries through GSI2, and the
+//! merged reads of the sharded lists.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, PutRequest, Update, WriteRequest,
-};
-use chrono::{DateTime, Utc};
-use ulid::Ulid;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, PutRequest, Update, WriteRequest};
+use futures::future::try_join_all;
 
 use super::items::{delivery_item, event_item, source_key_event_id, source_key_item};
 use super::layout::{
-    self, BUFFERED_COUNTER, DUE_AT, GSI1, GSI2, GSI3, GSI3_PK, INDEX_SK, Item, OpenWorkKey,
-    buffered_count_key, deliveries_pk, delivery_key, delivery_sk_range, event_key, event_sk_range,
-    events_pk, n, open_deliveries_gsi_pk, s, source_key_key, webhook_deliveries_gsi_pk,
-    webhook_deliveries_gsi_range,
+    BUFFERED_COUNTER, DELIVERY_SHARDS, EVENT_SHARDS, GSI2, INDEX_SK, Item, buffered_count_key,
+    deliveries_pk, delivery_key, delivery_shard, delivery_sk_range, event_key, event_sk_range,
+    events_pk, n, open_deliveries_gsi_pk, s, source_key_key,
 };
+use super::lists::{ReadBudget, Shards, list_sharded};
 use super::{DynamoStore, Transaction, WriteError, store_error};
-use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id};
 use crate::domain::event::Event;
-use crate::page::{Budget, Page, PageRequest, Position, Weigh};
+use crate::page::{Page, PageRequest};
 use crate::storage::{
-    DeliveryFilter, DeliveryStore, EventFilter, EventStore, OpenWork, RECORDS_PER_WRITE, Saved,
-    StoreError, StoreResult, Stored,
+    DeliveryFilter, DeliveryStore, EventFilter, EventStore, RECORDS_PER_WRITE, Saved, StoreError,
+    StoreResult, Stored,
 };
-
-/// A key range over one partition (of the table or an index), for the lists.
-struct RangeQuery {
-    index: Option<&'static str>,
-    pk_attr: &'static str,
-    pk: String,
-    sk_attr: &'static str,
-    /// Inclusive bounds of the sort key.
-    lower: String,
-    upper: String,
-}
-
-/// Most items one list request examines before it answers with what it has.
-const MAX_EXAMINED: usize = 2000;
 
 /// Attempts at a batch request whose items DynamoDB leaves unprocessed.
 const BATCH_ATTEMPTS: usize = 6;
+
+/// Rounds of a source key pointing to an event that is not stored (its first writer
+/// stopped between the two puts) before the message is left to come back.
+const SOURCE_KEY_ROUNDS: usize = 3;
 
 #[async_trait]
 impl EventStore for DynamoStore {
@@ -52,68 +40,68 @@ impl EventStore for DynamoStore {
         idempotency_key: Option<&str>,
         expires_at: i64,
     ) -> StoreResult<Stored> {
-        let put_event = self.put_if_absent(event_item(event, expires_at));
         let Some(source_id) = idempotency_key else {
-            return match self
-                .transact(Transaction::default().put("event", put_event))
+            return self.put_event_once(event, expires_at).await;
+        };
+        // The source key first, then the event: one conditional put each (a transaction
+        // of the two would cost twice both). A key whose event is missing (its writer
+        // stopped between the two) is taken over by this event.
+        let source_key = source_key_key(&event.tenant_id, source_id);
+        for _ in 0..SOURCE_KEY_ROUNDS {
+            let put_source = self.put_if_absent(source_key_item(event, source_id, expires_at));
+            match self
+                .transact_or_put(Transaction::default().put("source_key", put_source))
                 .await
             {
-                Ok(()) => Ok(Stored::New),
-                Err(WriteError::Store(e)) => Err(e),
-                Err(WriteError::Condition(_)) => {
-                    Err(StoreError::Other(format!("event {} exists", event.id)))
-                }
-            };
-        };
-        let put_source = self.put_if_absent(source_key_item(event, source_id, expires_at));
-        let result = self
-            .transact(
-                Transaction::default()
-                    .put("source_key", put_source)
-                    .put("event", put_event),
-            )
-            .await;
-        match result {
-            Ok(()) => Ok(Stored::New),
-            Err(e) if e.failed("source_key") => {
-                let source = self
-                    .get(source_key_key(&event.tenant_id, source_id), true)
-                    .await?
-                    .ok_or_else(|| StoreError::Other("source key vanished".into()))?;
-                let event_id = source_key_event_id(&source)?;
-                match self.get_event(&event.tenant_id, &event_id).await? {
-                    Some(first) => Ok(Stored::Repeat(first)),
-                    None => Err(StoreError::Other(format!(
-                        "source key points to missing event {event_id}"
-                    ))),
-                }
+                Ok(()) => return self.put_event_once(event, expires_at).await,
+                Err(WriteError::Store(e)) => return Err(e),
+                Err(WriteError::Condition(_)) => {}
             }
-            Err(WriteError::Store(e)) => Err(e),
-            Err(WriteError::Condition(names)) => Err(StoreError::Other(format!(
-                "event {} exists ({names:?})",
-                event.id
-            ))),
+            let Some(source) = self.get(source_key.clone(), true).await? else {
+                continue; // expired meanwhile: claim it again
+            };
+            let first_id = source_key_event_id(&source)?;
+            if let Some(first) = self.get_event(&event.tenant_id, &first_id).await? {
+                return Ok(Stored::Repeat(first));
+            }
+            let take_over = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(source_key.clone()))
+                .update_expression("SET event_id = :mine")
+                .condition_expression("event_id = :first")
+                .expression_attribute_values(":mine", s(&event.id))
+                .expression_attribute_values(":first", s(&first_id))
+                .send()
+                .await;
+            match take_over.map_err(super::classify) {
+                Ok(_) => return self.put_event_once(event, expires_at).await,
+                Err(WriteError::Store(e)) => return Err(e),
+                Err(WriteError::Condition(_)) => {} // another repeat took it over first
+            }
         }
+        Err(StoreError::Unavailable(format!(
+            "the idempotency key {source_id:?} points to an event being stored"
+        )))
     }
 
     async fn get_event(&self, tenant_id: &str, event_id: &str) -> StoreResult<Option<Event>> {
         self.get_as(event_key(tenant_id, event_id), true).await
     }
 
-    async fn mark_fanned_out(&self, tenant_id: &str, event_id: &str) -> StoreResult<()> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(event_key(tenant_id, event_id)))
-            .update_expression("SET fanned_out = :yes REMOVE #gsi3pk, #due")
-            .expression_attribute_names("#gsi3pk", GSI3_PK)
-            .expression_attribute_names("#due", DUE_AT)
-            .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":yes", AttributeValue::Bool(true))
-            .send()
+    async fn forget_event(&self, event: &Event) -> StoreResult<()> {
+        let mut transaction = Transaction::default()
+            .delete("event", self.delete(event_key(&event.tenant_id, &event.id)));
+        if let Some(source_id) = &event.source_id {
+            transaction = transaction.delete(
+                "source_key",
+                self.delete(source_key_key(&event.tenant_id, source_id)),
+            );
+        }
+        self.transact(transaction)
             .await
-            .map_err(store_error)?;
-        Ok(())
+            .map_err(WriteError::unexpected)
     }
 
     async fn list_events(
@@ -123,23 +111,41 @@ impl EventStore for DynamoStore {
         request: &PageRequest,
     ) -> StoreResult<Page<Event>> {
         let (lower, upper) = event_sk_range(filter.from, filter.to);
-        let query = RangeQuery {
-            index: None,
-            pk_attr: layout::PK,
-            pk: events_pk(tenant_id),
-            sk_attr: layout::SK,
+        let shards = Shards {
+            partitions: (0..EVENT_SHARDS).map(|i| events_pk(tenant_id, i)).collect(),
             lower,
             upper,
         };
-        self.query_range(&query, request, |item| {
+        list_sharded(self, &shards, request, ReadBudget::default(), |item| {
             let event = Event::try_from(item)?;
-            Ok(filter.keeps(&event).then_some(event))
+            Ok((event.tenant_id == tenant_id && filter.keeps(&event)).then_some(event))
         })
         .await
     }
 }
 
 impl DynamoStore {
+    /// Puts an event unless one of its id is stored: then that one is the answer.
+    async fn put_event_once(&self, event: &Event, expires_at: i64) -> StoreResult<Stored> {
+        let put = self.put_if_absent(event_item(event, expires_at));
+        match self
+            .transact_or_put(Transaction::default().put("event", put))
+            .await
+        {
+            Ok(()) => Ok(Stored::New),
+            Err(WriteError::Store(e)) => Err(e),
+            Err(WriteError::Condition(_)) => {
+                match self.get_event(&event.tenant_id, &event.id).await? {
+                    Some(first) => Ok(Stored::Repeat(first)),
+                    None => Err(StoreError::Unavailable(format!(
+                        "event {} was there and is not",
+                        event.id
+                    ))),
+                }
+            }
+        }
+    }
+
     /// Writes one chunk of records (at most 25), retrying what DynamoDB leaves unprocessed.
     async fn put_delivery_chunk(&self, chunk: &[Delivery], expires_at: i64) -> StoreResult<()> {
         let mut requests: Vec<WriteRequest> = chunk
@@ -223,127 +229,48 @@ impl DynamoStore {
             .expect("table, key and expression are set")
     }
 
-    /// The sparse index's partition of a webhook's open deliveries in one status.
-    fn open_deliveries_query(
+    /// One GSI2 shard of a webhook's open deliveries: the keys of the oldest `limit` in
+    /// `status` (the index holds keys and status only).
+    async fn open_keys_in_shard(
         &self,
         tenant_id: &str,
         webhook_id: &str,
+        shard: u8,
         status: DeliveryStatus,
-    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
-        self.query()
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Item)>> {
+        let mut found = Vec::new();
+        let query = self
+            .query()
             .index_name(GSI2)
             .key_condition_expression("GSI2PK = :pk")
             .expression_attribute_values(
                 ":pk",
-                s(open_deliveries_gsi_pk(tenant_id, webhook_id, status)),
+                s(open_deliveries_gsi_pk(tenant_id, webhook_id, shard)),
             )
-    }
-
-    /// Pages through a key range, newest first, keeping what `read` returns; cursors name
-    /// sort keys. Examines at most [`MAX_EXAMINED`] items per request.
-    async fn query_range<T: Weigh>(
-        &self,
-        query: &RangeQuery,
-        request: &PageRequest,
-        read: impl Fn(&Item) -> StoreResult<Option<T>>,
-    ) -> StoreResult<Page<T>> {
-        let (mut lower, mut upper) = (query.lower.clone(), query.upper.clone());
-        let (forward, exclude) = match &request.position {
-            Position::First => (false, None),
-            Position::After(k) => {
-                upper = upper.min(k.clone());
-                (false, Some(k.clone()))
-            }
-            Position::Before(k) => {
-                lower = lower.max(k.clone());
-                (true, Some(k.clone()))
-            }
-        };
-        let want = request.limit + 1;
-        let mut kept: Vec<(String, T)> = Vec::new();
-        let mut budget = Budget::default();
-        // Full: an item was found that the page has no room for, by count or by bytes.
-        let mut full = false;
-        let mut examined = 0usize;
-        let mut last_examined: Option<String> = None;
+            .limit(i32::try_from(limit.clamp(25, 1000)).unwrap_or(1000));
         let mut start = None;
-        let mut exhausted = lower > upper;
-        while !exhausted && !full && examined < MAX_EXAMINED {
-            let mut q = self
-                .query()
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
-                .expression_attribute_names("#pk", query.pk_attr)
-                .expression_attribute_names("#sk", query.sk_attr)
-                .expression_attribute_values(":pk", s(query.pk.clone()))
-                .expression_attribute_values(":lo", s(lower.clone()))
-                .expression_attribute_values(":hi", s(upper.clone()))
-                .scan_index_forward(forward)
-                .limit((want - kept.len()).clamp(25, 500) as i32)
-                .set_exclusive_start_key(start.take());
-            if let Some(index) = query.index {
-                q = q.index_name(index);
-            }
-            let out = q.send().await.map_err(store_error)?;
+        loop {
+            let out = query
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(store_error)?;
             for item in out.items.unwrap_or_default() {
-                examined += 1;
-                let sort_key = item
-                    .get(query.sk_attr)
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                if exclude.as_deref() == Some(sort_key.as_str()) {
+                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                if text("status").as_deref() != Some(status.as_str()) {
                     continue;
                 }
-                if let Some(entry) = read(&item)? {
-                    if !budget.take(&entry, request.limit) {
-                        full = true;
-                        break;
-                    }
-                    kept.push((sort_key.clone(), entry));
+                if let (Some(id), Some(pk), Some(sk)) = (text(INDEX_SK), text("PK"), text("SK")) {
+                    found.push((id, super::layout::key(pk, sk)));
                 }
-                last_examined = Some(sort_key);
             }
             match out.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => exhausted = true,
+                Some(next) if !next.is_empty() && found.len() < limit => start = Some(next),
+                _ => return Ok(found),
             }
         }
-        let more = full || !exhausted;
-        // A request that examined its fill without filling a page still moves on; a full
-        // page continues after its last item.
-        let resume_key = if !full && more && kept.len() < request.limit {
-            last_examined
-        } else {
-            None
-        };
-        if forward {
-            kept.reverse();
-        }
-        let cursor_of = |entry: Option<&(String, T)>| entry.map(|(k, _)| k.clone());
-        let (start_key, end_key) = if forward {
-            (
-                resume_key.or_else(|| cursor_of(kept.first())),
-                cursor_of(kept.last()),
-            )
-        } else {
-            (
-                cursor_of(kept.first()),
-                resume_key.or_else(|| cursor_of(kept.last())),
-            )
-        };
-        let (has_previous_page, has_next_page) = match request.position {
-            Position::First => (false, more),
-            Position::After(_) => (true, more),
-            Position::Before(_) => (more, true),
-        };
-        Ok(Page {
-            data: kept.into_iter().map(|(_, t)| t).collect(),
-            limit: request.limit,
-            has_next_page,
-            has_previous_page,
-            start_key,
-            end_key,
-        })
     }
 }
 
@@ -445,17 +372,30 @@ impl DeliveryStore for DynamoStore {
         status: DeliveryStatus,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>> {
-        let out = self
-            .open_deliveries_query(tenant_id, webhook_id, status)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(store_error)?;
-        out.items
-            .unwrap_or_default()
-            .iter()
-            .map(|item| Delivery::try_from(item).map_err(StoreError::from))
-            .collect()
+        // The oldest `limit` of each shard hold the oldest `limit` of all.
+        let shards = try_join_all(
+            (0..DELIVERY_SHARDS)
+                .map(|shard| self.open_keys_in_shard(tenant_id, webhook_id, shard, status, limit)),
+        )
+        .await?;
+        let mut keys: Vec<(String, Item)> = shards.into_iter().flatten().collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        keys.truncate(limit);
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let items = self
+                .batch_get(chunk.iter().map(|(_, key)| key.clone()).collect())
+                .await?;
+            for item in &items {
+                let d = Delivery::try_from(item)?;
+                // The index trails the table: what changed since is left out.
+                if d.status == status && d.tenant_id == tenant_id && d.webhook_id == webhook_id {
+                    found.push(d);
+                }
+            }
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
     }
 
     async fn buffered_count(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<u64> {
@@ -487,107 +427,38 @@ impl DeliveryStore for DynamoStore {
         filter: &DeliveryFilter,
         request: &PageRequest,
     ) -> StoreResult<Page<Delivery>> {
-        let query = match &filter.webhook_id {
-            Some(webhook_id) => {
-                let (lower, upper) = webhook_deliveries_gsi_range(filter.from, filter.to);
-                RangeQuery {
-                    index: Some(GSI1),
-                    pk_attr: layout::GSI1_PK,
-                    pk: webhook_deliveries_gsi_pk(tenant_id, webhook_id),
-                    sk_attr: layout::INDEX_SK,
-                    lower,
-                    upper,
-                }
-            }
-            None => {
-                let (lower, upper) = delivery_sk_range(filter.from, filter.to);
-                RangeQuery {
-                    index: None,
-                    pk_attr: layout::PK,
-                    pk: deliveries_pk(tenant_id),
-                    sk_attr: layout::SK,
-                    lower,
-                    upper,
-                }
-            }
+        let (lower, upper) = delivery_sk_range(filter.from, filter.to);
+        let shards = Shards {
+            partitions: (0..DELIVERY_SHARDS)
+                .map(|i| deliveries_pk(tenant_id, i))
+                .collect(),
+            lower,
+            upper,
         };
-        self.query_range(&query, request, |item| {
+        list_sharded(self, &shards, request, ReadBudget::default(), |item| {
             let d = Delivery::try_from(item)?;
-            // The partition is the tenant's own; the check is a second line, not the first.
+            // The partitions are the tenant's own; the check is a second line, not the first.
             Ok((d.tenant_id == tenant_id && filter.keeps(&d)).then_some(d))
         })
         .await
-    }
-
-    async fn overdue_work(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> StoreResult<Vec<OpenWork>> {
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .index_name(GSI3)
-                .filter_expression("#due < :before")
-                .expression_attribute_names("#due", DUE_AT)
-                .expression_attribute_values(":before", n(before.timestamp_millis()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(store_error)?;
-            for item in out.items.unwrap_or_default() {
-                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-                let (Some(tenant_id), Some(sk)) = (text("tenant_id"), text(INDEX_SK)) else {
-                    continue;
-                };
-                let attempts = item
-                    .get("attempts")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                match OpenWorkKey::parse(&sk) {
-                    Some(OpenWorkKey::Event(event_id)) => found.push(OpenWork::Event {
-                        tenant_id,
-                        event_id,
-                    }),
-                    Some(OpenWorkKey::Delivery(delivery_id)) => found.push(OpenWork::Delivery {
-                        tenant_id,
-                        delivery_id,
-                        attempts,
-                    }),
-                    None => {}
-                }
-            }
-            match out.last_evaluated_key {
-                Some(last) if !last.is_empty() && found.len() < limit => start = Some(last),
-                _ => break,
-            }
-        }
-        found.truncate(limit);
-        Ok(found)
     }
 
     async fn delivery_counts_for_event(
         &self,
         event: &Event,
     ) -> StoreResult<HashMap<DeliveryStatus, u64>> {
-        // Delivery ids carry the time of their event's id, so an event's deliveries share
-        // that one millisecond.
-        let id_time = event
-            .id
-            .strip_prefix(crate::ids::IdKind::Event.prefix())
-            .and_then(|u| Ulid::from_string(u).ok())
-            .and_then(|u| DateTime::<Utc>::from_timestamp_millis(u.timestamp_ms() as i64))
-            .unwrap_or(event.created_at);
+        // An event's deliveries share one partition (their ids carry its shard hint) and
+        // the millisecond of its id.
+        let any = delivery_id(&event.id, "");
+        let id_time = crate::ids::id_time(&event.id).unwrap_or(event.created_at);
         let (lower, upper) = delivery_sk_range(Some(id_time), Some(id_time));
         let query = self
             .query()
             .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
-            .expression_attribute_values(":pk", s(deliveries_pk(&event.tenant_id)))
+            .expression_attribute_values(
+                ":pk",
+                s(deliveries_pk(&event.tenant_id, delivery_shard(&any))),
+            )
             .expression_attribute_values(":lo", s(lower))
             .expression_attribute_values(":hi", s(upper));
         let mut counts = HashMap::new();

@@ -1,24 +1,33 @@
 //! What a tenant configures, on DynamoDB: API keys, the event-type catalogue and webhooks
-//! (each webhook created and deleted in one transaction with its URL guard and the
-//! tenant's counter).
+//! (each webhook created and deleted in one transaction with its URL guard, its health
+//! item and the tenant's counter). Every change of a webhook or of the catalogue bumps the
+//! tenant's version in the same transaction: the deliver function's cached view of the
+//! tenant is current while the version is.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, Update};
 
-use super::items::{api_key_lookup_item, event_type_item, schema_item, schema_of, url_guard_item};
-use super::layout::{
-    self, EVENT_TYPES_COUNTER, GSI1, Item, TenantItem, WEBHOOKS_COUNTER, api_key_lookup_key,
-    api_key_record_key, counter_key, event_type_key, n, s, schema_key, schemas_pk,
-    tenant_keys_gsi_pk, tenant_pk, url_guard_key, webhook_key,
+use aws_sdk_dynamodb::types::ReturnValue;
+use chrono::{DateTime, Utc};
+
+use super::items::{
+    api_key_lookup_item, event_type_item, health_item, health_of, health_webhook_id, schema_item,
+    schema_of, url_guard_item,
 };
-use super::{DynamoStore, Transaction, WriteError};
+use super::layout::{
+    self, EVENT_TYPES_COUNTER, GSI1, Item, TenantItem, VERSION_ATTR, WEBHOOKS_COUNTER,
+    api_key_lookup_key, api_key_record_key, counter_key, event_type_key, health_key, health_pk, n,
+    s, schema_key, schemas_pk, tenant_keys_gsi_pk, tenant_pk, url_guard_key, version_key,
+    webhook_key,
+};
+use super::{DynamoStore, Transaction, WriteError, classify};
 use crate::domain::api_key::{ApiKey, KeyGrant};
 use crate::domain::event_type::EventType;
 use crate::domain::webhook::Webhook;
 use crate::storage::{
-    CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError, KeyStore,
+    CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError, Health, KeyStore,
     StoreError, StoreResult, TenantView, WebhookStore,
 };
 use serde_json::Value;
@@ -95,7 +104,8 @@ impl CatalogStore for DynamoStore {
             .update(
                 "counter",
                 self.count(tenant_id, EVENT_TYPES_COUNTER, 1, Some(max)),
-            );
+            )
+            .update("version", self.bump_version(tenant_id));
         if let Some(schema) = &et.schema {
             transaction =
                 transaction.put("schema", self.put(schema_item(tenant_id, &et.name, schema)));
@@ -147,7 +157,8 @@ impl CatalogStore for DynamoStore {
                     .update(
                         "counter",
                         self.count(tenant_id, EVENT_TYPES_COUNTER, -1, None),
-                    ),
+                    )
+                    .update("version", self.bump_version(tenant_id)),
             )
             .await;
         match result {
@@ -184,6 +195,41 @@ impl DynamoStore {
         }
         update.build().expect("table, key and expression are set")
     }
+
+    /// The tenant's version moved on by one (created at 1).
+    fn bump_version(&self, tenant_id: &str) -> Update {
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(version_key(tenant_id)))
+            .update_expression("ADD #version :one")
+            .expression_attribute_names("#version", VERSION_ATTR)
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .expect("table, key and expression are set")
+    }
+
+    /// Every health item of a tenant, by webhook id.
+    async fn tenant_health(&self, tenant_id: &str) -> StoreResult<HashMap<String, Health>> {
+        let query = self
+            .query()
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s(health_pk(tenant_id)));
+        let mut found = HashMap::new();
+        for item in self.query_all(query).await? {
+            if let Some(id) = health_webhook_id(&item) {
+                found.insert(id.to_string(), health_of(&item)?);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A webhook with its health filled in.
+fn with_health(mut wh: Webhook, health: Option<Health>) -> Webhook {
+    let health = health.unwrap_or_default();
+    wh.last_triggered_at = health.last_triggered_at;
+    wh.failing_since = health.failing_since;
+    wh
 }
 
 #[async_trait]
@@ -195,10 +241,12 @@ impl WebhookStore for DynamoStore {
                 Transaction::default()
                     .put("webhook", self.put_if_absent(item))
                     .put("url_guard", self.put_if_absent(url_guard_item(wh)))
+                    .put("health", self.put(health_item(wh)))
                     .update(
                         "counter",
                         self.count(&wh.tenant_id, WEBHOOKS_COUNTER, 1, Some(max)),
-                    ),
+                    )
+                    .update("version", self.bump_version(&wh.tenant_id)),
             )
             .await;
         match result {
@@ -210,29 +258,59 @@ impl WebhookStore for DynamoStore {
     }
 
     async fn get_webhook(&self, tenant_id: &str, id: &str) -> StoreResult<Option<Webhook>> {
-        self.get_as(webhook_key(tenant_id, id), true).await
+        let (webhook, health) = tokio::try_join!(
+            self.get_as::<Webhook>(webhook_key(tenant_id, id), true),
+            self.get(health_key(tenant_id, id), true),
+        )?;
+        let health = health.as_ref().map(health_of).transpose()?;
+        Ok(webhook.map(|wh| with_health(wh, health)))
     }
 
     async fn load_tenant(&self, tenant_id: &str) -> StoreResult<TenantView> {
+        // The version first: a change landing during the query leaves the view looking
+        // older than it is (read again at the next batch), never newer.
+        let version = self.tenant_version(tenant_id).await?;
         let query = self
             .query()
             .consistent_read(true)
             .key_condition_expression("PK = :pk")
             .expression_attribute_values(":pk", s(tenant_pk(tenant_id)));
-        let mut view = TenantView::default();
+        let mut view = TenantView {
+            version,
+            ..TenantView::default()
+        };
         for item in self.query_all(query).await? {
             match TenantItem::classify(&item) {
                 TenantItem::Webhook => view.webhooks.push(Webhook::try_from(&item)?),
                 TenantItem::EventType(name) => view.event_types.push(name),
-                TenantItem::Other => {}
+                TenantItem::Version | TenantItem::Other => {}
             }
         }
         Ok(view)
     }
 
+    async fn tenant_version(&self, tenant_id: &str) -> StoreResult<u64> {
+        let item = self.get(version_key(tenant_id), true).await?;
+        Ok(item
+            .as_ref()
+            .and_then(|i| i.get(VERSION_ATTR))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
     async fn list_webhooks(&self, tenant_id: &str) -> StoreResult<Vec<Webhook>> {
-        self.query_prefix_as(tenant_pk(tenant_id), layout::WEBHOOK_SK_PREFIX)
-            .await
+        let (webhooks, mut health) = tokio::try_join!(
+            self.query_prefix_as::<Webhook>(tenant_pk(tenant_id), layout::WEBHOOK_SK_PREFIX),
+            self.tenant_health(tenant_id),
+        )?;
+        Ok(webhooks
+            .into_iter()
+            .map(|wh| {
+                let h = health.remove(&wh.id);
+                with_health(wh, h)
+            })
+            .collect())
     }
 
     async fn replace_webhook(
@@ -240,8 +318,19 @@ impl WebhookStore for DynamoStore {
         old: &Webhook,
         new: &Webhook,
     ) -> Result<(), ChangeWebhookError> {
-        let mut transaction =
-            Transaction::default().put("webhook", self.webhook_write_if_version(new, old.version)?);
+        let mut transaction = Transaction::default()
+            .put("webhook", self.webhook_write_if_version(new, old.version)?)
+            .update("version", self.bump_version(&new.tenant_id));
+        if old.failing_since.is_some() && new.failing_since.is_none() {
+            let restart = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(health_key(&new.tenant_id, &new.id)))
+                .update_expression("REMOVE failing_since")
+                .condition_expression("attribute_exists(PK)")
+                .build()
+                .expect("table, key and expression are set");
+            transaction = transaction.update("health", restart);
+        }
         if old.url != new.url {
             transaction = transaction
                 .put("url_guard", self.put_if_absent(url_guard_item(new)))
@@ -274,16 +363,50 @@ impl WebhookStore for DynamoStore {
                         "url_guard",
                         self.delete(url_guard_key(&wh.tenant_id, &wh.url)),
                     )
+                    .delete("health", self.delete(health_key(&wh.tenant_id, &wh.id)))
                     .update(
                         "counter",
                         self.count(&wh.tenant_id, WEBHOOKS_COUNTER, -1, None),
-                    ),
+                    )
+                    .update("version", self.bump_version(&wh.tenant_id)),
             )
             .await;
         match result {
             Ok(()) => Ok(()),
             Err(e) if e.failed("webhook") => Err(ChangeWebhookError::Conflict),
             Err(e) => Err(e.unexpected().into()),
+        }
+    }
+
+    async fn record_health(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        at: DateTime<Utc>,
+        succeeded: bool,
+    ) -> StoreResult<Option<Health>> {
+        let expression = if succeeded {
+            "SET last_triggered_at = :at REMOVE failing_since"
+        } else {
+            "SET last_triggered_at = :at, failing_since = if_not_exists(failing_since, :at)"
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(health_key(tenant_id, webhook_id)))
+            .update_expression(expression)
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":at", s(crate::domain::format_time(at)))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Some(health_of(&out.attributes.unwrap_or_default())?)),
+            Err(e) => match classify(e) {
+                WriteError::Condition(_) => Ok(None),
+                WriteError::Store(e) => Err(e),
+            },
         }
     }
 }
