@@ -9,6 +9,7 @@ mod auth;
 mod commands;
 mod delivery;
 mod event_types;
+mod fairness;
 mod faults;
 mod hardening;
 mod listing;

@@ -89,6 +89,32 @@ pub fn record(
     }
 }
 
+/// A delivery its webhook's breaker (or its cap on requests in flight) holds back at
+/// `now` for `wait`, stretched by up to 20% jitter so the held-back deliveries do not all
+/// come back at once: it waits pending, no attempt made, and the retry task that makes its
+/// next attempt is returned (with its delay).
+pub fn defer(
+    delivery: &mut Delivery,
+    wait: Duration,
+    random: f64,
+    now: DateTime<Utc>,
+) -> (Task, Duration) {
+    let wait = wait.mul_f64(1.0 + 0.2 * random.clamp(0.0, 1.0));
+    let at = crate::domain::later(now, wait);
+    delivery.status = DeliveryStatus::Pending;
+    delivery.next_attempt_at = Some(at);
+    delivery.updated_at = now;
+    (
+        Task::Retry(RetryTask {
+            tenant_id: delivery.tenant_id.clone(),
+            delivery_id: delivery.id.clone(),
+            attempt: delivery.attempts + 1,
+            not_before: at.timestamp_millis(),
+        }),
+        wait,
+    )
+}
+
 /// How long a task due at `not_before` (Unix milliseconds) must still wait at `now`;
 /// `None` when it is due. SQS delays whole seconds and at most 15 minutes, so tasks come
 /// early and are parked for the rest.
@@ -157,6 +183,38 @@ pub fn route(webhook: &Webhook, event_type: &str) -> Option<Route> {
 mod tests {
     use super::*;
     use crate::domain::delivery::Attempt;
+
+    #[test]
+    fn a_held_back_delivery_waits_pending_with_no_attempt_and_its_task_makes_the_next() {
+        let now = crate::domain::parse_time("2026-03-01T00:00:00Z").unwrap();
+        let mut d = Delivery::new(
+            "t",
+            "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "wh_x",
+            "a.b",
+            DeliveryStatus::Pending,
+            now,
+        );
+        let (task, delay) = defer(&mut d, Duration::from_secs(30), 0.5, now);
+        assert_eq!(delay, Duration::from_secs(33));
+        assert_eq!((d.attempts, d.attempt_log.len()), (0, 0));
+        assert_eq!(
+            d.next_attempt_at,
+            Some(now + chrono::TimeDelta::seconds(33))
+        );
+        let Task::Retry(retry) = task else {
+            panic!("a retry task")
+        };
+        assert_eq!(retry.attempt, 1);
+        assert_eq!(
+            Some(retry.not_before),
+            d.next_attempt_at.map(|t| t.timestamp_millis())
+        );
+        assert_eq!(
+            retry_step(&d, retry.attempt, Some(&sample())),
+            RetryStep::Attempt
+        );
+    }
     use crate::domain::webhook::tests::sample;
 
     fn sent(status: Option<u16>, retry_after: Option<u64>) -> Sent {

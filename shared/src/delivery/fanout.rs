@@ -19,6 +19,7 @@ use futures::StreamExt;
 use futures::future::join_all;
 use tracing::Instrument;
 
+use super::breaker::Gate;
 use super::client::{Target, parse_target};
 use super::decide::{self, Attempted, Route};
 use super::health::{self, Tried};
@@ -356,11 +357,13 @@ async fn dispatch_and_record<'a>(
             .collect();
         let mut sending = futures::stream::iter(requests).buffer_unordered(MAX_IN_FLIGHT);
         while let Some((webhook, attempt, done)) = sending.next().await {
-            tried
-                .entry((webhook.tenant_id.as_str(), webhook.id.as_str()))
-                .or_insert_with(|| (webhook, Vec::new()))
-                .1
-                .push(attempt);
+            if let Some(attempt) = attempt {
+                tried
+                    .entry((webhook.tenant_id.as_str(), webhook.id.as_str()))
+                    .or_insert_with(|| (webhook, Vec::new()))
+                    .1
+                    .push(attempt);
+            }
             let _ = completed.send(done);
         }
         drop(completed);
@@ -400,14 +403,41 @@ async fn dispatch_and_record<'a>(
     (tried, unfinished)
 }
 
-/// Sends one pending dispatch and decides what follows it.
+/// Sends one pending dispatch and decides what follows it; or, when the webhook's breaker
+/// or its cap on requests in flight holds it back, records it pending with its retry task
+/// and no attempt.
 async fn dispatch<'a>(
     state: &AppState,
     plans: &'a [Planned<'a>],
     pending: PendingDispatch<'a, '_>,
-) -> (&'a Webhook, Tried, CompletedDispatch) {
+) -> (&'a Webhook, Option<Tried>, CompletedDispatch) {
     let plan = &plans[pending.plan];
     let event = &plan.event;
+    let mut delivery = Delivery::new(
+        &event.tenant_id,
+        &event.id,
+        &pending.webhook.id,
+        &event.event_type,
+        DeliveryStatus::Pending,
+        crate::domain::now(),
+    );
+    let permit = match state
+        .warm
+        .breakers
+        .enter(&event.tenant_id, &pending.webhook.id)
+    {
+        Gate::Go(permit) => permit,
+        Gate::Defer(wait) => {
+            let retry = decide::defer(&mut delivery, wait, random_share(), crate::domain::now());
+            metrics::delivery(Outcome::Deferred);
+            let done = CompletedDispatch {
+                plan: pending.plan,
+                delivery,
+                retry: Some(retry),
+            };
+            return (pending.webhook, None, done);
+        }
+    };
     let sent = send_attempt(
         &*state.transport,
         Attempting {
@@ -420,15 +450,9 @@ async fn dispatch<'a>(
         },
     )
     .await;
+    permit.report(sent.attempt.status_code.is_some());
     let tried = Tried::from(&sent.attempt);
-    let mut delivery = Delivery::new(
-        &event.tenant_id,
-        &event.id,
-        &pending.webhook.id,
-        &event.event_type,
-        DeliveryStatus::Pending,
-        sent.attempt.at,
-    );
+    delivery.created_at = sent.attempt.at;
     let verdict = decide::after_attempt(
         &state.config.retry_schedule,
         1,
@@ -443,7 +467,7 @@ async fn dispatch<'a>(
         delivery,
         retry,
     };
-    (pending.webhook, tried, done)
+    (pending.webhook, Some(tried), done)
 }
 
 /// Queues the chunk's next attempts, then writes its records (in that order, so a record

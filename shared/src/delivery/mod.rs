@@ -7,15 +7,17 @@
 //! - and, on a schedule, [`sweep`]: what the dead-letter queues hold, brought back.
 //!
 //! What follows an attempt, and every other decision, is [`decide`]'s (pure functions);
-//! [`send`] signs and sends, [`health`] keeps a webhook's health, [`client`] is the HTTP
-//! client, [`warm`] what an instance keeps between batches (tenants' views), [`metrics`]
-//! what operators watch. Every step is idempotent, so a repeated message (SQS delivers at
+//! [`send`] signs and sends, [`health`] keeps a webhook's health, [`breaker`] holds back
+//! deliveries to a webhook that does not answer, [`client`] is the HTTP client, [`warm`]
+//! what an instance keeps between batches (tenants' views), [`metrics`] what operators
+//! watch. Every step is idempotent, so a repeated message (SQS delivers at
 //! least once, and a failed batch item comes back) never makes a second delivery record:
 //! - an event is stored once (conditional writes on its id and its idempotency key);
 //! - a delivery's id is derived from (event, webhook), so a repeat finds the record;
 //! - a retry task names its attempt number, and a task whose attempt was made is dropped;
 //! - next attempts are queued before the record that mentions them is written.
 
+pub mod breaker;
 pub mod client;
 pub mod decide;
 mod fanout;
@@ -233,7 +235,7 @@ pub async fn deliver_batch(state: &AppState, batch: SqsEvent) -> SqsBatchRespons
     for id in failed {
         response.add_failure(id);
     }
-    metrics::flush(0);
+    metrics::flush(state.warm.breakers.open());
     response
 }
 

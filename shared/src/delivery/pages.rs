@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::breaker::Gate;
 use super::client::parse_target;
 use super::decide::{self, Attempted};
 use super::health::{self, Tried};
@@ -56,11 +57,21 @@ pub(super) async fn release_page(
     let credentials = state.sealer.credentials(&webhook).await?;
     let mut tried = Vec::new();
     let mut unsent = false;
+    let mut held_back = None;
     for mut delivery in page {
         if started.elapsed() >= RELEASE_BUDGET {
             unsent = true;
             break;
         }
+        // A webhook that does not answer keeps the rest buffered until its breaker lets
+        // an attempt through.
+        let permit = match state.warm.breakers.enter(&task.tenant_id, &webhook.id) {
+            Gate::Go(permit) => permit,
+            Gate::Defer(wait) => {
+                held_back = Some(wait);
+                break;
+            }
+        };
         let number = delivery.attempts + 1;
         let Some(event) = store.get_event(&task.tenant_id, &delivery.event_id).await? else {
             // Its event expired while it waited.
@@ -88,6 +99,7 @@ pub(super) async fn release_page(
             },
         )
         .await;
+        permit.report(sent.attempt.status_code.is_some());
         tried.push(Tried::from(&sent.attempt));
         let verdict = decide::after_attempt(
             &state.config.retry_schedule,
@@ -118,8 +130,10 @@ pub(super) async fn release_page(
         state.config.auto_disable_after,
     )
     .await;
-    if full || unsent {
-        next_page(queues, Task::Release(task.clone())).await?;
+    if let Some(wait) = held_back {
+        next_page(queues, Task::Release(task.clone()), wait).await?;
+    } else if full || unsent {
+        next_page(queues, Task::Release(task.clone()), Duration::ZERO).await?;
     }
     Ok(Handled::Done)
 }
@@ -157,7 +171,7 @@ pub(super) async fn cancel_page(
         }
     }
     if full {
-        next_page(queues, Task::Cancel(task.clone())).await?;
+        next_page(queues, Task::Cancel(task.clone()), Duration::ZERO).await?;
     } else {
         store
             .drop_buffered_count(&task.tenant_id, &task.webhook_id)
@@ -166,10 +180,12 @@ pub(super) async fn cancel_page(
     Ok(Handled::Done)
 }
 
-/// Queues the task that works the next page.
-async fn next_page(queues: &dyn TaskQueue, task: Task) -> Result<(), PipelineError> {
-    queues
-        .send(QueueName::Delivery, &[(task, Duration::ZERO)])
-        .await?;
+/// Queues the task that works the next page, after `wait`.
+async fn next_page(
+    queues: &dyn TaskQueue,
+    task: Task,
+    wait: Duration,
+) -> Result<(), PipelineError> {
+    queues.send(QueueName::Delivery, &[(task, wait)]).await?;
     Ok(())
 }

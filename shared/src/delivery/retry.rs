@@ -1,6 +1,8 @@
-//! Retry tasks: one more attempt at one delivery, parked until it is due, dropped when it
-//! is a duplicate, closed without an attempt when its webhook is gone, paused or disabled.
+//! Retry tasks: one more attempt at one delivery, parked until it is due (or while its
+//! webhook's breaker is open), dropped when it is a duplicate, closed without an attempt
+//! when its webhook is gone, paused or disabled.
 
+use super::breaker::Gate;
 use super::decide::{self, Attempted, RetryStep};
 use super::health::{self, Tried};
 use super::send::send_event;
@@ -56,7 +58,13 @@ pub(super) async fn retry(
         save(state, &delivery, task.attempt).await?;
         return Ok(Handled::Done);
     };
+    // A webhook that does not answer holds its retries too: parked, not attempted.
+    let permit = match state.warm.breakers.enter(&task.tenant_id, &webhook.id) {
+        Gate::Go(permit) => permit,
+        Gate::Defer(wait) => return message.park(queues, wait).await,
+    };
     let sent = send_event(state, &webhook, &event, task.attempt).await?;
+    permit.report(sent.attempt.status_code.is_some());
     let tried = Tried::from(&sent.attempt);
     let verdict = decide::after_attempt(
         &state.config.retry_schedule,

@@ -26,7 +26,7 @@ use crate::state::AppState;
 use crate::storage::memory::MemoryStore;
 use crate::storage::{CatalogStore, DeliveryStore, EventStore, WebhookStore};
 
-/// Answers each request by the path of its URL: a scripted status, then 200.
+/// Answers each request by the path of its URL: a scripted status (0: no answer), then 200.
 #[derive(Default)]
 struct Scripted {
     answers: Mutex<HashMap<String, VecDeque<u16>>>,
@@ -83,12 +83,17 @@ impl Transport for Scripted {
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
         self.requests.lock().unwrap().push((path, event));
+        // 0: no answer at all (a timeout).
         Sent {
             attempt: Attempt {
                 at: crate::domain::now(),
-                status_code: Some(status),
+                status_code: (status != 0).then_some(status),
                 response_time: 1,
-                error: (status >= 300).then(|| format!("HTTP {status}")),
+                error: match status {
+                    0 => Some("timed out".into()),
+                    s if s >= 300 => Some(format!("HTTP {s}")),
+                    _ => None,
+                },
                 response_excerpt: None,
             },
             retry_after: None,
@@ -633,4 +638,73 @@ async fn the_sweeper_brings_back_dead_letters_as_the_work_they_were() {
         .find(|r| r.event_id == first.id)
         .unwrap();
     assert_eq!(from_the_event.status, DeliveryStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_webhook_that_does_not_answer_is_held_back_and_its_deliveries_wait_as_retry_tasks() {
+    use super::breaker::{FIRST_COOLDOWN, TRIP_AFTER};
+    let w = world().await;
+    let dead = w.webhook("dead", &["*"], WebhookStatus::Active).await;
+    w.webhook("fine", &["*"], WebhookStatus::Active).await;
+    w.transport.script("dead", &[0; TRIP_AFTER as usize]);
+    let first: Vec<SqsMessage> = (0..TRIP_AFTER)
+        .map(|i| ingest(&format!("m-{i}"), "user.created"))
+        .collect();
+    assert!(w.deliver(first).await.is_empty());
+    let retries = w.queue.take(QueueName::Delivery);
+    assert_eq!(
+        retries.len(),
+        TRIP_AFTER as usize,
+        "each failure has its retry"
+    );
+    // The breaker is open: the next event goes to "fine" at once, and to "dead" only as a
+    // retry task due when the breaker closes, with no attempt made.
+    assert!(
+        w.deliver(vec![ingest("m-next", "user.created")])
+            .await
+            .is_empty()
+    );
+    let paths = w.transport.paths();
+    assert_eq!(
+        paths.iter().filter(|p| *p == "dead").count(),
+        TRIP_AFTER as usize
+    );
+    assert_eq!(
+        paths.iter().filter(|p| *p == "fine").count(),
+        TRIP_AFTER as usize + 1
+    );
+    let held = w
+        .deliveries()
+        .into_iter()
+        .find(|d| d.webhook_id == dead.id && d.attempts == 0)
+        .expect("a held-back delivery");
+    assert_eq!(held.status, DeliveryStatus::Pending);
+    let queued = w.queue.take(QueueName::Delivery);
+    let [(Task::Retry(retry), delay)] = queued.as_slice() else {
+        panic!("{queued:?}")
+    };
+    assert_eq!(
+        (retry.delivery_id.as_str(), retry.attempt),
+        (held.id.as_str(), 1)
+    );
+    assert!(
+        *delay >= FIRST_COOLDOWN - Duration::from_secs(1) && *delay <= FIRST_COOLDOWN.mul_f64(1.2)
+    );
+    // A retry task that comes while it is open is parked, not attempted.
+    let (Task::Retry(due), _) = &retries[0] else {
+        panic!("a retry")
+    };
+    let mut early = due.clone();
+    early.not_before = 0;
+    assert_eq!(
+        w.deliver(vec![task("r-1", Task::Retry(early))]).await,
+        vec!["r-1"]
+    );
+    assert_eq!(
+        w.transport.paths().iter().filter(|p| *p == "dead").count(),
+        TRIP_AFTER as usize
+    );
+    let deferred = &w.queue.sent().deferred;
+    assert_eq!(deferred.len(), 1);
+    assert!(deferred[0].2 > Duration::from_secs(20), "{deferred:?}");
 }

@@ -1,6 +1,7 @@
 //! What a warm deliver instance remembers between batches: each tenant's view (its
-//! webhooks and catalogue), kept while the tenant's version says it is current, and each
-//! webhook's health as last recorded (see [`super::health`]).
+//! webhooks and catalogue), kept while the tenant's version says it is current, each
+//! webhook's health as last recorded (see [`super::health`]) and its circuit breaker (see
+//! [`super::breaker`]).
 //!
 //! A batch checks the version of every tenant it has events or retries for: one small
 //! consistent read per tenant per batch, instead of reading the whole configuration. A
@@ -13,6 +14,7 @@ use std::time::Instant;
 
 use futures::future::join_all;
 
+use super::breaker::Breakers;
 use super::health::HealthCache;
 use crate::storage::{StoreResult, TenantView, WebhookStore};
 
@@ -30,6 +32,7 @@ struct Cached {
 pub struct Warm {
     views: Mutex<HashMap<String, Cached>>,
     pub health: HealthCache,
+    pub breakers: Breakers,
 }
 
 impl Warm {
