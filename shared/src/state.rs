@@ -14,6 +14,7 @@ use crate::queue::sqs::SqsQueues;
 use crate::secrets::{Keyring, KmsKeyring, NoKeyring, Sealer};
 use crate::storage::Store;
 use crate::storage::dynamo::DynamoStore;
+use crate::storage::dynamo::throttles::ThrottleCounter;
 
 /// Settings and clients, built once per process (per Lambda cold start). Storage, queues,
 /// keys and the delivery transport are behind their ports: DynamoDB, SQS, KMS and HTTP
@@ -44,6 +45,7 @@ impl AppState {
     pub async fn with_interceptor(config: Config, interceptor: Option<SharedInterceptor>) -> Self {
         let sdk = sdk_config(&config).await;
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk);
+        dynamodb.push_interceptor(SharedInterceptor::new(ThrottleCounter));
         let mut sqs = aws_sdk_sqs::config::Builder::from(&sdk);
         let mut kms = aws_sdk_kms::config::Builder::from(&sdk);
         if let Some(interceptor) = interceptor {

@@ -106,7 +106,6 @@ pub(super) async fn fan_out(
             Ok(p) => plans.push(p),
             Err(e) => {
                 let _entered = span.enter();
-                metrics::failed(&e);
                 tracing::warn!(error = %e, "the event's fan-out will be retried");
                 failed.push(message.id().to_string());
             }
@@ -389,7 +388,6 @@ async fn dispatch_and_record<'a>(
     }
     for (touched, result) in recorded {
         if let Err(e) = result {
-            metrics::failed(&e);
             let events: Vec<&str> = touched
                 .iter()
                 .map(|&i| plans[i].event.id.as_str())

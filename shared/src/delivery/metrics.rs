@@ -13,7 +13,7 @@
 //! | `AttemptLatency` | Milliseconds | each attempt's time to the answer (or the error) |
 //! | `RetriesQueued` | Count | retry tasks sent |
 //! | `BreakersOpen` | Count | webhooks whose circuit breaker is open in this instance |
-//! | `StorageThrottles` | Count | throttled storage calls absorbed (retried, or the message comes back) |
+//! | `StorageThrottles` | Count | DynamoDB throttling answers absorbed (each retried by the SDK, or its message comes back) |
 //! | `TasksParked` | Count | messages parked until their time |
 //! | `RejectedMessages` | Count | ingest messages that can never be processed |
 //! | `DeadLettersBroughtBack` / `DeadLettersWaiting` | Count | the sweeper's work, and what waits for the operator |
@@ -64,7 +64,6 @@ impl Outcome {
 struct Counters {
     outcomes: [AtomicU64; 5],
     retries_queued: AtomicU64,
-    throttles: AtomicU64,
     parked: AtomicU64,
     rejected: AtomicU64,
     latencies: Mutex<Vec<u64>>,
@@ -73,7 +72,6 @@ struct Counters {
 static COUNTERS: Counters = Counters {
     outcomes: [const { AtomicU64::new(0) }; 5],
     retries_queued: AtomicU64::new(0),
-    throttles: AtomicU64::new(0),
     parked: AtomicU64::new(0),
     rejected: AtomicU64::new(0),
     latencies: Mutex::new(Vec::new()),
@@ -105,10 +103,6 @@ pub fn retries_queued(n: usize) {
     add(&COUNTERS.retries_queued, n as u64);
 }
 
-pub fn storage_throttled() {
-    add(&COUNTERS.throttles, 1);
-}
-
 pub fn parked() {
     add(&COUNTERS.parked, 1);
 }
@@ -131,16 +125,6 @@ pub fn attempted(d: &crate::domain::delivery::Delivery) {
     });
 }
 
-/// Counts a storage error that made work come back later, if it was throttling.
-pub fn failed(e: &super::PipelineError) {
-    if matches!(
-        e,
-        super::PipelineError::Store(crate::storage::StoreError::Unavailable(_))
-    ) {
-        storage_throttled();
-    }
-}
-
 /// The sweeper's counts, written at once.
 pub fn swept(brought_back: usize, waiting: usize) {
     let mut values = Map::new();
@@ -153,13 +137,13 @@ pub fn swept(brought_back: usize, waiting: usize) {
 /// is a gauge of this instance's open breakers.
 pub fn flush(breakers_open: usize) {
     let mut plain = Map::new();
-    for (name, counter) in [
-        ("RetriesQueued", &COUNTERS.retries_queued),
-        ("StorageThrottles", &COUNTERS.throttles),
-        ("TasksParked", &COUNTERS.parked),
-        ("RejectedMessages", &COUNTERS.rejected),
+    let throttles = crate::storage::dynamo::throttles::take_throttles();
+    for (name, n) in [
+        ("RetriesQueued", take(&COUNTERS.retries_queued)),
+        ("StorageThrottles", throttles),
+        ("TasksParked", take(&COUNTERS.parked)),
+        ("RejectedMessages", take(&COUNTERS.rejected)),
     ] {
-        let n = take(counter);
         if n > 0 {
             plain.insert(name.into(), json!(n));
         }

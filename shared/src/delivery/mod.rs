@@ -249,7 +249,6 @@ fn outcome<T>(
         Ok(Handled::Done) => None,
         Ok(Handled::Later) => Some(message.id().to_string()),
         Err(e) => {
-            metrics::failed(&e);
             tracing::warn!(error = %e, "{what} will come back");
             Some(message.id().to_string())
         }

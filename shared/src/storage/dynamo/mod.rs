@@ -8,6 +8,7 @@ pub mod layout;
 mod lists;
 mod records;
 mod tenants;
+pub mod throttles;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
