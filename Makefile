@@ -1,7 +1,7 @@
 # The one way in: `make run` (the service locally), `make test` (every test), `make lint`.
 SHELL := /bin/bash
 VENV := .venv
-EMULATOR := $(VENV)/bin/moto_server
+EMULATOR := $(VENV)/bin/webhooks-emulator
 SAM_VENV := .venv-sam
 FUZZ_VENV := .venv-fuzz
 export SAM_CLI_TELEMETRY := 0
@@ -51,10 +51,12 @@ fmt:
 ## The local AWS emulator (moto's server mode) in the ignored .venv/.
 emulator: $(EMULATOR)
 
-$(EMULATOR): scripts/emulator-requirements.txt
+$(EMULATOR): scripts/emulator-requirements.txt scripts/emulator.py
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/emulator-requirements.txt
-	touch $(EMULATOR)
+	{ echo '#!$(abspath $(VENV))/bin/python'; cat scripts/emulator.py; } > $@.tmp
+	chmod +x $@.tmp
+	mv $@.tmp $@
 
 ## cfn-lint and `sam validate --lint`, each from PyPI in its own virtualenv.
 template-lint: $(SAM_VENV)/bin/sam

@@ -12,13 +12,14 @@ pub struct Emulator {
     endpoint: String,
 }
 
-/// Where `make` installs the emulator: `<repo>/.venv/bin/moto_server`.
+/// Where `make` installs the emulator: `<repo>/.venv/bin/webhooks-emulator` (moto's server
+/// with atomic DynamoDB requests, `scripts/emulator.py`).
 pub fn default_server_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(".venv")
         .join("bin")
-        .join("moto_server")
+        .join("webhooks-emulator")
 }
 
 impl Emulator {
