@@ -61,28 +61,62 @@ impl Default for State {
 pub enum Decision {
     /// Go: a probe when the breaker is half open.
     Go { probe: bool },
-    /// Not now: try again after this long.
-    Defer(Duration),
+    /// Not now.
+    Defer(Hold),
+}
+
+/// How long a held-back delivery waits: `wait`, plus a random share of `spread`. The
+/// spread keeps the deliveries held back together from all coming back at the same moment
+/// (when a cooldown or a probe ends), each costing a message to receive while the other
+/// tenants' messages wait behind them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub wait: Duration,
+    pub spread: Duration,
+}
+
+/// The longest spread of the held-back deliveries' return.
+pub const LONGEST_SPREAD: Duration = Duration::from_secs(60);
+
+impl Hold {
+    /// Waits `wait`, spread over half as long again (at most [`LONGEST_SPREAD`]).
+    fn spread_over_half(wait: Duration) -> Hold {
+        Hold {
+            wait,
+            spread: (wait / 2).min(LONGEST_SPREAD),
+        }
+    }
+
+    /// The wait with `random` (in `[0, 1]`) of the spread.
+    pub fn with_share(self, random: f64) -> Duration {
+        self.wait + self.spread.mul_f64(random.clamp(0.0, 1.0))
+    }
 }
 
 impl State {
     fn enter(&mut self, now: Instant) -> Decision {
         if let Some(until) = self.open_until {
             if now < until {
-                return Decision::Defer(until - now);
+                // Spread over half the cooldown, not half what is left of it: the
+                // deliveries held back late in a cooldown would otherwise all come back
+                // within a moment of its end.
+                return Decision::Defer(Hold {
+                    wait: until - now,
+                    spread: Hold::spread_over_half(self.cooldown).spread,
+                });
             }
             if self
                 .probing_since
                 .is_some_and(|since| now.duration_since(since) < PROBE_DEADLINE)
             {
-                return Decision::Defer(PROBE_WAIT);
+                return Decision::Defer(Hold::spread_over_half(PROBE_WAIT));
             }
             self.probing_since = Some(now);
             self.in_flight += 1;
             return Decision::Go { probe: true };
         }
         if self.in_flight >= MAX_IN_FLIGHT_PER_WEBHOOK {
-            return Decision::Defer(BUSY_WAIT);
+            return Decision::Defer(Hold::spread_over_half(BUSY_WAIT));
         }
         self.in_flight += 1;
         Decision::Go { probe: false }
@@ -152,7 +186,7 @@ pub struct Permit<'b> {
 /// Whether an attempt to a webhook may be made now.
 pub enum Gate<'b> {
     Go(Permit<'b>),
-    Defer(Duration),
+    Defer(Hold),
 }
 
 impl Breakers {
@@ -175,7 +209,7 @@ impl Breakers {
                 probe,
                 reported: false,
             }),
-            Decision::Defer(wait) => Gate::Defer(wait),
+            Decision::Defer(hold) => Gate::Defer(hold),
         }
     }
 
@@ -273,11 +307,22 @@ mod tests {
             s.report(false, false, t0),
             Some(Change::Opened(FIRST_COOLDOWN))
         );
-        assert_eq!(s.enter(t0), Decision::Defer(FIRST_COOLDOWN));
+        let spread = FIRST_COOLDOWN / 2;
+        assert_eq!(
+            s.enter(t0),
+            Decision::Defer(Hold {
+                wait: FIRST_COOLDOWN,
+                spread
+            })
+        );
         let later = t0 + Duration::from_secs(10);
         assert_eq!(
             s.enter(later),
-            Decision::Defer(FIRST_COOLDOWN - Duration::from_secs(10))
+            Decision::Defer(Hold {
+                wait: FIRST_COOLDOWN - Duration::from_secs(10),
+                spread
+            }),
+            "what is left of the cooldown, spread over half the cooldown"
         );
     }
 
@@ -290,7 +335,10 @@ mod tests {
         assert!(go(&mut s, t1), "the first after the cooldown is a probe");
         assert_eq!(
             s.enter(t1),
-            Decision::Defer(PROBE_WAIT),
+            Decision::Defer(Hold {
+                wait: PROBE_WAIT,
+                spread: PROBE_WAIT / 2
+            }),
             "one probe at a time"
         );
         assert_eq!(
@@ -312,6 +360,16 @@ mod tests {
             }
         }
         assert_eq!(s.cooldown, LONGEST_COOLDOWN);
+    }
+
+    #[test]
+    fn a_hold_adds_a_share_of_its_spread_and_the_spread_is_bounded() {
+        let hold = Hold::spread_over_half(Duration::from_secs(15));
+        assert_eq!(hold.with_share(0.0), Duration::from_secs(15));
+        assert_eq!(hold.with_share(1.0), Duration::from_millis(22_500));
+        assert_eq!(hold.with_share(7.0), Duration::from_millis(22_500));
+        let long = Hold::spread_over_half(LONGEST_COOLDOWN);
+        assert_eq!(long.spread, LONGEST_SPREAD);
     }
 
     #[test]
@@ -337,7 +395,13 @@ mod tests {
                 Gate::Defer(_) => panic!("under the cap"),
             })
             .collect();
-        assert!(matches!(breakers.enter("t", "w"), Gate::Defer(BUSY_WAIT)));
+        assert!(matches!(
+            breakers.enter("t", "w"),
+            Gate::Defer(Hold {
+                wait: BUSY_WAIT,
+                ..
+            })
+        ));
         assert!(matches!(breakers.enter("t", "other"), Gate::Go(_)));
         drop(permits);
         assert!(matches!(breakers.enter("t", "w"), Gate::Go(_)));

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::breaker::Hold;
 use super::client::Sent;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event_type::subscription_matches;
@@ -80,6 +81,7 @@ pub fn record(
             Task::Retry(RetryTask {
                 tenant_id: delivery.tenant_id.clone(),
                 delivery_id: delivery.id.clone(),
+                webhook_id: Some(delivery.webhook_id.clone()),
                 attempt: number + 1,
                 not_before: at.timestamp_millis(),
             }),
@@ -90,16 +92,15 @@ pub fn record(
 }
 
 /// A delivery its webhook's breaker (or its cap on requests in flight) holds back at
-/// `now` for `wait`, stretched by up to 20% jitter so the held-back deliveries do not all
-/// come back at once: it waits pending, no attempt made, and the retry task that makes its
-/// next attempt is returned (with its delay).
+/// `now` (for the hold's wait and `random` of its spread): it waits pending, no attempt
+/// made, and the retry task that makes its next attempt is returned (with its delay).
 pub fn defer(
     delivery: &mut Delivery,
-    wait: Duration,
+    hold: Hold,
     random: f64,
     now: DateTime<Utc>,
 ) -> (Task, Duration) {
-    let wait = wait.mul_f64(1.0 + 0.2 * random.clamp(0.0, 1.0));
+    let wait = hold.with_share(random);
     let at = crate::domain::later(now, wait);
     delivery.status = DeliveryStatus::Pending;
     delivery.next_attempt_at = Some(at);
@@ -108,8 +109,29 @@ pub fn defer(
         Task::Retry(RetryTask {
             tenant_id: delivery.tenant_id.clone(),
             delivery_id: delivery.id.clone(),
+            webhook_id: Some(delivery.webhook_id.clone()),
             attempt: delivery.attempts + 1,
             not_before: at.timestamp_millis(),
+        }),
+        wait,
+    )
+}
+
+/// A retry task the breaker holds back at `now` (as [`defer`]): the same attempt as a new
+/// task, due then. A new message rather than the old one parked, so a delivery
+/// held back again and again (an endpoint down for hours) never reaches the queue's
+/// receive limit and its dead-letter queue.
+pub fn defer_task(
+    task: &RetryTask,
+    hold: Hold,
+    random: f64,
+    now: DateTime<Utc>,
+) -> (Task, Duration) {
+    let wait = hold.with_share(random);
+    (
+        Task::Retry(RetryTask {
+            not_before: crate::domain::later(now, wait).timestamp_millis(),
+            ..task.clone()
         }),
         wait,
     )
@@ -195,12 +217,16 @@ mod tests {
             DeliveryStatus::Pending,
             now,
         );
-        let (task, delay) = defer(&mut d, Duration::from_secs(30), 0.5, now);
-        assert_eq!(delay, Duration::from_secs(33));
+        let hold = Hold {
+            wait: Duration::from_secs(30),
+            spread: Duration::from_secs(15),
+        };
+        let (task, delay) = defer(&mut d, hold, 0.5, now);
+        assert_eq!(delay, Duration::from_millis(37_500));
         assert_eq!((d.attempts, d.attempt_log.len()), (0, 0));
         assert_eq!(
             d.next_attempt_at,
-            Some(now + chrono::TimeDelta::seconds(33))
+            Some(now + chrono::TimeDelta::milliseconds(37_500))
         );
         let Task::Retry(retry) = task else {
             panic!("a retry task")
@@ -215,6 +241,38 @@ mod tests {
             RetryStep::Attempt
         );
     }
+
+    #[test]
+    fn a_held_back_retry_task_becomes_a_new_task_for_the_same_attempt() {
+        let now = crate::domain::parse_time("2026-03-01T00:00:00Z").unwrap();
+        let task = RetryTask {
+            tenant_id: "t".into(),
+            delivery_id: "dl_x".into(),
+            webhook_id: Some("wh_x".into()),
+            attempt: 4,
+            not_before: now.timestamp_millis() - 1,
+        };
+        let hold = Hold {
+            wait: Duration::from_secs(10),
+            spread: Duration::from_secs(4),
+        };
+        let (again, delay) = defer_task(&task, hold, 0.5, now);
+        assert_eq!(delay, Duration::from_secs(12));
+        let Task::Retry(again) = again else {
+            panic!("a retry task")
+        };
+        assert_eq!(
+            (
+                again.attempt,
+                again.delivery_id.as_str(),
+                again.tenant_id.as_str()
+            ),
+            (4, "dl_x", "t")
+        );
+        assert_eq!(again.not_before, now.timestamp_millis() + 12_000);
+        assert_eq!(again.webhook_id.as_deref(), Some("wh_x"));
+    }
+
     use crate::domain::webhook::tests::sample;
 
     fn sent(status: Option<u16>, retry_after: Option<u64>) -> Sent {

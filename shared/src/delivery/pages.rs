@@ -67,8 +67,8 @@ pub(super) async fn release_page(
         // an attempt through.
         let permit = match state.warm.breakers.enter(&task.tenant_id, &webhook.id) {
             Gate::Go(permit) => permit,
-            Gate::Defer(wait) => {
-                held_back = Some(wait);
+            Gate::Defer(hold) => {
+                held_back = Some(hold.wait);
                 break;
             }
         };

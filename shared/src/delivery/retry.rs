@@ -1,8 +1,8 @@
-//! Retry tasks: one more attempt at one delivery, parked until it is due (or while its
-//! webhook's breaker is open), dropped when it is a duplicate, closed without an attempt
-//! when its webhook is gone, paused or disabled.
+//! Retry tasks: one more attempt at one delivery, parked until it is due, queued again
+//! for later while its webhook's breaker holds it back, dropped when it is a duplicate,
+//! closed without an attempt when its webhook is gone, paused or disabled.
 
-use super::breaker::Gate;
+use super::breaker::{Gate, Hold};
 use super::decide::{self, Attempted, RetryStep};
 use super::health::{self, Tried};
 use super::send::send_event;
@@ -23,6 +23,15 @@ pub(super) async fn retry(
     let store = &state.store;
     if let Some(wait) = decide::still_to_wait(task.not_before, chrono::Utc::now()) {
         return message.park(queues, wait).await;
+    }
+    // A webhook that does not answer holds its retries: asked before anything is read, so
+    // a held-back delivery costs a message and no storage read each time it comes back.
+    let mut early = None;
+    if let Some(webhook_id) = &task.webhook_id {
+        match state.warm.breakers.enter(&task.tenant_id, webhook_id) {
+            Gate::Go(permit) => early = Some(permit),
+            Gate::Defer(hold) => return hold_back(queues, task, hold).await,
+        }
     }
     let Some(mut delivery) = store
         .get_delivery(&task.tenant_id, &task.delivery_id)
@@ -58,10 +67,12 @@ pub(super) async fn retry(
         save(state, &delivery, task.attempt).await?;
         return Ok(Handled::Done);
     };
-    // A webhook that does not answer holds its retries too: parked, not attempted.
-    let permit = match state.warm.breakers.enter(&task.tenant_id, &webhook.id) {
-        Gate::Go(permit) => permit,
-        Gate::Defer(wait) => return message.park(queues, wait).await,
+    let permit = match early {
+        Some(permit) if task.webhook_id.as_deref() == Some(webhook.id.as_str()) => permit,
+        _ => match state.warm.breakers.enter(&task.tenant_id, &webhook.id) {
+            Gate::Go(permit) => permit,
+            Gate::Defer(hold) => return hold_back(queues, task, hold).await,
+        },
     };
     let sent = send_event(state, &webhook, &event, task.attempt).await?;
     permit.report(sent.attempt.status_code.is_some());
@@ -109,4 +120,16 @@ async fn save(state: &AppState, delivery: &Delivery, attempt: u32) -> Result<(),
         )
         .await?;
     Ok(())
+}
+
+/// Holds a retry task back as its webhook's breaker says: the same attempt queued again as
+/// a new message (see [`decide::defer_task`]), and this one done.
+async fn hold_back(
+    queues: &dyn TaskQueue,
+    task: &RetryTask,
+    hold: Hold,
+) -> Result<Handled, PipelineError> {
+    let again = decide::defer_task(task, hold, random_share(), chrono::Utc::now());
+    queues.send(QueueName::Delivery, &[again]).await?;
+    Ok(Handled::Done)
 }

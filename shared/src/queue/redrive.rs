@@ -153,6 +153,7 @@ mod tests {
         let retry = Task::Retry(RetryTask {
             tenant_id: "acme".into(),
             delivery_id: "dlv_x".into(),
+            webhook_id: Some("wh_x".into()),
             attempt: 2,
             not_before: 0,
         });
