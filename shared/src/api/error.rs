@@ -31,6 +31,7 @@ pub enum ErrorCode {
     TooManyWebhooksRegistered,
     TlsValidationFailed,
     LimitExceeded,
+    InvalidFilter,
     RateLimited,
     Unavailable,
     InternalError,
@@ -55,7 +56,8 @@ impl ErrorCode {
             | InvalidSecret
             | TooManyWebhooksRegistered
             | TlsValidationFailed
-            | LimitExceeded => 422,
+            | LimitExceeded
+            | InvalidFilter => 422,
             RateLimited => 429,
             Unavailable => 503,
             InternalError => 500,
@@ -84,6 +86,7 @@ impl ErrorCode {
             TooManyWebhooksRegistered => "TOO_MANY_WEBHOOKS_REGISTERED",
             TlsValidationFailed => "TLS_VALIDATION_FAILED",
             LimitExceeded => "LIMIT_EXCEEDED",
+            InvalidFilter => "INVALID_FILTER",
             RateLimited => "RATE_LIMITED",
             Unavailable => "UNAVAILABLE",
             InternalError => "INTERNAL_ERROR",
@@ -195,6 +198,7 @@ impl From<Invalid> for ApiError {
             Rule::Subscription => ErrorCode::InvalidSubscription,
             Rule::Secret => ErrorCode::InvalidSecret,
             Rule::Limit => ErrorCode::LimitExceeded,
+            Rule::Filter => ErrorCode::InvalidFilter,
         };
         ApiError {
             code,

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use super::breaker::Hold;
 use super::client::Sent;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::event::Event;
 use crate::domain::event_type::subscription_matches;
 use crate::domain::retry::RetrySchedule;
 use crate::domain::webhook::{Webhook, WebhookStatus};
@@ -199,6 +200,16 @@ pub fn route(webhook: &Webhook, event_type: &str) -> Option<Route> {
         WebhookStatus::Paused => Route::Buffer,
         _ => Route::Send,
     })
+}
+
+/// Whether `webhook`'s content filter (if any) lets `event` through, checked after the type
+/// subscription: a refused event makes no delivery and no record. `created` is the event's
+/// time as the payload carries it.
+pub fn admits(webhook: &Webhook, event: &Event, created: &str) -> bool {
+    webhook
+        .filter
+        .as_ref()
+        .is_none_or(|filter| filter.matches(&event.id, &event.event_type, created, &event.data))
 }
 
 #[cfg(test)]
@@ -450,5 +461,27 @@ mod tests {
         assert_eq!(route(&wh, "user.created"), Some(Route::Buffer));
         wh.status = WebhookStatus::Disabled;
         assert_eq!(route(&wh, "user.created"), None);
+    }
+
+    #[test]
+    fn a_content_filter_admits_only_the_events_it_matches() {
+        let mut wh = sample();
+        let data = |amount: u32| {
+            serde_json::json!({"amount": amount})
+                .as_object()
+                .cloned()
+                .unwrap()
+        };
+        let big = Event::new("acme", "user.created", data(500));
+        let small = Event::new("acme", "user.created", data(5));
+        assert!(admits(&wh, &small, "2026-01-01T00:00:00.000Z"), "no filter");
+        wh.filter = Some(
+            crate::domain::filter::Filter::parse(
+                serde_json::json!({"type": "user.created", "data": {"amount": {"$gte": 100}}}),
+            )
+            .unwrap(),
+        );
+        assert!(admits(&wh, &big, "2026-01-01T00:00:00.000Z"));
+        assert!(!admits(&wh, &small, "2026-01-01T00:00:00.000Z"));
     }
 }

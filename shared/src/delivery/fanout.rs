@@ -237,10 +237,12 @@ async fn plan<'a>(
 ) -> Result<Planned<'a>, PipelineError> {
     let view = view?;
     let event = claimed.event;
+    let created = crate::domain::format_time(event.created_at);
     let routed: Vec<(&Webhook, Route)> = view
         .webhooks
         .iter()
         .filter_map(|wh| decide::route(wh, &event.event_type).map(|r| (wh, r)))
+        .filter(|(wh, _)| decide::admits(wh, &event, &created))
         .collect();
     let existing: Vec<String> = if claimed.resume {
         let ids: Vec<String> = routed

@@ -18,6 +18,8 @@ pub enum Rule {
     Secret,
     /// Past a per-tenant limit (the message names it).
     Limit,
+    /// A webhook's content filter that is not one (the field names the path at fault).
+    Filter,
 }
 
 /// A value that breaks `rule`, with a message for the client and the field at fault.

@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod delivery;
 pub mod event;
 pub mod event_type;
+pub mod filter;
 pub mod invalid;
 pub mod retry;
 pub mod validation;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::api_key::random_bytes;
+use super::filter::Filter;
 use super::format_time;
 
 /// Whether a webhook receives deliveries.
@@ -124,6 +125,8 @@ pub struct Webhook {
     pub previous_secret: Option<Confidential>,
     pub previous_expires_at: Option<DateTime<Utc>>,
     pub metadata: Map<String, Value>,
+    /// The content filter events must match to reach it (after the type subscription).
+    pub filter: Option<Filter>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_triggered_at: Option<DateTime<Utc>>,
@@ -152,6 +155,7 @@ impl Webhook {
             previous_secret: None,
             previous_expires_at: None,
             metadata: Map::new(),
+            filter: None,
             created_at: at,
             updated_at: at,
             last_triggered_at: None,
@@ -184,6 +188,7 @@ impl Webhook {
             "auth": auth,
             "secret_last_4": self.secret_last_4,
             "metadata": self.metadata,
+            "filter": self.filter.as_ref().map(Filter::as_json),
             "created_at": format_time(self.created_at),
             "updated_at": format_time(self.updated_at),
             "last_triggered_at": self.last_triggered_at.map(format_time),
@@ -193,9 +198,14 @@ impl Webhook {
 }
 
 impl crate::page::Weigh for Webhook {
-    /// Its metadata, plus room for the other fields and a subscription of 100 names.
+    /// Its metadata and filter, plus room for the other fields and a subscription of 100
+    /// names.
     fn weight(&self) -> usize {
         crate::domain::validation::json_size(&self.metadata) * 2
+            + self
+                .filter
+                .as_ref()
+                .map_or(0, |f| f.as_json().to_string().len() * 2)
             + self.events.iter().map(|e| e.len() + 3).sum::<usize>()
             + 4096
     }
@@ -236,6 +246,7 @@ pub(crate) mod tests {
         assert_eq!(out["created_at"], "2026-01-02T03:04:05.678Z");
         assert_eq!(out["last_triggered_at"], Value::Null);
         assert_eq!(out["status"], "active");
+        assert_eq!(out["filter"], Value::Null);
         assert!(!out.to_string().contains("s3cret-pw"));
     }
 

@@ -12,6 +12,7 @@ use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::pagination::{CursorScope, page_json, page_request};
 use crate::api::request::{Call, JsonObject};
 use crate::domain::event_type::subscription_matches;
+use crate::domain::filter::Filter;
 use crate::domain::validation::{
     MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, check_length, exact_names, is_valid_event_type_name,
     parse_basic_auth, parse_metadata, parse_secret, parse_subscription, parse_webhook_url,
@@ -57,6 +58,8 @@ struct WebhookFields {
     events: Option<Vec<String>>,
     status: Option<WebhookStatus>,
     metadata: Option<Map<String, Value>>,
+    /// Present: set (`Some`) or removed with `null` (`None`).
+    filter: Option<Option<Filter>>,
 }
 
 impl WebhookFields {
@@ -83,6 +86,11 @@ impl WebhookFields {
             (true, None) => Some(Map::new()),
             (false, None) => None,
         };
+        let filter = match (body.has("filter"), body.take("filter")) {
+            (_, Some(value)) => Some(Some(Filter::parse(value)?)),
+            (true, None) => Some(None),
+            (false, None) => None,
+        };
         Ok(WebhookFields {
             name,
             description,
@@ -90,6 +98,7 @@ impl WebhookFields {
             events,
             status,
             metadata,
+            filter,
         })
     }
 
@@ -122,6 +131,9 @@ impl WebhookFields {
         }
         if let Some(metadata) = &self.metadata {
             wh.metadata.clone_from(metadata);
+        }
+        if let Some(filter) = &self.filter {
+            wh.filter.clone_from(filter);
         }
     }
 }

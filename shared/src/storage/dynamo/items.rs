@@ -10,6 +10,7 @@ use crate::domain::api_key::{ApiKey, KeyGrant, Scope};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
+use crate::domain::filter::Filter;
 use crate::domain::webhook::{BasicAuth, Confidential, Webhook, WebhookStatus};
 use crate::domain::{format_time, parse_time};
 use crate::storage::Health;
@@ -91,6 +92,18 @@ impl Attrs<'_> {
             None => Ok(Vec::new()),
             Some(_) => Err(Self::error(name, "expected a list")),
         }
+    }
+
+    /// A content filter kept as its JSON text, parsed again as it was checked on the way in.
+    fn opt_filter(&self, name: &str) -> Result<Option<Filter>, ItemError> {
+        self.opt_string(name)?
+            .map(|text| {
+                serde_json::from_str(&text)
+                    .ok()
+                    .and_then(|value| Filter::parse(value).ok())
+                    .ok_or_else(|| Self::error(name, "expected a content filter"))
+            })
+            .transpose()
     }
 
     fn string_map(&self, name: &str) -> Result<Map<String, Value>, ItemError> {
@@ -306,6 +319,10 @@ impl TryFrom<&Webhook> for Item {
                 .opt_string("previous_secret", previous)
                 .opt_time("previous_expires_at", wh.previous_expires_at)
                 .set("metadata", AttributeValue::M(metadata))
+                .opt_string(
+                    "filter",
+                    wh.filter.as_ref().map(|f| f.as_json().to_string()),
+                )
                 .time("created_at", wh.created_at)
                 .time("updated_at", wh.updated_at)
                 .opt_string("disabled_reason", wh.disabled_reason.as_deref())
@@ -345,6 +362,7 @@ impl TryFrom<&Item> for Webhook {
             previous_secret: a.opt_string("previous_secret")?.map(Confidential::Sealed),
             previous_expires_at: a.opt_time("previous_expires_at")?,
             metadata: a.string_map("metadata")?,
+            filter: a.opt_filter("filter")?,
             created_at: a.time("created_at")?,
             updated_at: a.time("updated_at")?,
             // Health lives in its own item (see `health_item`): read beside the webhook.
@@ -546,6 +564,12 @@ mod tests {
         wh.previous_secret = Some(Confidential::Sealed("v1.sealed.old".into()));
         wh.previous_expires_at = Some(wh.created_at);
         wh.disabled_reason = Some("failing".into());
+        wh.filter = Some(
+            crate::domain::filter::Filter::parse(
+                serde_json::json!({"data": {"amount": {"$gte": 100}}}),
+            )
+            .unwrap(),
+        );
         let item = Item::try_from(&wh).unwrap();
         assert_eq!(item[PK], s("T#acme"));
         assert_eq!(item[SK], s(format!("WH#{}", wh.id)));
