@@ -417,6 +417,7 @@ pub async fn run_ceiling(receiver: &str, runs: usize) -> (Vec<f64>, Vec<f64>) {
                 url: &urls[n % WEBHOOKS],
                 body: body.clone(),
                 headers: headers.clone(),
+                custom: &[],
                 auth: None,
             };
             async move { client.send(outgoing).await.attempt.succeeded() }

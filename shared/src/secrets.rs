@@ -20,6 +20,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
+use crate::domain::headers::AUTHORIZATION;
 use crate::domain::webhook::{Confidential, Credentials, Secret, Webhook};
 
 /// Why a value could not be sealed or opened.
@@ -204,7 +205,18 @@ impl Sealer {
         if let Some(auth) = wh.auth.as_mut() {
             self.seal_one(&mut auth.password, &aad).await?;
         }
+        if let Some(value) = wh.authorization.as_mut() {
+            self.seal_one(value, &aad).await?;
+        }
         Ok(())
+    }
+
+    /// The custom `authorization` header's value in the clear, if the webhook has one.
+    pub async fn authorization(&self, wh: &Webhook) -> Result<Option<String>, KeyError> {
+        match &wh.authorization {
+            Some(value) => Ok(Some(self.open_one(value, &aad(wh)).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The signing secret in the clear.
@@ -236,10 +248,15 @@ impl Sealer {
             )),
             None => None,
         };
+        let mut headers = wh.headers.clone();
+        if let Some(value) = self.authorization(wh).await? {
+            headers.0.push((AUTHORIZATION.to_string(), value));
+        }
         Ok(Credentials {
             secret: self.secret(wh).await?,
             previous,
             auth,
+            headers,
         })
     }
 }

@@ -1,10 +1,10 @@
-//! Tenant controls on a webhook (SPEC §3): content filters.
+//! Tenant controls on a webhook (SPEC §3): content filters and custom headers.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::receiver::Receiver;
+use crate::receiver::{Answer, Receiver};
 use crate::utils::{Stack, id};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -120,4 +120,142 @@ async fn a_filter_that_is_not_one_is_422_naming_its_path_and_changes_nothing() {
     let unchanged = client.get(&path).await;
     assert_eq!(unchanged.body["name"], Value::Null);
     assert_eq!(unchanged.body["filter"], Value::Null);
+}
+
+#[tokio::test]
+async fn custom_headers_go_with_every_attempt_and_the_authorization_one_is_kept_like_a_password() {
+    let stack = Stack::start_with(&[("RETRY_SCHEDULE", "1s")]).await;
+    let receiver = Receiver::start().await;
+    let client = stack.tenant().await;
+    client.event_types(&["order.paid"]).await;
+    receiver.script("h", vec![Answer::Status(500), Answer::Status(200)]);
+    let token = "Bearer e2e-h3ader-t0ken";
+    let created = client
+        .post(
+            "/v1/webhooks",
+            json!({"url": receiver.url("h"), "events": "*",
+                   "headers": {"X-Team": "crm", "authorization": token}}),
+        )
+        .await;
+    let webhook = created.assert_status(201).clone();
+    assert_eq!(
+        webhook["headers"],
+        json!({"X-Team": "crm", "Authorization": "********"})
+    );
+    assert!(!created.body.to_string().contains(token));
+    let path = format!("/v1/webhooks/{}", id(&webhook));
+    let shown = client
+        .get(&format!("{path}?show_authentication=true"))
+        .await;
+    assert_eq!(shown.assert_status(200)["headers"]["Authorization"], token);
+    let listed = client.get("/v1/webhooks?show_authentication=true").await;
+    assert_eq!(listed.body["data"][0]["headers"]["Authorization"], token);
+    assert_eq!(
+        client.get(&path).await.body["headers"]["Authorization"],
+        "********"
+    );
+
+    // The first attempt fails and the retry follows: both carry the headers.
+    client.publish("order.paid", json!({"n": 1})).await;
+    let got = receiver.wait_for("h", 2, WAIT).await;
+    for request in &got {
+        assert_eq!(request.header("x-team"), "crm");
+        assert_eq!(request.header("authorization"), token);
+        assert_eq!(request.header("content-type"), "application/json");
+    }
+    // So does a test delivery.
+    client
+        .post(&format!("{path}/test"), json!({"event": "order.paid"}))
+        .await
+        .assert_status(200);
+    let got = receiver.wait_for("h", 3, WAIT).await;
+    assert_eq!(got[2].header("authorization"), token);
+
+    // The masked value sent back keeps the stored one; the other headers are replaced.
+    let patched = client
+        .patch(
+            &path,
+            json!({"headers": {"X-Team": "ops", "Authorization": "********"}}),
+        )
+        .await;
+    assert_eq!(
+        patched.assert_status(200)["headers"],
+        json!({"X-Team": "ops", "Authorization": "********"})
+    );
+    client
+        .post(&format!("{path}/test"), json!({"event": "order.paid"}))
+        .await
+        .assert_status(200);
+    let got = receiver.wait_for("h", 4, WAIT).await;
+    assert_eq!(
+        (got[3].header("x-team"), got[3].header("authorization")),
+        ("ops", token)
+    );
+
+    // Basic auth and an authorization header exclude each other, both ways.
+    client
+        .put(
+            &format!("{path}/auth"),
+            json!({"username": "u", "password": "basic-pw-123"}),
+        )
+        .await
+        .assert_error(422, "INVALID_HEADERS");
+    let cleared = client.patch(&path, json!({"headers": null})).await;
+    assert_eq!(cleared.assert_status(200)["headers"], json!({}));
+    client
+        .put(
+            &format!("{path}/auth"),
+            json!({"username": "u", "password": "basic-pw-123"}),
+        )
+        .await
+        .assert_status(200);
+    let refused = client
+        .patch(
+            &path,
+            json!({"headers": {"Authorization": "Bearer x-other-1"}}),
+        )
+        .await;
+    refused.assert_error(422, "INVALID_HEADERS");
+    assert_eq!(refused.field(), Some("headers.Authorization"));
+}
+
+#[tokio::test]
+async fn headers_the_spec_refuses_are_422_naming_the_header() {
+    let stack = Stack::start().await;
+    let client = stack.tenant().await;
+    let url = crate::utils::local_url("hdr");
+    for (headers, field) in [
+        (
+            json!({"Content-Type": "text/plain"}),
+            "headers.Content-Type",
+        ),
+        (
+            json!({"X-Webhook-Signature": "forged"}),
+            "headers.X-Webhook-Signature",
+        ),
+        (json!({"webhook-id": "forged"}), "headers.webhook-id"),
+        (json!({"Host": "example.com"}), "headers.Host"),
+        (json!({"X-Split": "a\r\nX-Injected: 1"}), "headers.X-Split"),
+        (json!({"Bad Name": "v"}), "headers.Bad Name"),
+        (json!({"X-Big": "v".repeat(1025)}), "headers.X-Big"),
+        (json!("X-Team: crm"), "headers"),
+    ] {
+        let reply = client
+            .post(
+                "/v1/webhooks",
+                json!({"url": url, "events": "*", "headers": headers}),
+            )
+            .await;
+        reply.assert_error(422, "INVALID_HEADERS");
+        assert_eq!(reply.field(), Some(field), "{}", reply.body);
+    }
+    let with_basic = client
+        .post(
+            "/v1/webhooks",
+            json!({"url": url, "events": "*", "auth": {"username": "u", "password": "basic-pw-456"},
+                   "headers": {"Authorization": "Bearer x-other-2"}}),
+        )
+        .await;
+    with_basic.assert_error(422, "INVALID_HEADERS");
+    assert_eq!(client.get("/v1/webhooks").await.body["data"], json!([]));
 }

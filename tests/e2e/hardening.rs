@@ -387,6 +387,14 @@ async fn a_dump_of_the_table_holds_no_secret_or_password() {
     let path = format!("/v1/webhooks/{}", id(&created));
     let generated = client.webhook(&receiver.url("generated"), json!("*")).await;
     secrets.push(generated["secret"].as_str().unwrap().to_string());
+    client
+        .patch(
+            &format!("/v1/webhooks/{}", id(&generated)),
+            json!({"headers": {"Authorization": "Bearer dump-h3ader-t0ken", "X-Team": "crm"}}),
+        )
+        .await
+        .assert_status(200);
+    secrets.push("Bearer dump-h3ader-t0ken".into());
     let rotated = client
         .post_empty(&format!("{path}/secret/rotate"))
         .await

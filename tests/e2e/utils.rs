@@ -70,7 +70,8 @@ pub fn remember_secret(secret: &str) {
     let _ = writeln!(file, "{secret}");
 }
 
-/// Records every key, secret and password in a request or response body.
+/// Records every key, secret, password and custom header value in a request or response
+/// body.
 fn remember_secrets_in(value: &Value) {
     match value {
         Value::String(s) if s.starts_with("whsec_") || s.starts_with("whk_") => remember_secret(s),
@@ -78,6 +79,12 @@ fn remember_secrets_in(value: &Value) {
             for (k, v) in map {
                 match (k.as_str(), v) {
                     ("password", Value::String(p)) => remember_secret(p),
+                    // No custom header value is ever logged (SPEC §3), secret or not.
+                    ("headers", Value::Object(headers)) => headers
+                        .values()
+                        .filter_map(Value::as_str)
+                        .filter(|v| *v != shared::domain::headers::MASKED)
+                        .for_each(remember_secret),
                     _ => remember_secrets_in(v),
                 }
             }

@@ -32,6 +32,7 @@ pub enum ErrorCode {
     TlsValidationFailed,
     LimitExceeded,
     InvalidFilter,
+    InvalidHeaders,
     RateLimited,
     Unavailable,
     InternalError,
@@ -57,7 +58,8 @@ impl ErrorCode {
             | TooManyWebhooksRegistered
             | TlsValidationFailed
             | LimitExceeded
-            | InvalidFilter => 422,
+            | InvalidFilter
+            | InvalidHeaders => 422,
             RateLimited => 429,
             Unavailable => 503,
             InternalError => 500,
@@ -87,6 +89,7 @@ impl ErrorCode {
             TlsValidationFailed => "TLS_VALIDATION_FAILED",
             LimitExceeded => "LIMIT_EXCEEDED",
             InvalidFilter => "INVALID_FILTER",
+            InvalidHeaders => "INVALID_HEADERS",
             RateLimited => "RATE_LIMITED",
             Unavailable => "UNAVAILABLE",
             InternalError => "INTERNAL_ERROR",
@@ -199,6 +202,7 @@ impl From<Invalid> for ApiError {
             Rule::Secret => ErrorCode::InvalidSecret,
             Rule::Limit => ErrorCode::LimitExceeded,
             Rule::Filter => ErrorCode::InvalidFilter,
+            Rule::Headers => ErrorCode::InvalidHeaders,
         };
         ApiError {
             code,

@@ -125,6 +125,9 @@ pub struct Outgoing<'a> {
     pub url: &'a Target,
     pub body: Bytes,
     pub headers: Vec<(&'static str, String)>,
+    /// The webhook's custom headers (none of them a name the service sets: see
+    /// `domain::headers`).
+    pub custom: &'a [(String, String)],
     /// Basic credentials: username and password.
     pub auth: Option<(&'a str, &'a str)>,
 }
@@ -236,6 +239,9 @@ impl Transport for DeliveryClient {
             .post(url.clone())
             .header("content-type", "application/json")
             .body(outgoing.body);
+        for (name, value) in outgoing.custom {
+            request = request.header(name.as_str(), value.as_str());
+        }
         for (name, value) in outgoing.headers {
             request = request.header(name, value);
         }
@@ -344,6 +350,7 @@ mod tests {
             url,
             body: Bytes::from_static(b"{}"),
             headers: vec![("webhook-id", "evt_x".into())],
+            custom: &[],
             auth: None,
         }
     }

@@ -70,6 +70,7 @@ pub async fn send_attempt(transport: &dyn Transport, attempt: Attempting<'_>) ->
             url: attempt.target,
             body: attempt.body,
             headers,
+            custom: &attempt.credentials.headers,
             auth: attempt
                 .credentials
                 .auth

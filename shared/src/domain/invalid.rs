@@ -20,6 +20,8 @@ pub enum Rule {
     Limit,
     /// A webhook's content filter that is not one (the field names the path at fault).
     Filter,
+    /// A custom header the spec refuses (the field names the header).
+    Headers,
 }
 
 /// A value that breaks `rule`, with a message for the client and the field at fault.

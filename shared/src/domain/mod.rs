@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod event;
 pub mod event_type;
 pub mod filter;
+pub mod headers;
 pub mod invalid;
 pub mod retry;
 pub mod validation;

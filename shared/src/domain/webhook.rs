@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use super::api_key::random_bytes;
 use super::filter::Filter;
 use super::format_time;
+use super::headers::{AUTHORIZATION, HeaderList, MASKED};
 
 /// Whether a webhook receives deliveries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,12 +68,15 @@ pub struct BasicAuth {
 }
 
 /// A webhook's confidential values in the clear, as a delivery needs them: the secret, the
-/// previous one while its rotation overlap lasts, and the Basic credentials.
+/// previous one while its rotation overlap lasts, the Basic credentials, and the custom
+/// headers (the `authorization` one opened).
 pub struct Credentials {
     pub secret: Secret,
     pub previous: Option<(Secret, DateTime<Utc>)>,
     /// Username and password.
     pub auth: Option<(String, String)>,
+    /// Name and value of every custom header.
+    pub headers: HeaderList,
 }
 
 /// A signing secret: `whsec_` plus the base64 of the key bytes.
@@ -125,6 +129,10 @@ pub struct Webhook {
     pub previous_secret: Option<Confidential>,
     pub previous_expires_at: Option<DateTime<Utc>>,
     pub metadata: Map<String, Value>,
+    /// Custom headers sent with every delivery, but `authorization`.
+    pub headers: HeaderList,
+    /// The custom `authorization` header's value: a credential, sealed at rest.
+    pub authorization: Option<Confidential>,
     /// The content filter events must match to reach it (after the type subscription).
     pub filter: Option<Filter>,
     pub created_at: DateTime<Utc>,
@@ -155,6 +163,8 @@ impl Webhook {
             previous_secret: None,
             previous_expires_at: None,
             metadata: Map::new(),
+            headers: HeaderList::default(),
+            authorization: None,
             filter: None,
             created_at: at,
             updated_at: at,
@@ -165,10 +175,33 @@ impl Webhook {
         }
     }
 
+    /// Checks what no single field can: Basic credentials and an `authorization` header
+    /// exclude each other.
+    pub fn check(&self) -> super::invalid::Checked<()> {
+        if self.auth.is_some() && self.authorization.is_some() {
+            return Err(super::headers::conflicts_with_basic_auth());
+        }
+        Ok(())
+    }
+
     /// Sets a new signing secret (in the clear until it is sealed).
     pub fn set_secret(&mut self, secret: Secret) {
         self.secret_last_4 = secret.last_4().to_string();
         self.secret = Confidential::Clear(secret.0);
+    }
+
+    /// The custom headers as the API shows them: the `authorization` value masked (a route
+    /// that may show it opens it and puts it in place).
+    pub fn headers_json(&self) -> Map<String, Value> {
+        let mut out: Map<String, Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+            .collect();
+        if self.authorization.is_some() {
+            out.insert(AUTHORIZATION.into(), Value::String(MASKED.into()));
+        }
+        out
     }
 
     /// The API's webhook object. The password never appears here: a route that may show it
@@ -188,6 +221,7 @@ impl Webhook {
             "auth": auth,
             "secret_last_4": self.secret_last_4,
             "metadata": self.metadata,
+            "headers": self.headers_json(),
             "filter": self.filter.as_ref().map(Filter::as_json),
             "created_at": format_time(self.created_at),
             "updated_at": format_time(self.updated_at),
@@ -202,6 +236,11 @@ impl crate::page::Weigh for Webhook {
     /// names.
     fn weight(&self) -> usize {
         crate::domain::validation::json_size(&self.metadata) * 2
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 8)
+                .sum::<usize>()
             + self
                 .filter
                 .as_ref()
@@ -225,6 +264,8 @@ pub(crate) mod tests {
                 password: Confidential::Clear("s3cret-pw".into()),
             }),
             metadata: json!({"team": "crm"}).as_object().cloned().unwrap(),
+            headers: HeaderList(vec![("X-Team".into(), "crm".into())]),
+            authorization: Some(Confidential::Clear("Bearer h3ader-t0ken".into())),
             created_at: at,
             updated_at: at,
             ..Webhook::new(
@@ -247,13 +288,19 @@ pub(crate) mod tests {
         assert_eq!(out["last_triggered_at"], Value::Null);
         assert_eq!(out["status"], "active");
         assert_eq!(out["filter"], Value::Null);
+        assert_eq!(
+            out["headers"],
+            json!({"X-Team": "crm", "Authorization": "********"})
+        );
         assert!(!out.to_string().contains("s3cret-pw"));
+        assert!(!out.to_string().contains("h3ader-t0ken"));
     }
 
     #[test]
     fn debug_output_never_carries_secrets_or_passwords() {
         let text = format!("{:?}", sample());
         assert!(!text.contains("s3cret-pw"));
+        assert!(!text.contains("h3ader-t0ken"));
         assert!(!text.contains("C2FVsBQIhrscChlQIMV"));
     }
 

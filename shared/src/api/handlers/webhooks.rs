@@ -13,12 +13,13 @@ use crate::api::pagination::{CursorScope, page_json, page_request};
 use crate::api::request::{Call, JsonObject};
 use crate::domain::event_type::subscription_matches;
 use crate::domain::filter::Filter;
+use crate::domain::headers::{AUTHORIZATION, HeadersIn, MASKED, parse_headers};
 use crate::domain::validation::{
     MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, check_length, exact_names, is_valid_event_type_name,
     parse_basic_auth, parse_metadata, parse_secret, parse_subscription, parse_webhook_url,
     unknown_types_error,
 };
-use crate::domain::webhook::{BasicAuth, Secret, Webhook, WebhookStatus};
+use crate::domain::webhook::{BasicAuth, Confidential, Secret, Webhook, WebhookStatus};
 use crate::domain::{format_time, now};
 use crate::ids::IdKind;
 use crate::netguard;
@@ -58,6 +59,8 @@ struct WebhookFields {
     events: Option<Vec<String>>,
     status: Option<WebhookStatus>,
     metadata: Option<Map<String, Value>>,
+    /// Present: replaces every custom header (`null`: none).
+    headers: Option<HeadersIn>,
     /// Present: set (`Some`) or removed with `null` (`None`).
     filter: Option<Option<Filter>>,
 }
@@ -86,6 +89,11 @@ impl WebhookFields {
             (true, None) => Some(Map::new()),
             (false, None) => None,
         };
+        let headers = match (body.has("headers"), body.take("headers")) {
+            (_, Some(value)) => Some(parse_headers(value)?),
+            (true, None) => Some(HeadersIn::default()),
+            (false, None) => None,
+        };
         let filter = match (body.has("filter"), body.take("filter")) {
             (_, Some(value)) => Some(Some(Filter::parse(value)?)),
             (true, None) => Some(None),
@@ -98,6 +106,7 @@ impl WebhookFields {
             events,
             status,
             metadata,
+            headers,
             filter,
         })
     }
@@ -131,6 +140,17 @@ impl WebhookFields {
         }
         if let Some(metadata) = &self.metadata {
             wh.metadata.clone_from(metadata);
+        }
+        if let Some(headers) = &self.headers {
+            wh.headers.clone_from(&headers.plain);
+            wh.authorization = match &headers.authorization {
+                None => None,
+                // The masked value shown by a GET, sent back: the stored value stays.
+                Some(value) if value == MASKED && wh.authorization.is_some() => {
+                    wh.authorization.clone()
+                }
+                Some(value) => Some(Confidential::Clear(value.clone())),
+            };
         }
         if let Some(filter) = &self.filter {
             wh.filter.clone_from(filter);
@@ -237,6 +257,7 @@ async fn modify(
         let current = load(state, tenant_id, id).await?;
         let mut next = current.clone();
         change(&mut next);
+        next.check()?;
         if next == current {
             return Ok(current);
         }
@@ -294,24 +315,49 @@ pub async fn list_webhooks(state: &AppState, call: Call) -> ApiResult<Reply> {
         })
         .collect();
     let page = paginate(webhooks, |wh| wh.id.as_str(), &request);
-    let mut passwords = Vec::new();
+    let mut revealed = Vec::new();
     for wh in page.data.iter().filter(|_| show_auth) {
-        passwords.push((wh.id.clone(), state.sealer.password(wh).await?));
+        revealed.push((wh.id.clone(), Revealed::open(state, wh).await?));
     }
     Ok(Reply::ok(page_json(&page, scope, |wh| {
-        let password = passwords.iter().find(|(id, _)| *id == wh.id);
-        with_password(wh.to_json(), password.and_then(|(_, p)| p.as_deref()))
+        let opened = revealed.iter().find(|(id, _)| *id == wh.id);
+        Revealed::show(opened.map(|(_, r)| r), wh.to_json())
     })))
 }
 
-/// The webhook object with its Basic password, for `show_authentication=true`.
-fn with_password(mut out: Value, password: Option<&str>) -> Value {
-    if let Some(password) = password
-        && out["auth"].is_object()
-    {
-        out["auth"]["password"] = json!(password);
+/// What `show_authentication=true` shows of a webhook: its Basic password and its
+/// `authorization` header's value, in the clear.
+#[derive(Default)]
+struct Revealed {
+    password: Option<String>,
+    authorization: Option<String>,
+}
+
+impl Revealed {
+    async fn open(state: &AppState, wh: &Webhook) -> ApiResult<Revealed> {
+        Ok(Revealed {
+            password: state.sealer.password(wh).await?,
+            authorization: state.sealer.authorization(wh).await?,
+        })
     }
-    out
+
+    /// The webhook object with what was revealed in place (nothing without it).
+    fn show(revealed: Option<&Revealed>, mut out: Value) -> Value {
+        let Some(revealed) = revealed else {
+            return out;
+        };
+        if let Some(password) = &revealed.password
+            && out["auth"].is_object()
+        {
+            out["auth"]["password"] = json!(password);
+        }
+        if let Some(value) = &revealed.authorization
+            && out["headers"].is_object()
+        {
+            out["headers"][AUTHORIZATION] = json!(value);
+        }
+        out
+    }
 }
 
 pub async fn create_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
@@ -343,6 +389,7 @@ pub async fn create_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     );
     webhook.auth = auth;
     fields.apply(&mut webhook);
+    webhook.check()?;
     let clear_secret = state.sealer.secret(&webhook).await?;
     state.sealer.seal_webhook(&mut webhook).await?;
     match state
@@ -371,13 +418,13 @@ pub async fn get_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     let id = webhook_id(&call)?;
     let show_auth = call.show_authentication()?;
     let webhook = load(state, call.tenant(), &id).await?;
-    let password = match show_auth {
-        true => state.sealer.password(&webhook).await?,
+    let revealed = match show_auth {
+        true => Some(Revealed::open(state, &webhook).await?),
         false => None,
     };
-    Ok(Reply::ok(with_password(
+    Ok(Reply::ok(Revealed::show(
+        revealed.as_ref(),
         webhook.to_json(),
-        password.as_deref(),
     )))
 }
 

@@ -11,6 +11,7 @@ use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
 use crate::domain::filter::Filter;
+use crate::domain::headers::HeaderList;
 use crate::domain::webhook::{BasicAuth, Confidential, Webhook, WebhookStatus};
 use crate::domain::{format_time, parse_time};
 use crate::storage::Health;
@@ -300,6 +301,15 @@ impl TryFrom<&Webhook> for Item {
             Some(value) => Some(sealed("previous_secret", value)?),
             None => None,
         };
+        let authorization = match &wh.authorization {
+            Some(value) => Some(sealed("authorization_header", value)?),
+            None => None,
+        };
+        let headers = wh
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), s(value)))
+            .collect();
         Ok(
             ItemBuilder::new(tenant_pk(&wh.tenant_id), webhook_sk(&wh.id))
                 .string("id", &wh.id)
@@ -319,6 +329,8 @@ impl TryFrom<&Webhook> for Item {
                 .opt_string("previous_secret", previous)
                 .opt_time("previous_expires_at", wh.previous_expires_at)
                 .set("metadata", AttributeValue::M(metadata))
+                .set("headers", AttributeValue::M(headers))
+                .opt_string("authorization_header", authorization)
                 .opt_string(
                     "filter",
                     wh.filter.as_ref().map(|f| f.as_json().to_string()),
@@ -362,6 +374,15 @@ impl TryFrom<&Item> for Webhook {
             previous_secret: a.opt_string("previous_secret")?.map(Confidential::Sealed),
             previous_expires_at: a.opt_time("previous_expires_at")?,
             metadata: a.string_map("metadata")?,
+            headers: HeaderList(
+                a.string_map("headers")?
+                    .into_iter()
+                    .map(|(name, value)| (name, value.as_str().unwrap_or_default().to_string()))
+                    .collect(),
+            ),
+            authorization: a
+                .opt_string("authorization_header")?
+                .map(Confidential::Sealed),
             filter: a.opt_filter("filter")?,
             created_at: a.time("created_at")?,
             updated_at: a.time("updated_at")?,
@@ -543,6 +564,7 @@ mod tests {
         if let Some(auth) = wh.auth.as_mut() {
             auth.password = Confidential::Sealed("v1.sealed.password".into());
         }
+        wh.authorization = Some(Confidential::Sealed("v1.sealed.authorization".into()));
         wh
     }
 
@@ -564,6 +586,7 @@ mod tests {
         wh.previous_secret = Some(Confidential::Sealed("v1.sealed.old".into()));
         wh.previous_expires_at = Some(wh.created_at);
         wh.disabled_reason = Some("failing".into());
+        wh.headers = HeaderList(vec![("X-Team".into(), "crm".into())]);
         wh.filter = Some(
             crate::domain::filter::Filter::parse(
                 serde_json::json!({"data": {"amount": {"$gte": 100}}}),
@@ -584,6 +607,8 @@ mod tests {
         wh.auth = None;
         wh.metadata = Map::new();
         wh.name = None;
+        wh.headers = HeaderList::default();
+        wh.authorization = None;
         assert_eq!(
             Webhook::try_from(&Item::try_from(&wh).unwrap()).unwrap(),
             wh
