@@ -1,4 +1,4 @@
-//! Tenant controls on a webhook (SPEC §3): content filters and custom headers.
+//! Tenant controls on a webhook (SPEC §3): content filters, custom headers, rate limits.
 
 use std::time::Duration;
 
@@ -258,4 +258,70 @@ async fn headers_the_spec_refuses_are_422_naming_the_header() {
         .await;
     with_basic.assert_error(422, "INVALID_HEADERS");
     assert_eq!(client.get("/v1/webhooks").await.body["data"], json!([]));
+}
+
+#[tokio::test]
+async fn a_rate_limit_holds_across_concurrent_invocations_and_deliveries_over_it_wait_uncharged() {
+    // make run's defaults: four pollers per queue, each with batches side by side.
+    let stack = Stack::start().await;
+    let receiver = Receiver::start().await;
+    let client = stack.tenant().await;
+    client.event_types(&["tick"]).await;
+    let created = client
+        .post(
+            "/v1/webhooks",
+            json!({"url": receiver.url("limited"), "events": "*", "rate_limit": 2}),
+        )
+        .await;
+    let webhook = created.assert_status(201).clone();
+    assert_eq!(webhook["rate_limit"], 2);
+    const EVENTS: usize = 12;
+    for n in 0..EVENTS {
+        client.publish("tick", json!({"n": n})).await;
+    }
+    let got = receiver
+        .wait_for("limited", EVENTS, Duration::from_secs(60))
+        .await;
+    let mut times: Vec<_> = got.iter().map(|r| r.at).collect();
+    times.sort();
+    // Over any 3 s, at most 2 a second plus a burst of 2 (the windows are whole seconds).
+    for (i, start) in times.iter().enumerate() {
+        let within = times[i..]
+            .iter()
+            .filter(|t| t.duration_since(*start) < Duration::from_secs(3))
+            .count();
+        assert!(
+            within <= 2 * 3 + 2,
+            "{within} attempts within 3 s: {times:?}"
+        );
+    }
+    let span = times[EVENTS - 1].duration_since(times[0]);
+    assert!(span >= Duration::from_secs(4), "12 at 2/s took {span:?}");
+    // Waiting for the rate is no attempt: each delivery succeeded at its first.
+    let deliveries = client
+        .wait_for_deliveries(&format!("webhook_id={}", id(&webhook)), WAIT, |d| {
+            d.len() == EVENTS && d.iter().all(|x| x["status"] == "succeeded")
+        })
+        .await;
+    assert!(
+        deliveries.iter().all(|d| d["attempts"] == 1),
+        "{deliveries:#?}"
+    );
+
+    // Removed with null; out of range or not a whole number is a 400 naming it.
+    let path = format!("/v1/webhooks/{}", id(&webhook));
+    let cleared = client.patch(&path, json!({"rate_limit": null})).await;
+    assert_eq!(cleared.assert_status(200)["rate_limit"], Value::Null);
+    for bad in [json!(0), json!(10_001), json!("5"), json!(2.5), json!(-1)] {
+        let reply = client.patch(&path, json!({"rate_limit": bad})).await;
+        reply.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(reply.field(), Some("rate_limit"));
+    }
+    assert_eq!(
+        client
+            .patch(&path, json!({"rate_limit": 10_000}))
+            .await
+            .assert_status(200)["rate_limit"],
+        10_000
+    );
 }

@@ -24,6 +24,7 @@ use super::client::{Target, parse_target};
 use super::decide::{self, Attempted, Route};
 use super::health::{self, Tried};
 use super::metrics::{self, Outcome};
+use super::rate;
 use super::send::{Attempting, send_attempt};
 use super::{Message, PipelineError, Views, random_share, reject};
 use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id};
@@ -421,23 +422,28 @@ async fn dispatch<'a>(
         DeliveryStatus::Pending,
         crate::domain::now(),
     );
+    let held_back = |mut delivery: Delivery, hold| {
+        let retry = decide::defer(&mut delivery, hold, random_share(), crate::domain::now());
+        metrics::delivery(Outcome::Deferred);
+        let done = CompletedDispatch {
+            plan: pending.plan,
+            delivery,
+            retry: Some(retry),
+        };
+        (pending.webhook, None, done)
+    };
     let permit = match state
         .warm
         .breakers
         .enter(&event.tenant_id, &pending.webhook.id)
     {
         Gate::Go(permit) => permit,
-        Gate::Defer(wait) => {
-            let retry = decide::defer(&mut delivery, wait, random_share(), crate::domain::now());
-            metrics::delivery(Outcome::Deferred);
-            let done = CompletedDispatch {
-                plan: pending.plan,
-                delivery,
-                retry: Some(retry),
-            };
-            return (pending.webhook, None, done);
-        }
+        Gate::Defer(hold) => return held_back(delivery, hold),
     };
+    if let Some(hold) = rate::hold(state, pending.webhook).await {
+        drop(permit);
+        return held_back(delivery, hold);
+    }
     let sent = send_attempt(
         &*state.transport,
         Attempting {

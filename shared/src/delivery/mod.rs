@@ -24,6 +24,7 @@ mod fanout;
 pub mod health;
 pub mod metrics;
 mod pages;
+pub mod rate;
 mod retry;
 pub mod send;
 pub mod sweep;

@@ -72,6 +72,13 @@ pub(super) async fn release_page(
                 break;
             }
         };
+        // Over the webhook's rate: the rest of the page comes back when there is room.
+        if let Some(hold) = super::rate::hold(state, &webhook).await {
+            drop(permit);
+            // SQS delays whole seconds: a shorter wait would come back at once.
+            held_back = Some(hold.wait.max(std::time::Duration::from_secs(1)));
+            break;
+        }
         let number = delivery.attempts + 1;
         let Some(event) = store.get_event(&task.tenant_id, &delivery.event_id).await? else {
             // Its event expired while it waited.

@@ -74,6 +74,11 @@ pub(super) async fn retry(
             Gate::Defer(hold) => return hold_back(queues, task, hold).await,
         },
     };
+    // Over the webhook's rate: the same attempt later, no attempt charged.
+    if let Some(hold) = super::rate::hold(state, &webhook).await {
+        drop(permit);
+        return hold_back(queues, task, hold).await;
+    }
     let sent = send_event(state, &webhook, &event, task.attempt).await?;
     permit.report(sent.attempt.status_code.is_some());
     let tried = Tried::from(&sent.attempt);

@@ -33,6 +33,7 @@ pub struct Warm {
     views: Mutex<HashMap<String, Cached>>,
     pub health: HealthCache,
     pub breakers: Breakers,
+    pub rates: super::rate::RateQueue,
 }
 
 impl Warm {

@@ -215,6 +215,23 @@ fn join_quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
         .join(", ")
 }
 
+/// The highest `rate_limit` (attempts per second).
+pub const MAX_RATE_LIMIT: u64 = 10_000;
+
+/// A webhook's `rate_limit`: a whole number of attempts per second from 1 to 10,000.
+pub fn parse_rate_limit(value: &Value) -> Checked<u32> {
+    value
+        .as_u64()
+        .filter(|n| (1..=MAX_RATE_LIMIT).contains(n))
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| {
+            Invalid::field(
+                "rate_limit",
+                "rate_limit must be a whole number of attempts per second from 1 to 10,000, or null",
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

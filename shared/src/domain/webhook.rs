@@ -133,6 +133,8 @@ pub struct Webhook {
     pub headers: HeaderList,
     /// The custom `authorization` header's value: a credential, sealed at rest.
     pub authorization: Option<Confidential>,
+    /// At most this many attempts per second, across every instance (`None`: no limit).
+    pub rate_limit: Option<u32>,
     /// The content filter events must match to reach it (after the type subscription).
     pub filter: Option<Filter>,
     pub created_at: DateTime<Utc>,
@@ -165,6 +167,7 @@ impl Webhook {
             metadata: Map::new(),
             headers: HeaderList::default(),
             authorization: None,
+            rate_limit: None,
             filter: None,
             created_at: at,
             updated_at: at,
@@ -222,6 +225,7 @@ impl Webhook {
             "secret_last_4": self.secret_last_4,
             "metadata": self.metadata,
             "headers": self.headers_json(),
+            "rate_limit": self.rate_limit,
             "filter": self.filter.as_ref().map(Filter::as_json),
             "created_at": format_time(self.created_at),
             "updated_at": format_time(self.updated_at),

@@ -36,6 +36,7 @@ struct Tables {
     deliveries: BTreeMap<Key, Delivery>,
     health: HashMap<Key, Health>,
     versions: HashMap<String, u64>,
+    send_slots: HashMap<(Key, i64, u32), u32>,
 }
 
 impl Tables {
@@ -478,6 +479,26 @@ impl DeliveryStore for MemoryStore {
             .open_deliveries(tenant_id, webhook_id, DeliveryStatus::Buffered, usize::MAX)
             .await?
             .len() as u64)
+    }
+
+    async fn take_send_slot(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        second: i64,
+        shard: u32,
+        allowance: u32,
+    ) -> StoreResult<bool> {
+        let mut tables = self.tables()?;
+        let sent = tables
+            .send_slots
+            .entry((key(tenant_id, webhook_id), second, shard))
+            .or_default();
+        if *sent >= allowance {
+            return Ok(false);
+        }
+        *sent += 1;
+        Ok(true)
     }
 
     async fn drop_buffered_count(&self, _tenant_id: &str, _webhook_id: &str) -> StoreResult<()> {

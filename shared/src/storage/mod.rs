@@ -275,6 +275,17 @@ pub trait DeliveryStore: Send + Sync {
     ) -> StoreResult<Vec<Delivery>>;
     /// How many deliveries a webhook holds buffered: one read, however large the backlog.
     async fn buffered_count(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<u64>;
+    /// Takes one of a webhook's `allowance` send slots for `second` (Unix seconds) in its
+    /// rate window `shard`, if one is left: one conditional write, shared by every
+    /// instance. False when that window is full.
+    async fn take_send_slot(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        second: i64,
+        shard: u32,
+        allowance: u32,
+    ) -> StoreResult<bool>;
     /// Forgets a deleted webhook's buffered count, once its deliveries are all closed.
     async fn drop_buffered_count(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<()>;
     /// The tenant's deliveries, newest first.

@@ -16,8 +16,8 @@ use crate::domain::filter::Filter;
 use crate::domain::headers::{AUTHORIZATION, HeadersIn, MASKED, parse_headers};
 use crate::domain::validation::{
     MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, check_length, exact_names, is_valid_event_type_name,
-    parse_basic_auth, parse_metadata, parse_secret, parse_subscription, parse_webhook_url,
-    unknown_types_error,
+    parse_basic_auth, parse_metadata, parse_rate_limit, parse_secret, parse_subscription,
+    parse_webhook_url, unknown_types_error,
 };
 use crate::domain::webhook::{BasicAuth, Confidential, Secret, Webhook, WebhookStatus};
 use crate::domain::{format_time, now};
@@ -61,6 +61,8 @@ struct WebhookFields {
     metadata: Option<Map<String, Value>>,
     /// Present: replaces every custom header (`null`: none).
     headers: Option<HeadersIn>,
+    /// Present: set, or removed with `null`.
+    rate_limit: Option<Option<u32>>,
     /// Present: set (`Some`) or removed with `null` (`None`).
     filter: Option<Option<Filter>>,
 }
@@ -94,6 +96,11 @@ impl WebhookFields {
             (true, None) => Some(HeadersIn::default()),
             (false, None) => None,
         };
+        let rate_limit = match (body.has("rate_limit"), body.take("rate_limit")) {
+            (_, Some(value)) => Some(Some(parse_rate_limit(&value)?)),
+            (true, None) => Some(None),
+            (false, None) => None,
+        };
         let filter = match (body.has("filter"), body.take("filter")) {
             (_, Some(value)) => Some(Some(Filter::parse(value)?)),
             (true, None) => Some(None),
@@ -107,6 +114,7 @@ impl WebhookFields {
             status,
             metadata,
             headers,
+            rate_limit,
             filter,
         })
     }
@@ -151,6 +159,9 @@ impl WebhookFields {
                 }
                 Some(value) => Some(Confidential::Clear(value.clone())),
             };
+        }
+        if let Some(rate_limit) = self.rate_limit {
+            wh.rate_limit = rate_limit;
         }
         if let Some(filter) = &self.filter {
             wh.filter.clone_from(filter);

@@ -70,6 +70,17 @@ impl Attrs<'_> {
             .ok_or_else(|| Self::error(name, "missing"))
     }
 
+    fn opt_number(&self, name: &str) -> Result<Option<u32>, ItemError> {
+        match self.0.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::N(text)) => text
+                .parse()
+                .map(Some)
+                .map_err(|_| Self::error(name, "expected a whole number")),
+            Some(_) => Err(Self::error(name, "expected a number")),
+        }
+    }
+
     fn number(&self, name: &str) -> Result<u64, ItemError> {
         match self.0.get(name) {
             Some(AttributeValue::N(text)) => text
@@ -168,6 +179,13 @@ impl ItemBuilder {
 
     fn opt_time(self, name: &str, at: Option<DateTime<Utc>>) -> Self {
         self.opt_string(name, at.map(format_time))
+    }
+
+    fn opt_number(self, name: &str, value: Option<u32>) -> Self {
+        match value {
+            Some(v) => self.set(name, n(v)),
+            None => self,
+        }
     }
 }
 
@@ -331,6 +349,7 @@ impl TryFrom<&Webhook> for Item {
                 .set("metadata", AttributeValue::M(metadata))
                 .set("headers", AttributeValue::M(headers))
                 .opt_string("authorization_header", authorization)
+                .opt_number("rate_limit", wh.rate_limit)
                 .opt_string(
                     "filter",
                     wh.filter.as_ref().map(|f| f.as_json().to_string()),
@@ -383,6 +402,7 @@ impl TryFrom<&Item> for Webhook {
             authorization: a
                 .opt_string("authorization_header")?
                 .map(Confidential::Sealed),
+            rate_limit: a.opt_number("rate_limit")?,
             filter: a.opt_filter("filter")?,
             created_at: a.time("created_at")?,
             updated_at: a.time("updated_at")?,
@@ -587,6 +607,7 @@ mod tests {
         wh.previous_expires_at = Some(wh.created_at);
         wh.disabled_reason = Some("failing".into());
         wh.headers = HeaderList(vec![("X-Team".into(), "crm".into())]);
+        wh.rate_limit = Some(50);
         wh.filter = Some(
             crate::domain::filter::Filter::parse(
                 serde_json::json!({"data": {"amount": {"$gte": 100}}}),

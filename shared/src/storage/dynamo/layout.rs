@@ -13,6 +13,7 @@
 //! | event type schema | `T#<tenant>#SCHEMA` | `ET#<name>` |
 //! | webhook health (last triggered, failing since) | `T#<tenant>#H` | `WH#<id>` |
 //! | buffered count of a webhook | `T#<tenant>#BUF` | `WH#<id>` |
+//! | a rate-limited webhook's sends in one second (window shard) | `T#<tenant>#RATE#<webhook>` | `<unix second>#<shard>` |
 //! | event | `T#<tenant>#EV#<shard>` | `EV#<id>` |
 //! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
 //! | delivery | `T#<tenant>#DL#<shard>` | `DL#<id>` (GSI2 while open: `T#<tenant>#WH#<webhook>#OPEN#<shard>` / id) |
@@ -158,6 +159,16 @@ pub fn buffered_count_key(tenant_id: &str, webhook_id: &str) -> Item {
     key(format!("T#{tenant_id}#BUF"), webhook_sk(webhook_id))
 }
 pub const BUFFERED_COUNTER: &str = "buffered";
+
+/// One second's window (or a shard of it) of a rate-limited webhook's sends: a counter
+/// that expires a few minutes later (TTL).
+pub fn send_slots_key(tenant_id: &str, webhook_id: &str, second: i64, shard: u32) -> Item {
+    key(
+        format!("T#{tenant_id}#RATE#{webhook_id}"),
+        format!("{second}#{shard}"),
+    )
+}
+pub const SEND_SLOTS_COUNTER: &str = "sent";
 
 pub fn api_key_lookup_pk(key_hash: &str) -> String {
     format!("KEY#{key_hash}")

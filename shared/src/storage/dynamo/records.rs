@@ -11,12 +11,13 @@ use futures::future::try_join_all;
 
 use super::items::{delivery_item, event_item, source_key_event_id, source_key_item};
 use super::layout::{
-    BUFFERED_COUNTER, DELIVERY_SHARDS, EVENT_SHARDS, GSI2, INDEX_SK, Item, buffered_count_key,
-    deliveries_pk, delivery_key, delivery_shard, delivery_sk_range, event_key, event_sk_range,
-    events_pk, n, open_deliveries_gsi_pk, s, source_key_key,
+    BUFFERED_COUNTER, DELIVERY_SHARDS, EVENT_SHARDS, EXPIRES_AT, GSI2, INDEX_SK, Item,
+    SEND_SLOTS_COUNTER, buffered_count_key, deliveries_pk, delivery_key, delivery_shard,
+    delivery_sk_range, event_key, event_sk_range, events_pk, n, open_deliveries_gsi_pk, s,
+    send_slots_key, source_key_key,
 };
 use super::lists::{ReadBudget, Shards, list_sharded};
-use super::{DynamoStore, Transaction, WriteError, store_error};
+use super::{DynamoStore, Transaction, WriteError, classify, store_error};
 use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id};
 use crate::domain::event::Event;
 use crate::page::{Page, PageRequest};
@@ -408,6 +409,37 @@ impl DeliveryStore for DynamoStore {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse::<i64>().ok())
             .map_or(0, |n| n.max(0) as u64))
+    }
+
+    async fn take_send_slot(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        second: i64,
+        shard: u32,
+        allowance: u32,
+    ) -> StoreResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(send_slots_key(tenant_id, webhook_id, second, shard)))
+            .update_expression("ADD #n :one SET #ttl = :expires")
+            .condition_expression("attribute_not_exists(#n) OR #n < :allowance")
+            .expression_attribute_names("#n", SEND_SLOTS_COUNTER)
+            .expression_attribute_names("#ttl", EXPIRES_AT)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":allowance", n(allowance))
+            .expression_attribute_values(":expires", n(second + 300))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match classify(e) {
+                WriteError::Condition(_) => Ok(false),
+                WriteError::Store(e) => Err(e),
+            },
+        }
     }
 
     async fn drop_buffered_count(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<()> {
