@@ -156,6 +156,23 @@ async fn another_tenants_webhooks_are_404_on_every_route() {
     ] {
         reply.assert_error(404, "WEBHOOK_NOT_FOUND");
     }
+    // Replay: not the owner's event, nor the intruder's own event to the owner's webhook.
+    let event = owner.publish("user.created", json!({})).await;
+    intruder
+        .post(
+            &format!("/v1/events/{}/replay", event["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await
+        .assert_error(404, "EVENT_NOT_FOUND");
+    let theirs = intruder.publish("user.created", json!({})).await;
+    intruder
+        .post(
+            &format!("/v1/events/{}/replay", theirs["id"].as_str().unwrap()),
+            json!({"webhook_id": id}),
+        )
+        .await
+        .assert_error(404, "WEBHOOK_NOT_FOUND");
     let listed = intruder.get("/v1/webhooks").await;
     assert_eq!(listed.assert_status(200)["data"], json!([]));
     intruder

@@ -1,4 +1,4 @@
-//! Tenant controls on a webhook (SPEC §3): content filters, custom headers, rate limits.
+//! Tenant controls (SPEC §3): content filters, custom headers, rate limits, replay.
 
 use std::time::Duration;
 
@@ -324,4 +324,106 @@ async fn a_rate_limit_holds_across_concurrent_invocations_and_deliveries_over_it
             .assert_status(200)["rate_limit"],
         10_000
     );
+}
+
+/// Checks a replayed request as a receiver would: signed with the webhook's secret (the
+/// official Standard Webhooks verifier), `webhook-id` the event's id.
+fn assert_replayed(request: &crate::receiver::Received, secret: &Value, event: &Value) {
+    standardwebhooks::Webhook::new(secret.as_str().unwrap())
+        .unwrap()
+        .verify(&request.body, &request.headers)
+        .unwrap_or_else(|e| panic!("Standard Webhooks verification failed: {e:?}"));
+    assert_eq!(request.header("webhook-id"), event["id"].as_str().unwrap());
+    assert_eq!(request.json()["data"], event["data"]);
+}
+
+#[tokio::test]
+async fn replay_sends_an_event_again_to_one_webhook_or_to_every_match_without_one() {
+    let stack = Stack::start().await;
+    let receiver = Receiver::start().await;
+    let client = stack.tenant().await;
+    client.event_types(&["order.paid", "user.created"]).await;
+    let first = client
+        .webhook(&receiver.url("first"), json!("order.paid"))
+        .await;
+    let event = client.publish("order.paid", json!({"n": 1})).await;
+    receiver.wait_for("first", 1, WAIT).await;
+    let replay = format!("/v1/events/{}/replay", id(&event));
+
+    // Created after the event: one subscribed to its type, one not.
+    let later = client
+        .webhook(&receiver.url("later"), json!("order.paid"))
+        .await;
+    let other = client
+        .webhook(&receiver.url("other"), json!("user.created"))
+        .await;
+    // Without webhook_id: every active match that has no delivery of it yet.
+    let queued = client.post(&replay, json!({})).await;
+    assert_eq!(queued.assert_status(202)["queued"], 1);
+    assert_eq!(queued.body["event_id"], event["id"]);
+    let got = receiver.wait_for("later", 1, WAIT).await;
+    assert_replayed(&got[0], &later["secret"], &event);
+    client
+        .wait_for_deliveries(&format!("webhook_id={}", id(&later)), WAIT, |d| {
+            d.len() == 1 && d[0]["status"] == "succeeded"
+        })
+        .await;
+    let again = client.send_raw(reqwest::Method::POST, &replay, None).await;
+    assert_eq!(
+        again.assert_status(202)["queued"],
+        0,
+        "nothing left to replay"
+    );
+
+    // With webhook_id: to one not subscribed to the type, and again to one that has a
+    // delivery of it (a new record beside the first).
+    let to_other = client
+        .post(&replay, json!({"webhook_id": id(&other)}))
+        .await;
+    assert_eq!(to_other.assert_status(202)["queued"], 1);
+    let got = receiver.wait_for("other", 1, WAIT).await;
+    assert_replayed(&got[0], &other["secret"], &event);
+    client
+        .post(&replay, json!({"webhook_id": id(&first)}))
+        .await
+        .assert_status(202);
+    let got = receiver.wait_for("first", 2, WAIT).await;
+    assert_replayed(&got[1], &first["secret"], &event);
+    let records = client
+        .wait_for_deliveries(&format!("webhook_id={}", id(&first)), WAIT, |d| {
+            d.len() == 2 && d.iter().all(|x| x["status"] == "succeeded")
+        })
+        .await;
+    assert_ne!(records[0]["id"], records[1]["id"]);
+    assert!(records.iter().all(|d| d["event_id"] == event["id"]));
+    let summary = client.get(&format!("/v1/events/{}", id(&event))).await;
+    assert_eq!(summary.assert_status(200)["deliveries"]["total"], 4);
+
+    // Only an active webhook gets a replay; unknown ids are 404.
+    client
+        .post_empty(&format!("/v1/webhooks/{}/pause", id(&later)))
+        .await
+        .assert_status(200);
+    client
+        .post(&replay, json!({"webhook_id": id(&later)}))
+        .await
+        .assert_error(409, "CONFLICT");
+    client
+        .post(
+            &replay,
+            json!({"webhook_id": "wh_01ARZ3NDEKTSV4RRFFQ69G5FAV"}),
+        )
+        .await
+        .assert_error(404, "WEBHOOK_NOT_FOUND");
+    client
+        .post(
+            "/v1/events/evt_01ARZ3NDEKTSV4RRFFQ69G5FAV/replay",
+            json!({}),
+        )
+        .await
+        .assert_error(404, "EVENT_NOT_FOUND");
+    client
+        .post(&replay, json!({"webhook": id(&later)}))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
 }

@@ -64,7 +64,7 @@ macro_rules! route {
 /// Every API route. A test checks this list, template.yaml and `functions/` agree.
 pub static ROUTES: &[Route] = {
     use Scope::*;
-    use handlers::{deliveries, event_types, events, me, webhooks};
+    use handlers::{deliveries, event_types, events, me, replay, webhooks};
     &[
         route!("get_me", None, me::get_me),
         route!(
@@ -137,6 +137,7 @@ pub static ROUTES: &[Route] = {
         route!("publish_event", Some(EventsWrite), events::publish_event),
         route!("list_events", Some(EventsRead), events::list_events),
         route!("get_event", Some(EventsRead), events::get_event),
+        route!("replay_event", Some(EventsWrite), replay::replay_event),
         route!(
             "list_deliveries",
             Some(EventsRead),

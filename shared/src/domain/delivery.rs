@@ -207,6 +207,12 @@ pub fn delivery_id(event_id: &str, webhook_id: &str) -> String {
     )
 }
 
+/// The id of a replayed delivery of an event to a webhook that already has one: like
+/// [`delivery_id`] (the event's time and shard hint), from a fresh random part.
+pub fn replay_delivery_id(event_id: &str, webhook_id: &str) -> String {
+    delivery_id(event_id, &format!("{webhook_id}\nreplay {}", Ulid::new()))
+}
+
 /// An event's shard hint, 0 to 15: four bits of the SHA-256 of its id.
 pub fn event_shard_hint(event_id: &str) -> u8 {
     Sha256::digest(event_id.as_bytes())[0] >> 4

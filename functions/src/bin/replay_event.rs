@@ -1,0 +1,6 @@
+//! Lambda: Deliver an event again, as new deliveries.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("replay_event").await
+}
