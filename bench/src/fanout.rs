@@ -20,7 +20,9 @@ use shared::delivery::client::{
 use shared::delivery::send::signed_headers;
 use shared::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use shared::domain::event_type::EventType;
-use shared::domain::webhook::{Secret, Webhook};
+use shared::domain::filter::Filter;
+use shared::domain::headers::HeaderList;
+use shared::domain::webhook::{Confidential, Secret, Webhook};
 use shared::ids::IdKind;
 use shared::state::AppState;
 use shared::storage::RECORDS_PER_WRITE;
@@ -161,6 +163,21 @@ pub async fn seed_tenant(state: &AppState, tenant: &str, urls: &[String]) {
             Secret::generate(),
         );
         wh.name = Some(format!("bench {i}"));
+        // Every webhook with a content filter the events pass and custom headers, an
+        // authorization one among them (issue 13: the figures hold with both).
+        wh.filter = Some(
+            Filter::parse(json!({
+                "type": {"$startsWith": "bench."},
+                "data": {"currency": {"$in": ["EUR", "USD"]}, "total": {"$gte": 100},
+                         "customer": {"id": {"$startsWith": "cus_"}}}
+            }))
+            .expect("the bench filter parses"),
+        );
+        wh.headers = HeaderList(vec![
+            ("X-Team".into(), "bench".into()),
+            ("X-Hook-Ref".into(), format!("ref-{i}")),
+        ]);
+        wh.authorization = Some(Confidential::Clear(format!("Bearer bench-token-{i}")));
         state
             .sealer
             .seal_webhook(&mut wh)
