@@ -62,6 +62,9 @@ pub struct FanoutReport {
 pub struct Stages {
     /// Both signatures and the other headers of 1,000 attempts.
     pub signing_cpu_ms: f64,
+    /// 1,000 evaluations of the webhooks' content filters on the batch's events (what the
+    /// fan-out decides per event and webhook after the type match).
+    pub filter_cpu_ms: f64,
     /// Building 1,000 delivery items (DynamoDB attribute maps).
     pub record_items_cpu_ms: f64,
     /// Writing 1,000 records through the SDK as the fan-out does (40 BatchWriteItem, 8 in
@@ -344,6 +347,22 @@ async fn measure_stages(state: &AppState) -> Stages {
         std::hint::black_box(headers);
     })
     .await;
+    let events: Vec<shared::domain::event::Event> = (0..EVENTS_PER_BATCH)
+        .map(|n| shared::domain::event::Event::new(TENANT, EVENT_TYPE, event_data(n)))
+        .collect();
+    let created = shared::domain::format_time(now);
+    let filter_cpu_ms = stage_cpu(|| async {
+        let admitted = (0..total)
+            .filter(|n| {
+                let webhook = &view.webhooks[n % view.webhooks.len()];
+                let event = &events[n % events.len()];
+                shared::delivery::decide::admits(webhook, event, &created)
+            })
+            .count();
+        assert_eq!(admitted, total, "the bench filter admits every event");
+        std::hint::black_box(admitted);
+    })
+    .await;
     let records: Vec<Delivery> = (0..total)
         .map(|n| {
             let webhook = &view.webhooks[n % view.webhooks.len()];
@@ -387,6 +406,7 @@ async fn measure_stages(state: &AppState) -> Stages {
     .await;
     Stages {
         signing_cpu_ms,
+        filter_cpu_ms,
         record_items_cpu_ms,
         record_writes_cpu_ms,
     }

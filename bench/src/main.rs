@@ -394,12 +394,13 @@ async fn orchestrate() -> Result<(), String> {
     // service's stages measured alone; the rest is the fan-out's bookkeeping and its event
     // writes.
     let stage = |key: &str| stubbed["stages"][key].as_f64().unwrap_or(0.0);
-    let (signing, record_items, record_writes) = (
+    let (signing, filters, record_items, record_writes) = (
         stage("signing_cpu_ms"),
+        stage("filter_cpu_ms"),
         stage("record_items_cpu_ms"),
         stage("record_writes_cpu_ms"),
     );
-    let rest = (cpu_per_1000 - ceiling_cpu - signing - record_writes).max(0.0);
+    let rest = (cpu_per_1000 - ceiling_cpu - signing - filters - record_writes).max(0.0);
 
     // ---- the honest meter, the all-in cost and the capacity model (SPEC §8, 5 and 6) ----
     let scenario = |v: &Value| -> scale::Scenario {
@@ -541,6 +542,7 @@ async fn orchestrate() -> Result<(), String> {
             "cpu_ms_per_1000_by_stage": {
                 "http_client": round(ceiling_cpu, 1),
                 "signing": round(signing, 1),
+                "content_filters": round(filters, 2),
                 "record_writes": round(record_writes, 1),
                 "record_writes_building_items": round(record_items, 1),
                 "rest": round(rest, 1),
@@ -600,6 +602,7 @@ async fn orchestrate() -> Result<(), String> {
     for (name, value) in [
         ("  HTTP client (the ceiling's CPU)", ceiling_cpu),
         ("  signing", signing),
+        ("  content filters (one on every webhook)", filters),
         ("  record writes (SDK, 40 BatchWriteItem)", record_writes),
         ("    of which building the items", record_items),
         ("  the rest (event writes, bookkeeping)", rest),

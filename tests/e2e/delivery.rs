@@ -278,9 +278,12 @@ async fn no_retry_after_a_receiver_sends_can_crash_the_batch_or_corrupt_the_reco
 
     for path in ["seconds", "overflow", "date"] {
         let got = receiver.wait_for(path, 3, WAIT).await;
+        // Within the schedule's longest wait (2 s, jitter 20%), not the header's years. The
+        // bound is loose here (SQS delays whole seconds, and the whole suite loads the
+        // emulator); the exact cap is `decide`'s property test's.
         for pair in got.windows(2) {
             let gap = pair[1].at - pair[0].at;
-            assert!(gap < Duration::from_millis(2400 + 1500), "{path}: {gap:?}");
+            assert!(gap < Duration::from_millis(2400 + 3000), "{path}: {gap:?}");
         }
     }
     let done = client
