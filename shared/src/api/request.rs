@@ -186,6 +186,20 @@ impl JsonObject {
         self.0.contains_key(field)
     }
 
+    /// A field an update may set or clear: absent (`None`), null (`Some(None)`), or a value
+    /// checked by `parse` (`Some(Some(_))`).
+    pub fn take_nullable<T>(
+        &mut self,
+        field: &str,
+        parse: impl FnOnce(Value) -> crate::domain::invalid::Checked<T>,
+    ) -> ApiResult<Option<Option<T>>> {
+        match self.0.remove(field) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(value) => Ok(Some(Some(parse(value)?))),
+        }
+    }
+
     pub fn take_string(&mut self, field: &str) -> ApiResult<Option<String>> {
         match self.take(field) {
             None => Ok(None),

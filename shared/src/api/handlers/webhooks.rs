@@ -86,26 +86,15 @@ impl WebhookFields {
             .take_string("status")?
             .map(|s| parse_status(&s))
             .transpose()?;
-        let metadata = match (body.has("metadata"), body.take("metadata")) {
-            (_, Some(value)) => Some(parse_metadata(value)?),
-            (true, None) => Some(Map::new()),
-            (false, None) => None,
-        };
-        let headers = match (body.has("headers"), body.take("headers")) {
-            (_, Some(value)) => Some(parse_headers(value)?),
-            (true, None) => Some(HeadersIn::default()),
-            (false, None) => None,
-        };
-        let rate_limit = match (body.has("rate_limit"), body.take("rate_limit")) {
-            (_, Some(value)) => Some(Some(parse_rate_limit(&value)?)),
-            (true, None) => Some(None),
-            (false, None) => None,
-        };
-        let filter = match (body.has("filter"), body.take("filter")) {
-            (_, Some(value)) => Some(Some(Filter::parse(value)?)),
-            (true, None) => Some(None),
-            (false, None) => None,
-        };
+        // `null` clears: no metadata, no headers, no limit, no filter.
+        let metadata = body
+            .take_nullable("metadata", parse_metadata)?
+            .map(Option::unwrap_or_default);
+        let headers = body
+            .take_nullable("headers", parse_headers)?
+            .map(Option::unwrap_or_default);
+        let rate_limit = body.take_nullable("rate_limit", |v| parse_rate_limit(&v))?;
+        let filter = body.take_nullable("filter", Filter::parse)?;
         Ok(WebhookFields {
             name,
             description,
