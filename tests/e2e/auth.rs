@@ -87,6 +87,13 @@ async fn each_route_demands_its_scope() {
             .await,
         reader.post("/v1/event-types", json!({"name": "a.b"})).await,
         reader.delete("/v1/event-types/user.created").await,
+        // Recover sends deliveries: events:write.
+        reader
+            .post(
+                &format!("/v1/webhooks/{id}/recover"),
+                json!({"since": "2020-01-01T00:00:00Z"}),
+            )
+            .await,
         // Passwords need webhooks:write even on a read route.
         reader
             .get(&format!("/v1/webhooks/{id}?show_authentication=true"))
@@ -102,6 +109,13 @@ async fn each_route_demands_its_scope() {
         .assert_error(403, "FORBIDDEN");
     writer
         .post("/v1/event-types", json!({"name": "a.b"}))
+        .await
+        .assert_error(403, "FORBIDDEN");
+    writer
+        .post(
+            &format!("/v1/webhooks/{id}/recover"),
+            json!({"since": "2020-01-01T00:00:00Z"}),
+        )
         .await
         .assert_error(403, "FORBIDDEN");
     writer
@@ -152,6 +166,12 @@ async fn another_tenants_webhooks_are_404_on_every_route() {
         intruder.get(&format!("/v1/webhooks/{id}/secret")).await,
         intruder
             .post_empty(&format!("/v1/webhooks/{id}/secret/rotate"))
+            .await,
+        intruder
+            .post(
+                &format!("/v1/webhooks/{id}/recover"),
+                json!({"since": "2020-01-01T00:00:00Z"}),
+            )
             .await,
     ] {
         reply.assert_error(404, "WEBHOOK_NOT_FOUND");

@@ -1,4 +1,4 @@
-//! Tenant controls (SPEC §3): content filters, custom headers, rate limits, replay.
+//! Tenant controls (SPEC §3): content filters, custom headers, rate limits, replay, recover.
 
 use std::time::Duration;
 
@@ -426,4 +426,90 @@ async fn replay_sends_an_event_again_to_one_webhook_or_to_every_match_without_on
         .post(&replay, json!({"webhook": id(&later)}))
         .await
         .assert_error(400, "INVALID_REQUEST");
+}
+
+/// Recover: once the receiver is back, the webhook's failed deliveries created in the
+/// window go out again, oldest first, one after another, each as one more attempt on its
+/// record; a failed one before the window stays as it was.
+#[tokio::test]
+async fn recover_sends_the_failed_deliveries_of_a_window_again_once_the_receiver_is_back() {
+    let stack = Stack::start_with(&[("RETRY_SCHEDULE", "1s")]).await;
+    let receiver = Receiver::start().await;
+    let client = stack.tenant().await;
+    client.event_types(&["order.paid"]).await;
+    receiver.default("down", Answer::Status(503));
+    let wh = client.webhook(&receiver.url("down"), json!("*")).await;
+    let by_webhook = format!("webhook_id={}", id(&wh));
+    let all_failed =
+        |n: usize| move |d: &[Value]| d.len() == n && d.iter().all(|x| x["status"] == "failed");
+    client.publish("order.paid", json!({"n": 0})).await;
+    client
+        .wait_for_deliveries(&by_webhook, WAIT, all_failed(1))
+        .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let since = shared::domain::format_time(chrono::Utc::now());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for n in 1..=3 {
+        client.publish("order.paid", json!({"n": n})).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    client
+        .wait_for_deliveries(&by_webhook, WAIT, all_failed(4))
+        .await;
+    let sent_while_down = receiver.requests("down").len();
+    assert_eq!(sent_while_down, 8, "two attempts each");
+
+    let path = format!("/v1/webhooks/{}/recover", id(&wh));
+    client
+        .post(&path, json!({}))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+    client
+        .post(&path, json!({"since": since, "until": since}))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+    client
+        .post(
+            "/v1/webhooks/wh_01ARZ3NDEKTSV4RRFFQ69G5FAV/recover",
+            json!({"since": since}),
+        )
+        .await
+        .assert_error(404, "WEBHOOK_NOT_FOUND");
+
+    receiver.default("down", Answer::Status(200));
+    let accepted = client.post(&path, json!({"since": since})).await;
+    let body = accepted.assert_status(202);
+    assert_eq!(body["webhook_id"], wh["id"]);
+    assert_eq!(body["since"], since.as_str());
+    assert!(body["until"].as_str().unwrap() > since.as_str());
+
+    let got = receiver.wait_for("down", sent_while_down + 3, WAIT).await;
+    let order: Vec<i64> = got[sent_while_down..]
+        .iter()
+        .map(|r| r.json()["data"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, vec![1, 2, 3], "oldest first, one after another");
+    let records = client
+        .wait_for_deliveries(&by_webhook, WAIT, |d| {
+            d.iter().filter(|x| x["status"] == "succeeded").count() == 3
+        })
+        .await;
+    for d in &records {
+        let expected = if d["status"] == "succeeded" { 3 } else { 2 };
+        assert_eq!(d["attempts"], expected, "{d}");
+    }
+    let untouched: Vec<&Value> = records.iter().filter(|d| d["status"] == "failed").collect();
+    assert_eq!(untouched.len(), 1, "the one before the window");
+
+    // Only an active webhook is recovered.
+    client
+        .post_empty(&format!("/v1/webhooks/{}/pause", id(&wh)))
+        .await
+        .assert_status(200);
+    client
+        .post(&path, json!({"since": since}))
+        .await
+        .assert_error(409, "CONFLICT");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.requests("down").len(), sent_while_down + 3);
 }

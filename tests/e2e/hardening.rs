@@ -38,6 +38,8 @@ async fn the_ingest_queue_accepts_only_ingest_messages() {
     let forged = [
         json!({"kind": "cancel", "tenant_id": tenant, "webhook_id": id(&held)}),
         json!({"kind": "release", "tenant_id": tenant, "webhook_id": id(&held)}),
+        json!({"kind": "recover", "tenant_id": tenant, "webhook_id": id(&held),
+               "since": 0, "until": i64::MAX}),
         json!({"kind": "retry", "tenant_id": tenant, "delivery_id": id(&buffered[0]),
                "attempt": 1, "not_before": 0}),
         json!({"kind": "event", "tenant_id": tenant, "type": "user.created",
@@ -60,7 +62,7 @@ async fn the_ingest_queue_accepts_only_ingest_messages() {
         .iter()
         .filter(|r| r.contains("internal tasks are not accepted on the ingest queue"))
         .count();
-    assert_eq!(tasks, 4, "{reasons:#?}");
+    assert_eq!(tasks, 5, "{reasons:#?}");
     assert!(
         reasons.iter().any(|r| r.contains("tenant_id")),
         "{reasons:#?}"

@@ -64,7 +64,7 @@ macro_rules! route {
 /// Every API route. A test checks this list, template.yaml and `functions/` agree.
 pub static ROUTES: &[Route] = {
     use Scope::*;
-    use handlers::{deliveries, event_types, events, me, replay, webhooks};
+    use handlers::{deliveries, event_types, events, me, recover, replay, webhooks};
     &[
         route!("get_me", None, me::get_me),
         route!(
@@ -128,6 +128,11 @@ pub static ROUTES: &[Route] = {
             "rotate_webhook_secret",
             Some(WebhooksWrite),
             webhooks::rotate_webhook_secret
+        ),
+        route!(
+            "recover_webhook",
+            Some(EventsWrite),
+            recover::recover_webhook
         ),
         route!(
             "test_webhook",

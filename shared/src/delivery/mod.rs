@@ -2,8 +2,8 @@
 //! of SQS messages and hands each to the part that owns its kind:
 //! - [`fanout`]: ingest events, stored once and sent to every matching webhook at once;
 //! - [`retry`]: one more attempt at one delivery (parked until due);
-//! - [`pages`]: release (after unpause) and cancel (after delete) a page of a webhook's
-//!   open deliveries;
+//! - [`pages`]: release (after unpause), recover (failed ones sent again) and cancel
+//!   (after delete) a page of a webhook's deliveries;
 //! - and, on a schedule, [`sweep`]: what the dead-letter queues hold, brought back.
 //!
 //! What follows an attempt, and every other decision, is [`decide`]'s (pure functions);
@@ -154,6 +154,10 @@ fn record_span(message_id: &str, task: Option<&Task>) -> tracing::Span {
             span.record("tenant_id", t.tenant_id.as_str());
             span.record("webhook_id", t.webhook_id.as_str());
         }
+        Some(Task::Recover(t)) => {
+            span.record("tenant_id", t.tenant_id.as_str());
+            span.record("webhook_id", t.webhook_id.as_str());
+        }
         None => {}
     }
     span
@@ -185,8 +189,9 @@ pub async fn deliver_batch(state: &AppState, batch: SqsEvent) -> SqsBatchRespons
                 match task {
                     Task::Event(task) => events.push((Message { record, task }, span)),
                     Task::Retry(task) => retries.push((Message { record, task }, span)),
-                    Task::Release(task) => pages.push((true, Message { record, task }, span)),
-                    Task::Cancel(task) => pages.push((false, Message { record, task }, span)),
+                    page @ (Task::Release(_) | Task::Cancel(_) | Task::Recover(_)) => {
+                        pages.push((Message { record, task: page }, span));
+                    }
                 }
             }
             Err(reason) => {
@@ -218,12 +223,13 @@ pub async fn deliver_batch(state: &AppState, batch: SqsEvent) -> SqsBatchRespons
             };
             work.instrument(span)
         })),
-        join_all(pages.into_iter().map(|(release, m, span)| {
+        join_all(pages.into_iter().map(|(m, span)| {
             let work = async move {
-                let result = if release {
-                    pages::release_page(state, queues, &m.task).await
-                } else {
-                    pages::cancel_page(state, queues, &m.task).await
+                let result = match &m.task {
+                    Task::Release(task) => pages::release_page(state, queues, task).await,
+                    Task::Cancel(task) => pages::cancel_page(state, queues, task).await,
+                    Task::Recover(task) => pages::recover_page(state, queues, task).await,
+                    Task::Event(_) | Task::Retry(_) => Ok(Handled::Done),
                 };
                 outcome(&m, result, "page of deliveries")
             };

@@ -1,5 +1,6 @@
-//! Pages of one webhook's open deliveries: sent in order after an unpause, or cancelled
-//! after a delete, [`PAGE`] at a time. A full page queues the next one, so no backlog is
+//! Pages of one webhook's deliveries: the buffered ones sent in order after an unpause, the
+//! failed ones sent again in order by a recover, or the open ones cancelled after a
+//! delete, [`PAGE`] at a time. A full page queues the next one, so no backlog is
 //! ever worked inside one request or one invocation.
 
 use std::time::{Duration, Instant};
@@ -12,11 +13,11 @@ use super::decide::{self, Attempted};
 use super::health::{self, Tried};
 use super::send::{Attempting, send_attempt};
 use super::{Handled, PipelineError, metrics, random_share};
-use crate::domain::delivery::DeliveryStatus;
-use crate::domain::webhook::WebhookStatus;
-use crate::queue::{QueueName, Task, TaskQueue, WebhookTask};
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::webhook::{Webhook, WebhookStatus};
+use crate::queue::{QueueName, RecoverTask, Task, TaskQueue, WebhookTask};
 use crate::state::AppState;
-use crate::storage::DeliveryStore;
+use crate::storage::{DeliveryStore, FailedRange};
 
 /// Open deliveries handled per release or cancel task.
 pub const PAGE: usize = 100;
@@ -36,14 +37,10 @@ pub(super) async fn release_page(
 ) -> Result<Handled, PipelineError> {
     let started = Instant::now();
     let store = &state.store;
-    let Some(webhook) = store
-        .get_webhook(&task.tenant_id, &task.webhook_id)
-        .await?
-        .filter(|wh| wh.status == WebhookStatus::Active)
-    else {
+    let Some(webhook) = active_webhook(state, &task.tenant_id, &task.webhook_id).await? else {
         return Ok(Handled::Done); // deleted (cancel handles it) or paused again (stay buffered)
     };
-    let mut page = store
+    let page = store
         .open_deliveries(
             &task.tenant_id,
             &task.webhook_id,
@@ -51,47 +48,159 @@ pub(super) async fn release_page(
             PAGE,
         )
         .await?;
-    page.sort_by(|a, b| a.id.cmp(&b.id));
     let full = page.len() == PAGE;
+    let worked = send_in_order(
+        state,
+        queues,
+        &webhook,
+        page,
+        started,
+        Attempted::Automatically,
+    )
+    .await?;
+    let next = Task::Release(task.clone());
+    match worked.stop {
+        Some(Stop::Held(wait)) => next_page(queues, next, wait).await?,
+        Some(Stop::OutOfTime) => next_page(queues, next, Duration::ZERO).await?,
+        None if full => next_page(queues, next, Duration::ZERO).await?,
+        None => {}
+    }
+    Ok(Handled::Done)
+}
+
+/// Sends a page of a webhook's failed deliveries again (`recover_webhook`), oldest first,
+/// one after another, each as one more attempt on its record; a re-send that fails leaves
+/// its delivery failed (an attempt asked for, like a manual retry, is final). The next
+/// page starts after the last delivery this one reached.
+pub(super) async fn recover_page(
+    state: &AppState,
+    queues: &dyn TaskQueue,
+    task: &RecoverTask,
+) -> Result<Handled, PipelineError> {
+    let started = Instant::now();
+    let Some(webhook) = active_webhook(state, &task.tenant_id, &task.webhook_id).await? else {
+        return Ok(Handled::Done); // deleted, paused or disabled since: the rest stays failed
+    };
+    let (Some(since), Some(until)) = (
+        chrono::DateTime::from_timestamp_millis(task.since),
+        chrono::DateTime::from_timestamp_millis(task.until),
+    ) else {
+        return Ok(Handled::Done);
+    };
+    let range = FailedRange {
+        since,
+        until,
+        after: task.after.clone(),
+    };
+    let page = state
+        .store
+        .failed_deliveries(&task.tenant_id, &task.webhook_id, &range, PAGE)
+        .await?;
+    let full = page.len() == PAGE;
+    let last = page.last().map(|d| d.id.clone());
+    let worked = send_in_order(state, queues, &webhook, page, started, Attempted::ByHand).await?;
+    let next = |after: Option<String>| {
+        Task::Recover(RecoverTask {
+            after: after.or_else(|| task.after.clone()),
+            ..task.clone()
+        })
+    };
+    match worked.stop {
+        Some(Stop::Held(wait)) => next_page(queues, next(worked.done_until), wait).await?,
+        Some(Stop::OutOfTime) => {
+            next_page(queues, next(worked.done_until), Duration::ZERO).await?;
+        }
+        None if full => next_page(queues, next(last), Duration::ZERO).await?,
+        None => {}
+    }
+    Ok(Handled::Done)
+}
+
+/// The webhook of a page task, if it exists and is active.
+async fn active_webhook(
+    state: &AppState,
+    tenant_id: &str,
+    webhook_id: &str,
+) -> Result<Option<Webhook>, PipelineError> {
+    Ok(state
+        .store
+        .get_webhook(tenant_id, webhook_id)
+        .await?
+        .filter(|wh| wh.status == WebhookStatus::Active))
+}
+
+/// Why a page stopped before its end.
+enum Stop {
+    /// The webhook's breaker or rate limit holds the rest back this long.
+    Held(Duration),
+    /// [`RELEASE_BUDGET`] is spent.
+    OutOfTime,
+}
+
+/// How far a page got.
+struct Worked {
+    /// The last delivery attempted (or found closed), in the page's order.
+    done_until: Option<String>,
+    stop: Option<Stop>,
+}
+
+/// Attempts each delivery of `page` (oldest first) once, one after another, from the
+/// status it is in, recording each attempt and queueing what follows it, until the
+/// page ends, the time budget is spent or the webhook's breaker or rate limit holds
+/// the rest back.
+async fn send_in_order(
+    state: &AppState,
+    queues: &dyn TaskQueue,
+    webhook: &Webhook,
+    mut page: Vec<Delivery>,
+    started: Instant,
+    by: Attempted,
+) -> Result<Worked, PipelineError> {
+    page.sort_by(|a, b| a.id.cmp(&b.id));
+    let store = &state.store;
     let target = parse_target(&webhook.url);
-    let credentials = state.sealer.credentials(&webhook).await?;
+    let credentials = state.sealer.credentials(webhook).await?;
     let mut tried = Vec::new();
-    let mut unsent = false;
-    let mut held_back = None;
+    let mut worked = Worked {
+        done_until: None,
+        stop: None,
+    };
     for mut delivery in page {
         if started.elapsed() >= RELEASE_BUDGET {
-            unsent = true;
+            worked.stop = Some(Stop::OutOfTime);
             break;
         }
-        // A webhook that does not answer keeps the rest buffered until its breaker lets
+        // A webhook that does not answer keeps the rest waiting until its breaker lets
         // an attempt through.
-        let permit = match state.warm.breakers.enter(&task.tenant_id, &webhook.id) {
+        let permit = match state.warm.breakers.enter(&webhook.tenant_id, &webhook.id) {
             Gate::Go(permit) => permit,
             Gate::Defer(hold) => {
-                held_back = Some(hold.wait);
+                worked.stop = Some(Stop::Held(hold.wait));
                 break;
             }
         };
         // Over the webhook's rate: the rest of the page comes back when there is room.
-        if let Some(hold) = super::rate::hold(state, &webhook).await {
+        if let Some(hold) = super::rate::hold(state, webhook).await {
             drop(permit);
             // SQS delays whole seconds: a shorter wait would come back at once.
-            held_back = Some(hold.wait.max(std::time::Duration::from_secs(1)));
+            worked.stop = Some(Stop::Held(hold.wait.max(Duration::from_secs(1))));
             break;
         }
+        let from = delivery.status;
         let number = delivery.attempts + 1;
-        let Some(event) = store.get_event(&task.tenant_id, &delivery.event_id).await? else {
+        worked.done_until = Some(delivery.id.clone());
+        let Some(event) = store
+            .get_event(&webhook.tenant_id, &delivery.event_id)
+            .await?
+        else {
             // Its event expired while it waited.
-            delivery.status = DeliveryStatus::Failed;
-            delivery.updated_at = crate::domain::now();
-            store
-                .save_delivery(
-                    &delivery,
-                    number,
-                    DeliveryStatus::Buffered,
-                    state.expires_at(),
-                )
-                .await?;
+            if from != DeliveryStatus::Failed {
+                delivery.status = DeliveryStatus::Failed;
+                delivery.updated_at = crate::domain::now();
+                store
+                    .save_delivery(&delivery, number, from, state.expires_at())
+                    .await?;
+            }
             continue;
         };
         let sent = send_attempt(
@@ -113,7 +222,7 @@ pub(super) async fn release_page(
             number,
             &sent,
             random_share(),
-            Attempted::Automatically,
+            by,
         );
         if let Some(next) = decide::record(&mut delivery, number, sent, verdict) {
             queues.send(QueueName::Delivery, &[next]).await?;
@@ -121,28 +230,18 @@ pub(super) async fn release_page(
         }
         metrics::attempted(&delivery);
         store
-            .save_delivery(
-                &delivery,
-                number,
-                DeliveryStatus::Buffered,
-                state.expires_at(),
-            )
+            .save_delivery(&delivery, number, from, state.expires_at())
             .await?;
     }
     health::note(
         &*state.store,
         &state.warm.health,
-        &webhook,
+        webhook,
         &tried,
         state.config.auto_disable_after,
     )
     .await;
-    if let Some(wait) = held_back {
-        next_page(queues, Task::Release(task.clone()), wait).await?;
-    } else if full || unsent {
-        next_page(queues, Task::Release(task.clone()), Duration::ZERO).await?;
-    }
-    Ok(Handled::Done)
+    Ok(worked)
 }
 
 /// Cancels a page of a deleted webhook's open deliveries (nothing if it still exists: the

@@ -19,7 +19,7 @@ use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
 use crate::domain::webhook::{Secret, Webhook, WebhookStatus};
 use crate::queue::memory::{DELIVERY_ARN, INGEST_ARN, MemoryQueue};
-use crate::queue::{QueueName, RetryTask, Task, WebhookTask};
+use crate::queue::{QueueName, RecoverTask, RetryTask, Task, WebhookTask};
 use crate::secrets::Sealer;
 use crate::secrets::testing::MemoryKeyring;
 use crate::state::AppState;
@@ -451,6 +451,11 @@ async fn a_retry_for_a_paused_webhook_buffers_and_one_for_a_deleted_webhook_canc
 
 /// `n` buffered deliveries of a webhook, one per event, oldest first.
 async fn buffered(w: &World, webhook: &Webhook, n: usize) -> Vec<Delivery> {
+    stored(w, webhook, n, DeliveryStatus::Buffered).await
+}
+
+/// `n` deliveries of a webhook in `status`, one per event, oldest first.
+async fn stored(w: &World, webhook: &Webhook, n: usize, status: DeliveryStatus) -> Vec<Delivery> {
     let mut out = Vec::new();
     for _ in 0..n {
         let event = Event::new(TENANT, "user.created", serde_json::Map::new());
@@ -460,7 +465,7 @@ async fn buffered(w: &World, webhook: &Webhook, n: usize) -> Vec<Delivery> {
             &event.id,
             &webhook.id,
             &event.event_type,
-            DeliveryStatus::Buffered,
+            status,
             event.created_at,
         );
         w.store
@@ -523,6 +528,56 @@ async fn a_release_sends_the_oldest_first_one_after_another_and_a_full_page_queu
     assert!(w.deliver(vec![task("r-2", release)]).await.is_empty());
     assert_eq!(w.transport.events().last(), Some(&held[PAGE].event_id));
     assert!(w.queue.take(QueueName::Delivery).is_empty());
+}
+
+#[tokio::test]
+async fn a_recover_sends_the_failed_ones_of_its_window_again_in_order_a_page_at_a_time() {
+    let w = world().await;
+    let wh = w.webhook("a", &["*"], WebhookStatus::Active).await;
+    let before = stored(&w, &wh, 1, DeliveryStatus::Failed).await;
+    let since = crate::domain::now();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let failed = stored(&w, &wh, PAGE + 1, DeliveryStatus::Failed).await;
+    let succeeded = stored(&w, &wh, 1, DeliveryStatus::Succeeded).await;
+    let until = crate::domain::now();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let after = stored(&w, &wh, 1, DeliveryStatus::Failed).await;
+    w.transport.script("a", &[200, 503]);
+    let recover = |after: Option<String>| {
+        Task::Recover(RecoverTask {
+            tenant_id: TENANT.into(),
+            webhook_id: wh.id.clone(),
+            since: since.timestamp_millis(),
+            until: until.timestamp_millis(),
+            after,
+        })
+    };
+    assert!(w.deliver(vec![task("v-1", recover(None))]).await.is_empty());
+    let oldest: Vec<String> = failed[..PAGE].iter().map(|d| d.event_id.clone()).collect();
+    assert_eq!(w.transport.events(), oldest, "in order, one after another");
+    let queued = w.queue.take(QueueName::Delivery);
+    assert_eq!(
+        queued,
+        vec![(recover(Some(failed[PAGE - 1].id.clone())), Duration::ZERO)],
+        "no retry for a re-send that failed, and the next page after the last one sent"
+    );
+    let record = |id: &str| w.deliveries().into_iter().find(|d| d.id == id).unwrap();
+    assert_eq!(record(&failed[0].id).status, DeliveryStatus::Succeeded);
+    assert_eq!(record(&failed[0].id).attempts, 1);
+    assert_eq!(record(&failed[1].id).status, DeliveryStatus::Failed);
+    assert_eq!(record(&failed[1].id).attempts, 1, "one more attempt");
+
+    let Some((next, _)) = queued.into_iter().next() else {
+        unreachable!()
+    };
+    assert!(w.deliver(vec![task("v-2", next)]).await.is_empty());
+    assert_eq!(w.transport.events().len(), PAGE + 1);
+    assert_eq!(w.transport.events().last(), Some(&failed[PAGE].event_id));
+    assert!(w.queue.take(QueueName::Delivery).is_empty(), "done");
+    for outside in [&before[0], &after[0]] {
+        assert_eq!(record(&outside.id).attempts, 0, "outside the window");
+    }
+    assert_eq!(record(&succeeded[0].id).attempts, 0, "not failed");
 }
 
 #[tokio::test]

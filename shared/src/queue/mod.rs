@@ -5,7 +5,7 @@
 //! trust boundary. The service's own messages travel on the delivery queue, which only
 //! the service can write to, and carry a `kind` ([`parse_task`]): an event published
 //! through the API, a retry of one delivery, or a page of work on one webhook's
-//! deliveries (release after unpause, cancel after delete). [`TaskQueue`] is what
+//! deliveries (release after unpause, cancel after delete, recover of failed ones). [`TaskQueue`] is what
 //! the service needs of the queues: [`sqs`] implements it on SQS, [`memory`] in memory for
 //! unit tests.
 
@@ -99,6 +99,19 @@ pub struct WebhookTask {
     pub webhook_id: String,
 }
 
+/// A page of a webhook's failed deliveries to send again (`recover_webhook`): those created
+/// in `[since, until)` (Unix milliseconds) after `after`, the last one the previous page
+/// sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverTask {
+    pub tenant_id: String,
+    pub webhook_id: String,
+    pub since: i64,
+    pub until: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
 /// Every message the deliver function reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -109,6 +122,8 @@ pub enum Task {
     Release(WebhookTask),
     /// Cancel the open deliveries of a webhook that was deleted.
     Cancel(WebhookTask),
+    /// Send a webhook's failed deliveries again, oldest first.
+    Recover(RecoverTask),
 }
 
 /// Reads a message of the ingest queue: only the ingest message of SPEC §4, untagged.
@@ -259,6 +274,13 @@ mod tests {
             Task::Cancel(WebhookTask {
                 tenant_id: "t".into(),
                 webhook_id: "wh_x".into(),
+            }),
+            Task::Recover(RecoverTask {
+                tenant_id: "t".into(),
+                webhook_id: "wh_x".into(),
+                since: 1,
+                until: 2,
+                after: Some("dlv_x".into()),
             }),
             Task::Event(EventTask {
                 tenant_id: "t".into(),

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError, DeliveryFilter,
-    DeliveryStore, EventFilter, EventStore, Health, KeyStore, Saved, StoreError, StoreResult,
-    Stored, TenantView, WebhookStore,
+    DeliveryStore, EventFilter, EventStore, FailedRange, Health, KeyStore, Saved, StoreError,
+    StoreResult, Stored, TenantView, WebhookStore,
 };
 use crate::domain::api_key::{ApiKey, KeyGrant};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
@@ -467,6 +467,28 @@ impl DeliveryStore for MemoryStore {
             .iter()
             .filter(|((t, _), d)| {
                 t == tenant_id && d.webhook_id == webhook_id && d.status == status
+            })
+            .map(|(_, d)| d.clone())
+            .take(limit)
+            .collect())
+    }
+
+    async fn failed_deliveries(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        range: &FailedRange,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        Ok(self
+            .tables()?
+            .deliveries
+            .iter()
+            .filter(|((t, id), d)| {
+                t == tenant_id
+                    && d.webhook_id == webhook_id
+                    && d.status == DeliveryStatus::Failed
+                    && range.holds(id)
             })
             .map(|(_, d)| d.clone())
             .take(limit)

@@ -131,6 +131,28 @@ pub struct DeliveryFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// Which of a webhook's failed deliveries to recover: created in `[since, until)` (the time
+/// their ids carry, as in the deliveries list's `from` and `to`), after the delivery id
+/// `after` if given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedRange {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub after: Option<String>,
+}
+
+impl FailedRange {
+    /// Whether a delivery id falls in the range.
+    pub fn holds(&self, delivery_id: &str) -> bool {
+        let at = crate::ids::id_time(delivery_id);
+        at.is_some_and(|at| self.since <= at && at < self.until)
+            && self
+                .after
+                .as_deref()
+                .is_none_or(|after| delivery_id > after)
+    }
+}
+
 impl DeliveryFilter {
     /// Whether a delivery passes the filters that are not key ranges.
     pub fn keeps(&self, d: &Delivery) -> bool {
@@ -271,6 +293,16 @@ pub trait DeliveryStore: Send + Sync {
         tenant_id: &str,
         webhook_id: &str,
         status: DeliveryStatus,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// A webhook's failed deliveries in `range`, oldest first, at most `limit`. Found through
+    /// an index like the open ones (a delivery sits there from its failure until it
+    /// expires), each record then read consistently.
+    async fn failed_deliveries(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        range: &FailedRange,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>>;
     /// How many deliveries a webhook holds buffered: one read, however large the backlog.

@@ -4,5 +4,6 @@ pub mod deliveries;
 pub mod event_types;
 pub mod events;
 pub mod me;
+pub mod recover;
 pub mod replay;
 pub mod webhooks;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::webhooks::require_active;
 use crate::api::Reply;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::request::Call;
@@ -20,7 +21,7 @@ use crate::delivery::breaker::Hold;
 use crate::delivery::decide::{self, Route};
 use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id, replay_delivery_id};
 use crate::domain::event::Event;
-use crate::domain::webhook::{Webhook, WebhookStatus};
+use crate::domain::webhook::Webhook;
 use crate::domain::{format_time, now};
 use crate::ids::IdKind;
 use crate::queue::QueueName;
@@ -92,16 +93,8 @@ async fn to_one(
         .get_webhook(tenant, webhook_id)
         .await?
         .ok_or_else(|| ApiError::webhook_not_found().with_field("webhook_id"))?;
-    if webhook.status != WebhookStatus::Active {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!(
-                "the webhook is {}: only an active webhook gets a replay",
-                webhook.status.as_str()
-            ),
-        )
-        .with_field("webhook_id"));
-    }
+    require_active(&webhook, "only an active webhook gets a replay")
+        .map_err(|e| e.with_field("webhook_id"))?;
     let mut delivery = new_delivery(event, &webhook);
     let existing = state
         .store

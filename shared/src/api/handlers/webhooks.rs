@@ -228,7 +228,7 @@ async fn verify_tls(state: &AppState, url: &str) -> ApiResult<()> {
 
 // ---- loading and changing ----
 
-fn webhook_id(call: &Call) -> ApiResult<String> {
+pub(crate) fn webhook_id(call: &Call) -> ApiResult<String> {
     let id = call.path("id")?;
     if IdKind::Webhook.is_valid(&id) {
         Ok(id)
@@ -237,7 +237,18 @@ fn webhook_id(call: &Call) -> ApiResult<String> {
     }
 }
 
-async fn load(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<Webhook> {
+/// 409 `CONFLICT` for a route that needs an active webhook: `needs` says what for.
+pub(crate) fn require_active(webhook: &Webhook, needs: &str) -> ApiResult<()> {
+    if webhook.status == WebhookStatus::Active {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::Conflict,
+        format!("the webhook is {}: {needs}", webhook.status.as_str()),
+    ))
+}
+
+pub(crate) async fn load(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<Webhook> {
     state
         .store
         .get_webhook(tenant_id, id)

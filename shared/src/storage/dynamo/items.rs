@@ -503,7 +503,8 @@ fn attempt_from_json(v: &Value) -> Option<Attempt> {
 
 /// A delivery item, expiring at `expires_at`, in its event's shard. An open delivery
 /// (pending, buffered) also sits in GSI2 under its webhook (keys and status only, so a
-/// retry that leaves it pending does not write the index); a closed one leaves it.
+/// retry that leaves it pending does not write the index), and a failed one too, apart
+/// (for a recover); a succeeded or cancelled one leaves it.
 pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
     // Strings, numbers and nulls only: serializing cannot fail.
     let log = serde_json::to_string(&d.attempt_log).unwrap_or_else(|_| "[]".to_string());
@@ -525,6 +526,11 @@ pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
         builder = builder.string(
             GSI2_PK,
             open_deliveries_gsi_pk(&d.tenant_id, &d.webhook_id, shard),
+        );
+    } else if d.status == DeliveryStatus::Failed {
+        builder = builder.string(
+            GSI2_PK,
+            failed_deliveries_gsi_pk(&d.tenant_id, &d.webhook_id, shard),
         );
     }
     builder.0
@@ -718,7 +724,7 @@ mod tests {
     }
 
     #[test]
-    fn deliveries_round_trip_and_sit_in_gsi2_only_while_open() {
+    fn deliveries_round_trip_and_sit_in_gsi2_while_open_or_failed() {
         let at = crate::domain::now();
         let mut d = Delivery::new(
             "acme",
@@ -762,10 +768,19 @@ mod tests {
             ))
         );
         assert_eq!(Delivery::try_from(&item).unwrap(), d);
-        d.status = DeliveryStatus::Succeeded;
-        let closed = delivery_item(&d, 7);
-        assert!(!closed.contains_key(GSI2_PK));
-        assert_eq!(Delivery::try_from(&closed).unwrap(), d);
+        d.status = DeliveryStatus::Failed;
+        assert_eq!(
+            delivery_item(&d, 7)[GSI2_PK],
+            s(format!(
+                "T#acme#WH#wh_01ARZ3NDEKTSV4RRFFQ69G5FAW#FAILED#{shard}"
+            ))
+        );
+        for done in [DeliveryStatus::Succeeded, DeliveryStatus::Cancelled] {
+            d.status = done;
+            let closed = delivery_item(&d, 7);
+            assert!(!closed.contains_key(GSI2_PK));
+            assert_eq!(Delivery::try_from(&closed).unwrap(), d);
+        }
     }
 
     #[test]

@@ -16,14 +16,15 @@
 //! | a rate-limited webhook's sends in one second (window shard) | `T#<tenant>#RATE#<webhook>` | `<unix second>#<shard>` |
 //! | event | `T#<tenant>#EV#<shard>` | `EV#<id>` |
 //! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
-//! | delivery | `T#<tenant>#DL#<shard>` | `DL#<id>` (GSI2 while open: `T#<tenant>#WH#<webhook>#OPEN#<shard>` / id) |
+//! | delivery | `T#<tenant>#DL#<shard>` | `DL#<id>` (GSI2 while open: `T#<tenant>#WH#<webhook>#OPEN#<shard>` / id; once failed: `...#FAILED#<shard>` / id) |
 //!
 //! Events spread over [`EVENT_SHARDS`] partitions per tenant and deliveries over
 //! [`DELIVERY_SHARDS`], by a hash of the event id: lists read every shard and merge them
 //! newest first. A delivery id carries its event's shard hint, so a delivery's partition
 //! is known from its id alone, and an event's deliveries share one partition. GSI2 holds a
 //! webhook's open deliveries (keys and status only), sharded the same way; a retry does not
-//! touch it. Every index sorts by the item's own `id` attribute.
+//! touch it. It also holds a webhook's failed deliveries, apart, for a recover to find
+//! without reading the successes. Every index sorts by the item's own `id` attribute.
 //!
 //! Every partition key of the table and of its indexes that holds a tenant's records starts
 //! with `T#<tenant>`, so no query can reach another tenant's items whatever id it is given.
@@ -138,6 +139,17 @@ pub const DELIVERY_SK_PREFIX: &str = "DL#";
 /// GSI2 (sparse) partition of one shard of a webhook's open deliveries, under its tenant.
 pub fn open_deliveries_gsi_pk(tenant_id: &str, webhook_id: &str, shard: u8) -> String {
     format!("T#{tenant_id}#WH#{webhook_id}#OPEN#{shard}")
+}
+
+/// GSI2 (sparse) partition of one shard of a webhook's failed deliveries, under its tenant.
+pub fn failed_deliveries_gsi_pk(tenant_id: &str, webhook_id: &str, shard: u8) -> String {
+    format!("T#{tenant_id}#WH#{webhook_id}#FAILED#{shard}")
+}
+
+/// The GSI2 sort key range (delivery ids) of deliveries created in `[since, until)`.
+pub fn delivery_id_range(since: DateTime<Utc>, until: DateTime<Utc>) -> (String, String) {
+    let before = until - chrono::Duration::milliseconds(1);
+    id_range(IdKind::Delivery.prefix(), Some(since), Some(before))
 }
 
 /// Partition of a tenant's webhook health items.

@@ -12,9 +12,9 @@ use futures::future::try_join_all;
 use super::items::{delivery_item, event_item, source_key_event_id, source_key_item};
 use super::layout::{
     BUFFERED_COUNTER, DELIVERY_SHARDS, EVENT_SHARDS, EXPIRES_AT, GSI2, INDEX_SK, Item,
-    SEND_SLOTS_COUNTER, buffered_count_key, deliveries_pk, delivery_key, delivery_shard,
-    delivery_sk_range, event_key, event_sk_range, events_pk, n, open_deliveries_gsi_pk, s,
-    send_slots_key, source_key_key,
+    SEND_SLOTS_COUNTER, buffered_count_key, deliveries_pk, delivery_id_range, delivery_key,
+    delivery_shard, delivery_sk_range, event_key, event_sk_range, events_pk,
+    failed_deliveries_gsi_pk, n, open_deliveries_gsi_pk, s, send_slots_key, source_key_key,
 };
 use super::lists::{ReadBudget, Shards, list_sharded};
 use super::{DynamoStore, Transaction, WriteError, classify, store_error};
@@ -22,8 +22,8 @@ use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id};
 use crate::domain::event::Event;
 use crate::page::{Page, PageRequest};
 use crate::storage::{
-    DeliveryFilter, DeliveryStore, EventFilter, EventStore, RECORDS_PER_WRITE, Saved, StoreError,
-    StoreResult, Stored,
+    DeliveryFilter, DeliveryStore, EventFilter, EventStore, FailedRange, RECORDS_PER_WRITE, Saved,
+    StoreError, StoreResult, Stored,
 };
 
 /// Attempts at a batch request whose items DynamoDB leaves unprocessed.
@@ -230,26 +230,30 @@ impl DynamoStore {
             .expect("table, key and expression are set")
     }
 
-    /// One GSI2 shard of a webhook's open deliveries: the keys of the oldest `limit` in
-    /// `status` (the index holds keys and status only).
-    async fn open_keys_in_shard(
+    /// One GSI2 partition (a shard of a webhook's open or failed deliveries): the keys of
+    /// the oldest `limit` in `status`, with ids in `range` (inclusive) if given (the index
+    /// holds keys and status only).
+    async fn index_keys(
         &self,
-        tenant_id: &str,
-        webhook_id: &str,
-        shard: u8,
+        partition: String,
         status: DeliveryStatus,
+        range: Option<(String, String)>,
         limit: usize,
     ) -> StoreResult<Vec<(String, Item)>> {
         let mut found = Vec::new();
-        let query = self
+        let mut query = self
             .query()
             .index_name(GSI2)
-            .key_condition_expression("GSI2PK = :pk")
-            .expression_attribute_values(
-                ":pk",
-                s(open_deliveries_gsi_pk(tenant_id, webhook_id, shard)),
-            )
+            .expression_attribute_values(":pk", s(partition))
             .limit(i32::try_from(limit.clamp(25, 1000)).unwrap_or(1000));
+        query = match range {
+            None => query.key_condition_expression("GSI2PK = :pk"),
+            Some((low, high)) => query
+                .key_condition_expression("GSI2PK = :pk AND #id BETWEEN :low AND :high")
+                .expression_attribute_names("#id", INDEX_SK)
+                .expression_attribute_values(":low", s(low))
+                .expression_attribute_values(":high", s(high)),
+        };
         let mut start = None;
         loop {
             let out = query
@@ -272,6 +276,35 @@ impl DynamoStore {
                 _ => return Ok(found),
             }
         }
+    }
+
+    /// The records of the oldest `limit` of `keys` (id, key) that are still in `status`
+    /// and the webhook's (the index trails the table: what changed since is left out),
+    /// oldest first.
+    async fn indexed_records(
+        &self,
+        mut keys: Vec<(String, Item)>,
+        tenant_id: &str,
+        webhook_id: &str,
+        status: DeliveryStatus,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        keys.truncate(limit);
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let items = self
+                .batch_get(chunk.iter().map(|(_, key)| key.clone()).collect())
+                .await?;
+            for item in &items {
+                let d = Delivery::try_from(item)?;
+                if d.status == status && d.tenant_id == tenant_id && d.webhook_id == webhook_id {
+                    found.push(d);
+                }
+            }
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
     }
 }
 
@@ -374,29 +407,48 @@ impl DeliveryStore for DynamoStore {
         limit: usize,
     ) -> StoreResult<Vec<Delivery>> {
         // The oldest `limit` of each shard hold the oldest `limit` of all.
-        let shards = try_join_all(
-            (0..DELIVERY_SHARDS)
-                .map(|shard| self.open_keys_in_shard(tenant_id, webhook_id, shard, status, limit)),
-        )
+        let shards = try_join_all((0..DELIVERY_SHARDS).map(|shard| {
+            let partition = open_deliveries_gsi_pk(tenant_id, webhook_id, shard);
+            self.index_keys(partition, status, None, limit)
+        }))
         .await?;
-        let mut keys: Vec<(String, Item)> = shards.into_iter().flatten().collect();
-        keys.sort_by(|a, b| a.0.cmp(&b.0));
-        keys.truncate(limit);
-        let mut found = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(100) {
-            let items = self
-                .batch_get(chunk.iter().map(|(_, key)| key.clone()).collect())
-                .await?;
-            for item in &items {
-                let d = Delivery::try_from(item)?;
-                // The index trails the table: what changed since is left out.
-                if d.status == status && d.tenant_id == tenant_id && d.webhook_id == webhook_id {
-                    found.push(d);
-                }
-            }
+        let keys = shards.into_iter().flatten().collect();
+        self.indexed_records(keys, tenant_id, webhook_id, status, limit)
+            .await
+    }
+
+    async fn failed_deliveries(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        range: &FailedRange,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        let (mut low, high) = delivery_id_range(range.since, range.until);
+        if let Some(after) = range.after.as_ref().filter(|after| **after > low) {
+            low.clone_from(after); // inclusive: `after` itself is dropped below
         }
-        found.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(found)
+        if low > high {
+            return Ok(Vec::new());
+        }
+        let failed = DeliveryStatus::Failed;
+        let shards = try_join_all((0..DELIVERY_SHARDS).map(|shard| {
+            let partition = failed_deliveries_gsi_pk(tenant_id, webhook_id, shard);
+            self.index_keys(
+                partition,
+                failed,
+                Some((low.clone(), high.clone())),
+                limit + 1,
+            )
+        }))
+        .await?;
+        let keys = shards
+            .into_iter()
+            .flatten()
+            .filter(|(id, _)| range.holds(id))
+            .collect();
+        self.indexed_records(keys, tenant_id, webhook_id, failed, limit)
+            .await
     }
 
     async fn buffered_count(&self, tenant_id: &str, webhook_id: &str) -> StoreResult<u64> {

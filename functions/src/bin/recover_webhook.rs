@@ -1,0 +1,6 @@
+//! Lambda: Send a webhook's failed deliveries again, in pages through deliver.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve_route("recover_webhook").await
+}
