@@ -70,6 +70,55 @@ pub struct Stages {
     /// Writing 1,000 records through the SDK as the fan-out does (40 BatchWriteItem, 8 in
     /// flight), their items included.
     pub record_writes_cpu_ms: f64,
+    /// Checking 1,000 events' data against their type's compiled schema ([`bench_schema`]):
+    /// per event, not per delivery (the publish route checks, or the fan-out for an
+    /// event from the ingest queue). Milliseconds per 1,000 are microseconds per event.
+    pub schema_checks_cpu_ms_per_1000_events: f64,
+    /// Compiling that schema once (what an instance does the first time it sees the type).
+    pub schema_compile_ms: f64,
+}
+
+/// The schema of the bench's events, as a tenant would write it: every field typed, the
+/// nested objects and the array of items described.
+pub fn bench_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["order_id", "customer", "items", "currency", "total"],
+        "properties": {
+            "order_id": {"type": "string", "pattern": "^ord_[0-9]{8}$"},
+            "customer": {
+                "type": "object",
+                "required": ["id", "email"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "email": {"type": "string", "format": "email"},
+                    "name": {"type": "string", "maxLength": 200}
+                }
+            },
+            "items": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"$ref": "#/$defs/item"}
+            },
+            "currency": {"enum": ["EUR", "USD", "GBP"]},
+            "total": {"type": "integer", "minimum": 0},
+            "shipping": {"type": "object", "additionalProperties": {"type": "string"}},
+            "notes": {"type": "string", "maxLength": 1000}
+        },
+        "$defs": {
+            "item": {
+                "type": "object",
+                "required": ["sku", "quantity", "unit_price"],
+                "properties": {
+                    "sku": {"type": "string"},
+                    "quantity": {"type": "integer", "minimum": 1},
+                    "unit_price": {"type": "integer", "minimum": 0}
+                },
+                "additionalProperties": false
+            }
+        }
+    })
 }
 
 const STAGE_RUNS: usize = 7;
@@ -404,11 +453,27 @@ async fn measure_stages(state: &AppState) -> Stages {
         );
     })
     .await;
+    let compile_started = process_cpu_ms();
+    let schema = shared::domain::schema::Schema::compile(&bench_schema())
+        .expect("the bench schema compiles");
+    let schema_compile_ms = process_cpu_ms() - compile_started;
+    let data: Vec<Value> = (0..1000).map(|n| Value::Object(event_data(n))).collect();
+    let schema_checks_cpu_ms_per_1000_events = stage_cpu(|| async {
+        let passed = data.iter().filter(|d| schema.check(d).is_ok()).count();
+        assert_eq!(
+            passed,
+            data.len(),
+            "the bench events match the bench schema"
+        );
+    })
+    .await;
     Stages {
         signing_cpu_ms,
         filter_cpu_ms,
         record_items_cpu_ms,
         record_writes_cpu_ms,
+        schema_checks_cpu_ms_per_1000_events,
+        schema_compile_ms,
     }
 }
 
@@ -475,4 +540,19 @@ pub async fn run_ceiling(receiver: &str, runs: usize) -> (Vec<f64>, Vec<f64>) {
         }
     }
     (rates, cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bench_events_match_the_bench_schema_and_a_broken_one_does_not() {
+        let schema = shared::domain::schema::Schema::compile(&bench_schema()).unwrap();
+        let mut data = event_data(7);
+        assert_eq!(schema.check(&Value::Object(data.clone())), Ok(()));
+        data["items"][1]["quantity"] = json!(0);
+        let mismatch = schema.check(&Value::Object(data)).unwrap_err();
+        assert_eq!(mismatch.path, "data.items.1.quantity");
+    }
 }

@@ -401,6 +401,10 @@ async fn orchestrate() -> Result<(), String> {
         stage("record_writes_cpu_ms"),
     );
     let rest = (cpu_per_1000 - ceiling_cpu - signing - filters - record_writes).max(0.0);
+    let (schema_checks, schema_compile) = (
+        stage("schema_checks_cpu_ms_per_1000_events"),
+        stage("schema_compile_ms"),
+    );
 
     // ---- the honest meter, the all-in cost and the capacity model (SPEC §8, 5 and 6) ----
     let scenario = |v: &Value| -> scale::Scenario {
@@ -547,6 +551,8 @@ async fn orchestrate() -> Result<(), String> {
                 "record_writes_building_items": round(record_items, 1),
                 "rest": round(rest, 1),
             },
+            "schema_check_us_per_event": round(schema_checks, 2),
+            "schema_compile_ms": round(schema_compile, 2),
             "emulator_messages_retried": emulator_failures,
             "storage_share_of_wall_time_emulator": round(share(&emulated), 3),
             "ddb_read_units_per_delivery": round(read_units, 4),
@@ -609,6 +615,12 @@ async fn orchestrate() -> Result<(), String> {
     ] {
         row(name, format!("{value:.1}"), String::new(), "");
     }
+    row(
+        "schema check per event, compiled schema cached (us)",
+        format!("{schema_checks:.1}"),
+        format!("a 2 KB order against a typed schema; compiling it once: {schema_compile:.2} ms"),
+        "",
+    );
     for s in &factors {
         row(
             &format!("DynamoDB write units per delivery, factor {}", s.factor),

@@ -44,11 +44,9 @@ async fn state() -> Result<&'static AppState, Error> {
     Ok(Box::leak(Box::new(AppState::new(config).await)))
 }
 
-/// Serves the API route named `function` (the binary's name) on Lambda.
-pub async fn serve_route(function: &str) -> Result<(), Error> {
+/// Serves an API route on Lambda (its binary names it, so it links no other handler).
+pub async fn serve_route(route: &'static api::Route) -> Result<(), Error> {
     init_tracing();
-    let route = api::route(function)
-        .ok_or_else(|| format!("no API route is registered for function {function:?}"))?;
     let state = state().await?;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(api::dispatch(state, route, req).await)

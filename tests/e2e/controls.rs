@@ -1,4 +1,5 @@
-//! Tenant controls (SPEC §3): content filters, custom headers, rate limits, replay, recover.
+//! Tenant controls (SPEC §3): content filters, custom headers, rate limits, event-type
+//! schemas, replay, recover.
 
 use std::time::Duration;
 
@@ -512,4 +513,103 @@ async fn recover_sends_the_failed_deliveries_of_a_window_again_once_the_receiver
         .assert_error(409, "CONFLICT");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(receiver.requests("down").len(), sent_while_down + 3);
+}
+
+/// Schemas: an event type's schema is checked as JSON Schema draft 2020-12 when it is
+/// created, and every event of the type is checked against it, on the API (422 naming the
+/// first failing path) and on the ingest queue (to the dead-letter queue with the reason).
+#[tokio::test]
+async fn event_type_schemas_refuse_bad_schemas_and_events_that_do_not_match_on_both_paths() {
+    let stack = Stack::start().await;
+    let receiver = Receiver::start().await;
+    let client = stack.tenant().await;
+    for (schema, says) in [
+        (json!({"type": "money"}), "type"),
+        (
+            json!({"properties": {"amount": {"minimum": "zero"}}}),
+            "minimum",
+        ),
+        (json!({"$ref": "file:///etc/passwd"}), "outside the schema"),
+        (
+            json!({"$schema": "http://json-schema.org/draft-07/schema#"}),
+            "2020-12",
+        ),
+    ] {
+        let reply = client
+            .post(
+                "/v1/event-types",
+                json!({"name": "order.paid", "schema": schema}),
+            )
+            .await;
+        reply.assert_error(422, "INVALID_SCHEMA");
+        assert_eq!(reply.field(), Some("schema"));
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+    let schema = json!({
+        "type": "object",
+        "required": ["amount", "lines"],
+        "properties": {
+            "amount": {"type": "integer", "minimum": 1},
+            "lines": {"type": "array", "items": {"type": "object", "required": ["sku"]}}
+        }
+    });
+    client
+        .post(
+            "/v1/event-types",
+            json!({"name": "order.paid", "schema": schema}),
+        )
+        .await
+        .assert_status(201);
+    client.webhook(&receiver.url("orders"), json!("*")).await;
+
+    let refused = client
+        .post(
+            "/v1/events",
+            json!({"type": "order.paid", "data": {"amount": 5, "lines": [{"sku": "a"}, {}]}}),
+        )
+        .await;
+    refused.assert_error(422, "SCHEMA_VALIDATION_FAILED");
+    assert_eq!(refused.field(), Some("data.lines.1"));
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("data.lines.1") && message.contains("sku"),
+        "{message}"
+    );
+    client
+        .post(
+            "/v1/events",
+            json!({"type": "order.paid", "data": {"amount": 0, "lines": []}}),
+        )
+        .await
+        .assert_error(422, "SCHEMA_VALIDATION_FAILED");
+    client
+        .publish("order.paid", json!({"amount": 5, "lines": [{"sku": "a"}]}))
+        .await;
+    let got = receiver.wait_for("orders", 1, WAIT).await;
+    assert_eq!(got[0].json()["data"]["amount"], 5);
+
+    // The ingest queue: the mismatch goes to the dead-letter queue with its reason.
+    let message = |amount: i64| {
+        json!({"tenant_id": client.tenant, "type": "order.paid",
+               "data": {"amount": amount, "lines": []}})
+        .to_string()
+    };
+    stack.send_to_ingest(&message(-3)).await;
+    stack.send_to_ingest(&message(7)).await;
+    let dead = stack.dead_letters(1, WAIT).await;
+    assert_eq!(dead[0].0, message(-3));
+    assert!(
+        dead[0].1.contains("schema of order.paid") && dead[0].1.contains("data.amount"),
+        "{}",
+        dead[0].1
+    );
+    let got = receiver.wait_for("orders", 2, WAIT).await;
+    assert_eq!(got[1].json()["data"]["amount"], 7);
+    let events = client.get("/v1/events").await;
+    assert_eq!(
+        events.assert_status(200)["data"].as_array().unwrap().len(),
+        2,
+        "refused events are not stored"
+    );
 }

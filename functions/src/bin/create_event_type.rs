@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("create_event_type").await
+    shared::lambda::serve_route(&shared::api::routes::CREATE_EVENT_TYPE).await
 }

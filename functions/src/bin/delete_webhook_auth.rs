@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("delete_webhook_auth").await
+    shared::lambda::serve_route(&shared::api::routes::DELETE_WEBHOOK_AUTH).await
 }

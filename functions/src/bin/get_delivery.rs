@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("get_delivery").await
+    shared::lambda::serve_route(&shared::api::routes::GET_DELIVERY).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("get_event").await
+    shared::lambda::serve_route(&shared::api::routes::GET_EVENT).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("list_deliveries").await
+    shared::lambda::serve_route(&shared::api::routes::LIST_DELIVERIES).await
 }

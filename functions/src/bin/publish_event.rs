@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("publish_event").await
+    shared::lambda::serve_route(&shared::api::routes::PUBLISH_EVENT).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("put_webhook_auth").await
+    shared::lambda::serve_route(&shared::api::routes::PUT_WEBHOOK_AUTH).await
 }

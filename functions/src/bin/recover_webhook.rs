@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("recover_webhook").await
+    shared::lambda::serve_route(&shared::api::routes::RECOVER_WEBHOOK).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("retry_delivery").await
+    shared::lambda::serve_route(&shared::api::routes::RETRY_DELIVERY).await
 }

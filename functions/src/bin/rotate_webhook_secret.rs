@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve_route("rotate_webhook_secret").await
+    shared::lambda::serve_route(&shared::api::routes::ROTATE_WEBHOOK_SECRET).await
 }

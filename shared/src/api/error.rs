@@ -33,6 +33,8 @@ pub enum ErrorCode {
     LimitExceeded,
     InvalidFilter,
     InvalidHeaders,
+    InvalidSchema,
+    SchemaValidationFailed,
     RateLimited,
     Unavailable,
     InternalError,
@@ -59,7 +61,9 @@ impl ErrorCode {
             | TlsValidationFailed
             | LimitExceeded
             | InvalidFilter
-            | InvalidHeaders => 422,
+            | InvalidHeaders
+            | InvalidSchema
+            | SchemaValidationFailed => 422,
             RateLimited => 429,
             Unavailable => 503,
             InternalError => 500,
@@ -90,6 +94,8 @@ impl ErrorCode {
             LimitExceeded => "LIMIT_EXCEEDED",
             InvalidFilter => "INVALID_FILTER",
             InvalidHeaders => "INVALID_HEADERS",
+            InvalidSchema => "INVALID_SCHEMA",
+            SchemaValidationFailed => "SCHEMA_VALIDATION_FAILED",
             RateLimited => "RATE_LIMITED",
             Unavailable => "UNAVAILABLE",
             InternalError => "INTERNAL_ERROR",
@@ -203,6 +209,7 @@ impl From<Invalid> for ApiError {
             Rule::Limit => ErrorCode::LimitExceeded,
             Rule::Filter => ErrorCode::InvalidFilter,
             Rule::Headers => ErrorCode::InvalidHeaders,
+            Rule::Schema => ErrorCode::InvalidSchema,
         };
         ApiError {
             code,

@@ -61,101 +61,136 @@ macro_rules! route {
     };
 }
 
+/// The routes, one static each: a function's binary names its own route
+/// (`serve_route(&routes::GET_ME)`), so it links that handler and no other (what one
+/// handler alone needs, such as the JSON Schema validator, stays out of the rest).
+pub mod routes {
+    use super::Route;
+    use super::handlers::{deliveries, event_types, events, me, recover, replay, webhooks};
+    use crate::domain::api_key::Scope::*;
+
+    pub static GET_ME: Route = route!("get_me", None, me::get_me);
+    pub static LIST_EVENT_TYPES: Route = route!(
+        "list_event_types",
+        Some(WebhooksRead),
+        event_types::list_event_types
+    );
+    pub static CREATE_EVENT_TYPE: Route = route!(
+        "create_event_type",
+        Some(EventTypesWrite),
+        event_types::create_event_type
+    );
+    pub static DELETE_EVENT_TYPE: Route = route!(
+        "delete_event_type",
+        Some(EventTypesWrite),
+        event_types::delete_event_type
+    );
+    pub static LIST_WEBHOOKS: Route =
+        route!("list_webhooks", Some(WebhooksRead), webhooks::list_webhooks);
+    pub static CREATE_WEBHOOK: Route = route!(
+        "create_webhook",
+        Some(WebhooksWrite),
+        webhooks::create_webhook
+    );
+    pub static GET_WEBHOOK: Route =
+        route!("get_webhook", Some(WebhooksRead), webhooks::get_webhook);
+    pub static UPDATE_WEBHOOK: Route = route!(
+        "update_webhook",
+        Some(WebhooksWrite),
+        webhooks::update_webhook
+    );
+    pub static DELETE_WEBHOOK: Route = route!(
+        "delete_webhook",
+        Some(WebhooksWrite),
+        webhooks::delete_webhook
+    );
+    pub static PUT_WEBHOOK_AUTH: Route = route!(
+        "put_webhook_auth",
+        Some(WebhooksWrite),
+        webhooks::put_webhook_auth
+    );
+    pub static DELETE_WEBHOOK_AUTH: Route = route!(
+        "delete_webhook_auth",
+        Some(WebhooksWrite),
+        webhooks::delete_webhook_auth
+    );
+    pub static PAUSE_WEBHOOK: Route = route!(
+        "pause_webhook",
+        Some(WebhooksWrite),
+        webhooks::pause_webhook
+    );
+    pub static UNPAUSE_WEBHOOK: Route = route!(
+        "unpause_webhook",
+        Some(WebhooksWrite),
+        webhooks::unpause_webhook
+    );
+    pub static GET_WEBHOOK_SECRET: Route = route!(
+        "get_webhook_secret",
+        Some(WebhooksWrite),
+        webhooks::get_webhook_secret
+    );
+    pub static ROTATE_WEBHOOK_SECRET: Route = route!(
+        "rotate_webhook_secret",
+        Some(WebhooksWrite),
+        webhooks::rotate_webhook_secret
+    );
+    pub static RECOVER_WEBHOOK: Route = route!(
+        "recover_webhook",
+        Some(EventsWrite),
+        recover::recover_webhook
+    );
+    pub static TEST_WEBHOOK: Route = route!(
+        "test_webhook",
+        Some(WebhooksWrite),
+        deliveries::test_webhook
+    );
+    pub static PUBLISH_EVENT: Route =
+        route!("publish_event", Some(EventsWrite), events::publish_event);
+    pub static LIST_EVENTS: Route = route!("list_events", Some(EventsRead), events::list_events);
+    pub static GET_EVENT: Route = route!("get_event", Some(EventsRead), events::get_event);
+    pub static REPLAY_EVENT: Route =
+        route!("replay_event", Some(EventsWrite), replay::replay_event);
+    pub static LIST_DELIVERIES: Route = route!(
+        "list_deliveries",
+        Some(EventsRead),
+        deliveries::list_deliveries
+    );
+    pub static GET_DELIVERY: Route =
+        route!("get_delivery", Some(EventsRead), deliveries::get_delivery);
+    pub static RETRY_DELIVERY: Route = route!(
+        "retry_delivery",
+        Some(EventsWrite),
+        deliveries::retry_delivery
+    );
+}
+
 /// Every API route. A test checks this list, template.yaml and `functions/` agree.
-pub static ROUTES: &[Route] = {
-    use Scope::*;
-    use handlers::{deliveries, event_types, events, me, recover, replay, webhooks};
-    &[
-        route!("get_me", None, me::get_me),
-        route!(
-            "list_event_types",
-            Some(WebhooksRead),
-            event_types::list_event_types
-        ),
-        route!(
-            "create_event_type",
-            Some(EventTypesWrite),
-            event_types::create_event_type
-        ),
-        route!(
-            "delete_event_type",
-            Some(EventTypesWrite),
-            event_types::delete_event_type
-        ),
-        route!("list_webhooks", Some(WebhooksRead), webhooks::list_webhooks),
-        route!(
-            "create_webhook",
-            Some(WebhooksWrite),
-            webhooks::create_webhook
-        ),
-        route!("get_webhook", Some(WebhooksRead), webhooks::get_webhook),
-        route!(
-            "update_webhook",
-            Some(WebhooksWrite),
-            webhooks::update_webhook
-        ),
-        route!(
-            "delete_webhook",
-            Some(WebhooksWrite),
-            webhooks::delete_webhook
-        ),
-        route!(
-            "put_webhook_auth",
-            Some(WebhooksWrite),
-            webhooks::put_webhook_auth
-        ),
-        route!(
-            "delete_webhook_auth",
-            Some(WebhooksWrite),
-            webhooks::delete_webhook_auth
-        ),
-        route!(
-            "pause_webhook",
-            Some(WebhooksWrite),
-            webhooks::pause_webhook
-        ),
-        route!(
-            "unpause_webhook",
-            Some(WebhooksWrite),
-            webhooks::unpause_webhook
-        ),
-        route!(
-            "get_webhook_secret",
-            Some(WebhooksWrite),
-            webhooks::get_webhook_secret
-        ),
-        route!(
-            "rotate_webhook_secret",
-            Some(WebhooksWrite),
-            webhooks::rotate_webhook_secret
-        ),
-        route!(
-            "recover_webhook",
-            Some(EventsWrite),
-            recover::recover_webhook
-        ),
-        route!(
-            "test_webhook",
-            Some(WebhooksWrite),
-            deliveries::test_webhook
-        ),
-        route!("publish_event", Some(EventsWrite), events::publish_event),
-        route!("list_events", Some(EventsRead), events::list_events),
-        route!("get_event", Some(EventsRead), events::get_event),
-        route!("replay_event", Some(EventsWrite), replay::replay_event),
-        route!(
-            "list_deliveries",
-            Some(EventsRead),
-            deliveries::list_deliveries
-        ),
-        route!("get_delivery", Some(EventsRead), deliveries::get_delivery),
-        route!(
-            "retry_delivery",
-            Some(EventsWrite),
-            deliveries::retry_delivery
-        ),
-    ]
-};
+pub static ROUTES: &[&Route] = &[
+    &routes::GET_ME,
+    &routes::LIST_EVENT_TYPES,
+    &routes::CREATE_EVENT_TYPE,
+    &routes::DELETE_EVENT_TYPE,
+    &routes::LIST_WEBHOOKS,
+    &routes::CREATE_WEBHOOK,
+    &routes::GET_WEBHOOK,
+    &routes::UPDATE_WEBHOOK,
+    &routes::DELETE_WEBHOOK,
+    &routes::PUT_WEBHOOK_AUTH,
+    &routes::DELETE_WEBHOOK_AUTH,
+    &routes::PAUSE_WEBHOOK,
+    &routes::UNPAUSE_WEBHOOK,
+    &routes::GET_WEBHOOK_SECRET,
+    &routes::ROTATE_WEBHOOK_SECRET,
+    &routes::RECOVER_WEBHOOK,
+    &routes::TEST_WEBHOOK,
+    &routes::PUBLISH_EVENT,
+    &routes::LIST_EVENTS,
+    &routes::GET_EVENT,
+    &routes::REPLAY_EVENT,
+    &routes::LIST_DELIVERIES,
+    &routes::GET_DELIVERY,
+    &routes::RETRY_DELIVERY,
+];
 
 /// Routes whose function holds no storage permission at all (permissions.yaml): when the
 /// authorizer deferred the key's check, they cannot make it and answer 503.
@@ -163,7 +198,7 @@ pub const WITHOUT_STORAGE: &[&str] = &["get_me"];
 
 /// The route served by a function, by name.
 pub fn route(function: &str) -> Option<&'static Route> {
-    ROUTES.iter().find(|r| r.function == function)
+    ROUTES.iter().copied().find(|r| r.function == function)
 }
 
 /// Serves one request on `route`: authentication (401), scope (403), the handler, and the

@@ -189,7 +189,23 @@ async fn claim<'m>(
             }
         };
     }
-    // From a source on the ingest queue. With its `id`, the source key makes a repeat of
+    // From a source on the ingest queue: checked against its type's schema, as the API
+    // checks what it stores; data that does not match goes to the dead-letter queue.
+    if let Some(sort_key) = view.schemas.get(&task.event_type)
+        && let Some(schema) = state
+            .warm
+            .schema(&*state.store, &task.tenant_id, &task.event_type, sort_key)
+            .await?
+        && let Err(mismatch) = schema.check(&serde_json::Value::Object(task.data.clone()))
+    {
+        let reason = format!(
+            "data does not match the schema of {}: {mismatch}",
+            task.event_type
+        );
+        reject(queues, message.body(), &reason).await?;
+        return Ok(None);
+    }
+    // With its `id`, the source key makes a repeat of
     // the source event land on the first; without, the event's id is made from the SQS
     // message (its first message, when it came back from the dead-letter queue), so a
     // repeat of the message is a repeat of the event.

@@ -300,6 +300,46 @@ async fn a_repeated_message_sends_and_records_nothing_twice() {
 }
 
 #[tokio::test]
+async fn ingest_data_that_breaks_its_types_schema_is_rejected_naming_the_path() {
+    let w = world().await;
+    w.webhook("a", &["*"], WebhookStatus::Active).await;
+    let et = EventType {
+        name: "order.paid".into(),
+        description: String::new(),
+        schema: Some(json!({"type": "object", "required": ["n"],
+                            "properties": {"n": {"type": "integer", "maximum": 1}}})),
+        created_at: crate::domain::now(),
+        sort_key: crate::ids::new_ulid().to_string(),
+    };
+    w.store.create_event_type(TENANT, &et, 1000).await.unwrap();
+    let body = |n: i64| json!({"tenant_id": TENANT, "type": "order.paid", "data": {"n": n}});
+    let failed = w
+        .deliver(vec![
+            message("bad", INGEST_ARN, body(2).to_string(), 1),
+            message("good", INGEST_ARN, body(1).to_string(), 1),
+        ])
+        .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let reasons: Vec<String> = w
+        .queue
+        .sent()
+        .rejected
+        .iter()
+        .map(|(_, r)| r.clone())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["data does not match the schema of order.paid: data.n: must be <=1, but got 2"]
+    );
+    assert_eq!(
+        w.transport.paths(),
+        vec!["a"],
+        "the matching one is delivered"
+    );
+    assert_eq!(stored_events(&w).await.len(), 1, "the other is not stored");
+}
+
+#[tokio::test]
 async fn unknown_types_are_rejected_with_their_reason_and_malformed_messages_too() {
     let w = world().await;
     w.webhook("a", &["*"], WebhookStatus::Active).await;

@@ -22,6 +22,8 @@ pub enum Rule {
     Filter,
     /// A custom header the spec refuses (the field names the header).
     Headers,
+    /// An event type's schema that is not a JSON Schema (draft 2020-12).
+    Schema,
 }
 
 /// A value that breaks `rule`, with a message for the client and the field at fault.

@@ -8,6 +8,7 @@ pub mod filter;
 pub mod headers;
 pub mod invalid;
 pub mod retry;
+pub mod schema;
 pub mod validation;
 pub mod webhook;
 

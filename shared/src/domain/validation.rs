@@ -194,10 +194,15 @@ pub fn json_size(value: &impl serde::Serialize) -> usize {
     serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
 }
 
-/// Checks an event type's schema: a JSON object of at most 64 KiB.
-pub fn check_schema(schema: &Value) -> Checked<()> {
+/// Checks an event type's schema: a JSON object of at most 64 KiB that compiles as a JSON
+/// Schema (draft 2020-12); answers it compiled.
+pub fn check_schema(schema: &Value) -> Checked<crate::domain::schema::Schema> {
     if !schema.is_object() {
-        return Err(Invalid::field("schema", "schema must be a JSON object"));
+        return Err(Invalid::new(
+            Rule::Schema,
+            "schema",
+            "schema must be a JSON object",
+        ));
     }
     if json_size(schema) > MAX_SCHEMA_BYTES {
         return Err(Invalid::limit(
@@ -205,7 +210,13 @@ pub fn check_schema(schema: &Value) -> Checked<()> {
             "a schema may be at most 64 KiB (65,536 bytes as JSON)",
         ));
     }
-    Ok(())
+    crate::domain::schema::Schema::compile(schema).map_err(|why| {
+        Invalid::new(
+            Rule::Schema,
+            "schema",
+            format!("schema is not a JSON Schema (draft 2020-12): {why}"),
+        )
+    })
 }
 
 fn join_quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
@@ -364,7 +375,11 @@ mod tests {
         let schema = json!({"description": "x".repeat(MAX_SCHEMA_BYTES)});
         assert_eq!(check_schema(&schema).unwrap_err().rule, Rule::Limit);
         assert!(check_schema(&json!({"type": "object"})).is_ok());
-        assert_eq!(check_schema(&json!([1])).unwrap_err().rule, Rule::Malformed);
+        assert_eq!(check_schema(&json!([1])).unwrap_err().rule, Rule::Schema);
+        assert_eq!(
+            check_schema(&json!({"type": "nothing"})).unwrap_err().rule,
+            Rule::Schema
+        );
     }
 }
 

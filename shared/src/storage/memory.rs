@@ -7,11 +7,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 use super::{
-    CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError, DeliveryFilter,
-    DeliveryStore, EventFilter, EventStore, FailedRange, Health, KeyStore, Saved, StoreError,
-    StoreResult, Stored, TenantView, WebhookStore,
+    CatalogEntry, CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError,
+    DeliveryFilter, DeliveryStore, EventFilter, EventStore, FailedRange, Health, KeyStore, Saved,
+    StoreError, StoreResult, Stored, TenantView, WebhookStore,
 };
 use crate::domain::api_key::{ApiKey, KeyGrant};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
@@ -158,11 +159,27 @@ impl CatalogStore for MemoryStore {
             .collect())
     }
 
-    async fn event_type_exists(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
+    async fn event_type_entry(
+        &self,
+        tenant_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<CatalogEntry>> {
         Ok(self
             .tables()?
             .event_types
-            .contains_key(&key(tenant_id, name)))
+            .get(&key(tenant_id, name))
+            .map(|et| CatalogEntry {
+                sort_key: et.sort_key.clone(),
+                has_schema: et.schema.is_some(),
+            }))
+    }
+
+    async fn event_type_schema(&self, tenant_id: &str, name: &str) -> StoreResult<Option<Value>> {
+        Ok(self
+            .tables()?
+            .event_types
+            .get(&key(tenant_id, name))
+            .and_then(|et| et.schema.clone()))
     }
 
     async fn delete_event_type(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
@@ -257,6 +274,12 @@ impl WebhookStore for MemoryStore {
                 .keys()
                 .filter(|(t, _)| t == tenant_id)
                 .map(|(_, name)| name.clone())
+                .collect(),
+            schemas: tables
+                .event_types
+                .iter()
+                .filter(|((t, _), et)| t == tenant_id && et.schema.is_some())
+                .map(|((_, name), et)| (name.clone(), et.sort_key.clone()))
                 .collect(),
         })
     }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 use crate::domain::api_key::{ApiKey, KeyGrant};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
@@ -44,6 +45,16 @@ pub struct TenantView {
     pub webhooks: Vec<Webhook>,
     /// The names in the tenant's catalogue.
     pub event_types: Vec<String>,
+    /// The types with a schema, each with its `sort_key` (which names its creation: the
+    /// key its compiled schema is cached by).
+    pub schemas: HashMap<String, String>,
+}
+
+/// What publishing needs of one catalogue entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogEntry {
+    pub sort_key: String,
+    pub has_schema: bool,
 }
 
 /// Why creating a webhook was refused.
@@ -188,8 +199,14 @@ pub trait CatalogStore: Send + Sync {
     ) -> Result<(), CreateEventTypeError>;
     /// The catalogue with the schemas, in no particular order.
     async fn list_event_types(&self, tenant_id: &str) -> StoreResult<Vec<EventType>>;
-    /// Whether the catalogue has this type, read consistently.
-    async fn event_type_exists(&self, tenant_id: &str, name: &str) -> StoreResult<bool>;
+    /// The catalogue's entry for this type, read consistently; `None` if it has none.
+    async fn event_type_entry(
+        &self,
+        tenant_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<CatalogEntry>>;
+    /// An event type's schema (one read, apart from the catalogue).
+    async fn event_type_schema(&self, tenant_id: &str, name: &str) -> StoreResult<Option<Value>>;
     /// Removes an event type; `false` if there was none of that name.
     async fn delete_event_type(&self, tenant_id: &str, name: &str) -> StoreResult<bool>;
 }

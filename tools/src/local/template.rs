@@ -291,6 +291,23 @@ mod tests {
             "the handler registry and template.yaml differ"
         );
 
+        // Each route's binary serves its own route (and so links no other handler).
+        for route in shared::api::ROUTES {
+            let source = std::fs::read_to_string(
+                functions_dir.join(format!("src/bin/{}.rs", route.function)),
+            )
+            .unwrap();
+            let serves = format!(
+                "serve_route(&shared::api::routes::{})",
+                route.function.to_uppercase()
+            );
+            assert!(
+                source.contains(&serves),
+                "{} does not call {serves}",
+                route.function
+            );
+        }
+
         let routes = template.http_routes().unwrap();
         for route in shared::api::ROUTES {
             assert!(

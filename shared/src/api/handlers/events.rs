@@ -38,7 +38,7 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
         .ok_or_else(|| ApiError::invalid_field("data", "data is required"))?;
     let source_id = body.take_string("id")?;
     body.finish("")?;
-    let data = check_data(data)?;
+    let mut data = check_data(data)?;
     if let Some(id) = &source_id
         && !is_valid_source_id(id)
     {
@@ -54,13 +54,32 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
         )
         .with_field("type")
     };
-    if !is_valid_event_type_name(&event_type)
-        || !state
-            .store
-            .event_type_exists(call.tenant(), &event_type)
+    if !is_valid_event_type_name(&event_type) {
+        return Err(unknown());
+    }
+    let entry = state
+        .store
+        .event_type_entry(call.tenant(), &event_type)
+        .await?
+        .ok_or_else(unknown)?;
+    if entry.has_schema
+        && let Some(schema) = state
+            .warm
+            .schema(&*state.store, call.tenant(), &event_type, &entry.sort_key)
             .await?
     {
-        return Err(unknown());
+        let object = Value::Object(std::mem::take(&mut data));
+        let checked = schema.check(&object);
+        if let Value::Object(map) = object {
+            data = map;
+        }
+        checked.map_err(|mismatch| {
+            ApiError::new(
+                ErrorCode::SchemaValidationFailed,
+                format!("data does not match the schema of {event_type}: {mismatch}"),
+            )
+            .with_field(&mismatch.path)
+        })?;
     }
     let queues = crate::api::queues(state)?;
     let mut event = Event::new(call.tenant(), &event_type, data);

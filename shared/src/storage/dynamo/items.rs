@@ -14,7 +14,7 @@ use crate::domain::filter::Filter;
 use crate::domain::headers::HeaderList;
 use crate::domain::webhook::{BasicAuth, Confidential, Webhook, WebhookStatus};
 use crate::domain::{format_time, parse_time};
-use crate::storage::Health;
+use crate::storage::{CatalogEntry, Health};
 
 /// An item that does not have the shape this module writes.
 #[derive(Debug, PartialEq, Eq)]
@@ -253,12 +253,27 @@ impl TryFrom<&Item> for ApiKey {
 /// schema lives in an item of its own ([`schema_item`]): the fan-out reads the tenant's
 /// partition once per batch and must not drag every schema along.
 pub fn event_type_item(tenant_id: &str, et: &EventType) -> Item {
-    ItemBuilder::new(tenant_pk(tenant_id), event_type_sk(&et.name))
+    let mut builder = ItemBuilder::new(tenant_pk(tenant_id), event_type_sk(&et.name))
         .string("name", &et.name)
         .string("description", &et.description)
         .time("created_at", et.created_at)
-        .string("sort_key", &et.sort_key)
-        .0
+        .string("sort_key", &et.sort_key);
+    if et.schema.is_some() {
+        // The schema itself is apart (schema_item): the catalogue says only that it has one.
+        builder = builder.set(HAS_SCHEMA, AttributeValue::Bool(true));
+    }
+    builder.0
+}
+
+/// The attribute of an event type item that says it has a schema.
+const HAS_SCHEMA: &str = "has_schema";
+
+/// What publishing needs of an event type item.
+pub fn catalog_entry(item: &Item) -> Result<CatalogEntry, ItemError> {
+    Ok(CatalogEntry {
+        sort_key: Attrs(item).string("sort_key")?,
+        has_schema: matches!(item.get(HAS_SCHEMA), Some(AttributeValue::Bool(true))),
+    })
 }
 
 /// An event type's schema, beside the catalogue.

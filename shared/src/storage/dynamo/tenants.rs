@@ -13,8 +13,8 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};
 
 use super::items::{
-    api_key_lookup_item, event_type_item, health_item, health_of, health_webhook_id, schema_item,
-    schema_of, url_guard_item,
+    api_key_lookup_item, catalog_entry, event_type_item, health_item, health_of, health_webhook_id,
+    schema_item, schema_of, url_guard_item,
 };
 use super::layout::{
     self, EVENT_TYPES_COUNTER, GSI1, Item, TenantItem, VERSION_ATTR, WEBHOOKS_COUNTER,
@@ -27,8 +27,8 @@ use crate::domain::api_key::{ApiKey, KeyGrant};
 use crate::domain::event_type::EventType;
 use crate::domain::webhook::Webhook;
 use crate::storage::{
-    CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError, Health, KeyStore,
-    StoreError, StoreResult, TenantView, WebhookStore,
+    CatalogEntry, CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError,
+    Health, KeyStore, StoreError, StoreResult, TenantView, WebhookStore,
 };
 use serde_json::Value;
 
@@ -135,11 +135,18 @@ impl CatalogStore for DynamoStore {
         Ok(types)
     }
 
-    async fn event_type_exists(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
-        Ok(self
-            .get(event_type_key(tenant_id, name), true)
-            .await?
-            .is_some())
+    async fn event_type_entry(
+        &self,
+        tenant_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<CatalogEntry>> {
+        let item = self.get(event_type_key(tenant_id, name), true).await?;
+        Ok(item.as_ref().map(catalog_entry).transpose()?)
+    }
+
+    async fn event_type_schema(&self, tenant_id: &str, name: &str) -> StoreResult<Option<Value>> {
+        let item = self.get(schema_key(tenant_id, name), true).await?;
+        Ok(item.as_ref().map(schema_of).transpose()?.map(|(_, s)| s))
     }
 
     async fn delete_event_type(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
@@ -282,7 +289,13 @@ impl WebhookStore for DynamoStore {
         for item in self.query_all(query).await? {
             match TenantItem::classify(&item) {
                 TenantItem::Webhook => view.webhooks.push(Webhook::try_from(&item)?),
-                TenantItem::EventType(name) => view.event_types.push(name),
+                TenantItem::EventType(name) => {
+                    let entry = catalog_entry(&item)?;
+                    if entry.has_schema {
+                        view.schemas.insert(name.clone(), entry.sort_key);
+                    }
+                    view.event_types.push(name);
+                }
                 TenantItem::Version | TenantItem::Other => {}
             }
         }
