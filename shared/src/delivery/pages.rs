@@ -58,12 +58,8 @@ pub(super) async fn release_page(
         Attempted::Automatically,
     )
     .await?;
-    let next = Task::Release(task.clone());
-    match worked.stop {
-        Some(Stop::Held(wait)) => next_page(queues, next, wait).await?,
-        Some(Stop::OutOfTime) => next_page(queues, next, Duration::ZERO).await?,
-        None if full => next_page(queues, next, Duration::ZERO).await?,
-        None => {}
+    if let Some(wait) = worked.next_page_after(full) {
+        next_page(queues, Task::Release(task.clone()), wait).await?;
     }
     Ok(Handled::Done)
 }
@@ -97,21 +93,14 @@ pub(super) async fn recover_page(
         .failed_deliveries(&task.tenant_id, &task.webhook_id, &range, PAGE)
         .await?;
     let full = page.len() == PAGE;
-    let last = page.last().map(|d| d.id.clone());
     let worked = send_in_order(state, queues, &webhook, page, started, Attempted::ByHand).await?;
-    let next = |after: Option<String>| {
-        Task::Recover(RecoverTask {
-            after: after.or_else(|| task.after.clone()),
+    if let Some(wait) = worked.next_page_after(full) {
+        // A full page sent to its end has `done_until` its last delivery.
+        let next = Task::Recover(RecoverTask {
+            after: worked.done_until.or_else(|| task.after.clone()),
             ..task.clone()
-        })
-    };
-    match worked.stop {
-        Some(Stop::Held(wait)) => next_page(queues, next(worked.done_until), wait).await?,
-        Some(Stop::OutOfTime) => {
-            next_page(queues, next(worked.done_until), Duration::ZERO).await?;
-        }
-        None if full => next_page(queues, next(last), Duration::ZERO).await?,
-        None => {}
+        });
+        next_page(queues, next, wait).await?;
     }
     Ok(Handled::Done)
 }
@@ -142,6 +131,18 @@ struct Worked {
     /// The last delivery attempted (or found closed), in the page's order.
     done_until: Option<String>,
     stop: Option<Stop>,
+}
+
+impl Worked {
+    /// When the task for the rest should run, if anything is left: after the hold, at once
+    /// when the time ran out or the page was full, never when a short page was finished.
+    fn next_page_after(&self, full: bool) -> Option<Duration> {
+        match self.stop {
+            Some(Stop::Held(wait)) => Some(wait),
+            Some(Stop::OutOfTime) => Some(Duration::ZERO),
+            None => full.then_some(Duration::ZERO),
+        }
+    }
 }
 
 /// Attempts each delivery of `page` (oldest first) once, one after another, from the

@@ -60,6 +60,28 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// A webhook's deliveries in `status` whose ids pass `keep`, oldest first, at most
+    /// `limit`.
+    fn webhook_deliveries(
+        &self,
+        tenant_id: &str,
+        webhook_id: &str,
+        status: DeliveryStatus,
+        keep: impl Fn(&str) -> bool,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        Ok(self
+            .tables()?
+            .deliveries
+            .iter()
+            .filter(|((t, id), d)| {
+                t == tenant_id && d.webhook_id == webhook_id && d.status == status && keep(id)
+            })
+            .map(|(_, d)| d.clone())
+            .take(limit)
+            .collect())
+    }
+
     /// The next `n` calls fail with [`StoreError::Unavailable`].
     pub fn fail_next(&self, n: u32) {
         *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = n;
@@ -484,16 +506,7 @@ impl DeliveryStore for MemoryStore {
         status: DeliveryStatus,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>> {
-        Ok(self
-            .tables()?
-            .deliveries
-            .iter()
-            .filter(|((t, _), d)| {
-                t == tenant_id && d.webhook_id == webhook_id && d.status == status
-            })
-            .map(|(_, d)| d.clone())
-            .take(limit)
-            .collect())
+        self.webhook_deliveries(tenant_id, webhook_id, status, |_| true, limit)
     }
 
     async fn failed_deliveries(
@@ -503,19 +516,8 @@ impl DeliveryStore for MemoryStore {
         range: &FailedRange,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>> {
-        Ok(self
-            .tables()?
-            .deliveries
-            .iter()
-            .filter(|((t, id), d)| {
-                t == tenant_id
-                    && d.webhook_id == webhook_id
-                    && d.status == DeliveryStatus::Failed
-                    && range.holds(id)
-            })
-            .map(|(_, d)| d.clone())
-            .take(limit)
-            .collect())
+        let failed = DeliveryStatus::Failed;
+        self.webhook_deliveries(tenant_id, webhook_id, failed, |id| range.holds(id), limit)
     }
 
     /// Counted from the records themselves: exact by construction.

@@ -22,12 +22,14 @@ use crate::storage::{EventFilter, Stored};
 /// A time filter (`from`, `to`): RFC 3339, else a 400 naming it.
 pub fn time_filter(call: &Call, field: &str) -> ApiResult<Option<DateTime<Utc>>> {
     call.query(field)
-        .map(|text| {
-            parse_time(&text).ok_or_else(|| {
-                ApiError::invalid_field(field, format!("{field} must be an RFC 3339 time"))
-            })
-        })
+        .map(|text| time_field(field, &text))
         .transpose()
+}
+
+/// A time given in `field` (query or body): RFC 3339, else a 400 naming it.
+pub fn time_field(field: &str, text: &str) -> ApiResult<DateTime<Utc>> {
+    parse_time(text)
+        .ok_or_else(|| ApiError::invalid_field(field, format!("{field} must be an RFC 3339 time")))
 }
 
 pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {

@@ -7,14 +7,14 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::events::time_field;
 use super::webhooks::{load, require_active, webhook_id};
 use crate::api::Reply;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::request::Call;
-use crate::domain::{format_time, now, parse_time};
+use crate::domain::{format_time, now};
 use crate::queue::{QueueName, RecoverTask, Task};
 use crate::state::AppState;
 
@@ -53,10 +53,4 @@ pub async fn recover_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         "since": format_time(since),
         "until": format_time(until),
     })))
-}
-
-/// An RFC 3339 time of the body, else a 400 naming the field.
-fn time_field(field: &str, text: &str) -> ApiResult<DateTime<Utc>> {
-    parse_time(text)
-        .ok_or_else(|| ApiError::invalid_field(field, format!("{field} must be an RFC 3339 time")))
 }
