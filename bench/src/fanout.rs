@@ -304,15 +304,15 @@ pub async fn run_fanout(
             delivery: queues["DeliveryQueue"].url.clone(),
             delivery_dlq: Some(queues["DeliveryDeadLetterQueue"].url.clone()),
         });
-        config.secrets_key_id = Some(
-            tools::local::provision::ensure_kms_key(
-                &aws_sdk_kms::Client::new(&sdk),
-                &template,
-                &table,
-            )
-            .await
-            .expect("creating the bench's KMS key"),
-        );
+        let keys = tools::local::provision::ensure_kms_keys(
+            &aws_sdk_kms::Client::new(&sdk),
+            &template,
+            &table,
+        )
+        .await
+        .expect("creating the bench's KMS keys");
+        config.secrets_key_id = keys.get(tools::local::stack::SECRETS_KEY).cloned();
+        config.token_key_id = keys.get(tools::local::stack::TOKEN_KEY).cloned();
     } else {
         config = stub_config(endpoint, &table, "1h");
     }

@@ -17,6 +17,7 @@ mod meter;
 mod scale;
 mod serve;
 mod stub;
+mod tokens;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -55,12 +56,20 @@ mod prices {
     pub const API_GATEWAY_REQUEST: f64 = 1.00 / 1e6;
     /// KMS, per request (GenerateDataKey, Decrypt).
     pub const KMS_REQUEST: f64 = 0.03 / 1e4;
+    /// KMS, per request with an asymmetric key other than RSA 2048 (Sign with ECC_NIST_P256).
+    pub const KMS_ASYMMETRIC_REQUEST: f64 = 0.15 / 1e4;
 }
 
 /// What a publish through the API costs besides API Gateway: the publish_event function's
 /// invocation, at its measured warm duration (about 15 ms at 256 MB, rounded up).
 const PUBLISH_LAMBDA_SECONDS: f64 = 0.015;
 const PUBLISH_MEMORY_GB: f64 = 0.25;
+
+/// The token endpoint's billed duration, assumed rather than measured (the emulator's
+/// latency is not AWS's): one consistent GetItem and one KMS Sign in-region, 50 ms at the
+/// template's 256 MB.
+const TOKEN_LAMBDA_SECONDS: f64 = 0.05;
+const TOKEN_MEMORY_GB: f64 = 0.25;
 
 /// The deliver function's memory in template.yaml, for its GB-seconds.
 const DELIVER_MEMORY_GB: f64 = 0.5;
@@ -124,13 +133,18 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
                 Ok(())
             }
+            Some("tokens") if args.len() == 2 => {
+                let report = tokens::run_tokens(&args[1]).await?;
+                println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+                Ok(())
+            }
             Some("ceiling") if args.len() == 3 => {
                 let runs = args[2].parse().map_err(|_| "runs must be a number")?;
                 let (rates, cpu) = fanout::run_ceiling(&args[1], runs).await;
                 println!("{}", json!({"rates": rates, "cpu_ms_per_1000": cpu}));
                 Ok(())
             }
-            _ => Err("usage: webhooks-bench [run | load | stub | fanout ENDPOINT RECEIVER stub|emulator RUNS | ceiling RECEIVER RUNS]".to_string()),
+            _ => Err("usage: webhooks-bench [run | load | stub | fanout ENDPOINT RECEIVER stub|emulator RUNS | ceiling RECEIVER RUNS | tokens ENDPOINT]".to_string()),
         }
     });
     match result {
@@ -281,6 +295,8 @@ async fn orchestrate() -> Result<(), String> {
     let scaled = child(&["scale", &stub_endpoint, &receiver])?;
     eprintln!("webhooks-bench: fan-out against the emulator");
     let emulated = child(&["fanout", emulator.endpoint(), &receiver, "emulator", "3"])?;
+    eprintln!("webhooks-bench: OAuth2 tokens issued against the emulator's DynamoDB and KMS");
+    let oauth = child(&["tokens", emulator.endpoint()])?;
     let _ = stub.kill();
     let _ = stub.wait();
     drop(emulator);
@@ -503,6 +519,30 @@ async fn orchestrate() -> Result<(), String> {
     let tenant_deliveries = tenant_events * 5.0;
 
     let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
+    // What one access token costs: the request, the function, its client read and its
+    // signature (KMS asymmetric requests are five times the symmetric price).
+    let oauth_read_units = oauth["ddb_read_units_per_token"].as_f64().unwrap_or(0.0);
+    let oauth_kms = oauth["kms_requests_per_token"].as_f64().unwrap_or(0.0);
+    let token_parts = [
+        ("api_gateway", prices::API_GATEWAY_REQUEST),
+        (
+            "lambda",
+            prices::LAMBDA_REQUEST
+                + TOKEN_LAMBDA_SECONDS * TOKEN_MEMORY_GB * prices::LAMBDA_ARM_GB_SECOND,
+        ),
+        ("dynamodb", oauth_read_units * prices::DYNAMODB_READ_UNIT),
+        ("kms", oauth_kms * prices::KMS_ASYMMETRIC_REQUEST),
+    ];
+    let usd_per_million_tokens: f64 = token_parts.iter().map(|(_, v)| v * 1e6).sum();
+    let verify_us = oauth["verify_cpu_us_per_token"].as_f64().unwrap_or(0.0);
+    let mut oauth_figures = oauth.clone();
+    oauth_figures["usd_per_million_tokens"] = json!(round(usd_per_million_tokens, 3));
+    oauth_figures["usd_per_million_tokens_by_part"] = json!(
+        token_parts
+            .iter()
+            .map(|(k, v)| (k.to_string(), round(v * 1e6, 3)))
+            .collect::<BTreeMap<_, _>>()
+    );
     let figures = json!({
         "fanout_deliveries_per_s": round(fanout_rate, 0),
         "fanout_emulator_deliveries_per_s": round(emulator_rate, 0),
@@ -561,6 +601,8 @@ async fn orchestrate() -> Result<(), String> {
             "stub_runs": stubbed, "emulator_runs": emulated, "ceiling": ceiling,
         }
     });
+    let mut figures = figures;
+    figures["oauth_tokens"] = oauth_figures;
     let path = target_dir().join("bench.json");
     std::fs::write(
         &path,
@@ -619,6 +661,18 @@ async fn orchestrate() -> Result<(), String> {
         "schema check per event, compiled schema cached (us)",
         format!("{schema_checks:.1}"),
         format!("a 2 KB order against a typed schema; compiling it once: {schema_compile:.2} ms"),
+        "",
+    );
+    row(
+        "OAuth2 access token issued (USD per million)",
+        format!("{usd_per_million_tokens:.2}"),
+        format!("KMS Sign {oauth_kms:.2}, read units {oauth_read_units:.2} per token"),
+        "",
+    );
+    row(
+        "access token verified by the authorizer (us CPU)",
+        format!("{verify_us:.1}"),
+        "offline: no table read, no KMS call".into(),
         "",
     );
     for s in &factors {

@@ -1,14 +1,18 @@
-//! The Lambda authorizer's logic: a bearer key to its tenant, key id and scopes.
+//! The Lambda authorizer's logic: a bearer credential (an API key or an OAuth2 access
+//! token) to its tenant, key or client id, and scopes.
 //!
 //! The authorizer always answers `isAuthorized: true` and puts what it found in the context:
-//! the tenant, key id and scopes for a valid key, nothing for a missing or unknown one. The
-//! route then answers 401 in the API's error shape (API Gateway's own denial is a bare 403,
-//! which the spec does not allow). API Gateway caches the answer per Authorization header.
+//! the tenant, key id and scopes for a valid credential, nothing for a missing or unknown one.
+//! The route then answers 401 in the API's error shape (API Gateway's own denial is a bare
+//! 403, which the spec does not allow). API Gateway caches the answer per Authorization
+//! header, so a token's context also carries its expiry, which the route checks itself.
 //!
-//! When storage cannot be read, the authorizer fails soft: its context says so
-//! ([`CONTEXT_DEFERRED`]) and the route checks the key itself, answering 503 `UNAVAILABLE`
-//! with `Retry-After` while storage is still down. A cached answer is therefore never a
-//! denial of a valid key, and never a bare 500.
+//! An API key is looked up by its SHA-256 (one read); an access token is verified offline
+//! against the signing key's public half, read from KMS once per process (see `tokens`).
+//! When storage or the public key cannot be read, the authorizer fails soft: its context
+//! says so ([`CONTEXT_DEFERRED`]) and the route checks the credential itself, answering 503
+//! `UNAVAILABLE` with `Retry-After` while it still cannot. A cached answer is therefore
+//! never a denial of a valid credential, and never a bare 500.
 
 use std::collections::HashMap;
 
@@ -17,9 +21,14 @@ use lambda_http::aws_lambda_events::apigw::{
 };
 use serde_json::Value;
 
-use crate::api::request::{CONTEXT_DEFERRED, CONTEXT_KEY_ID, CONTEXT_SCOPES, CONTEXT_TENANT_ID};
+use crate::api::error::ApiError;
+use crate::api::request::{
+    CONTEXT_DEFERRED, CONTEXT_EXPIRES_AT, CONTEXT_KEY_ID, CONTEXT_SCOPES, CONTEXT_TENANT_ID,
+};
 use crate::domain::api_key::{Scope, hash_key};
-use crate::storage::{KeyStore, StoreResult};
+use crate::secrets::KeyError;
+use crate::storage::{KeyStore, StoreError};
+use crate::tokens::{Tokens, VerifyError, looks_like_token};
 
 /// The key in an `Authorization: Bearer <key>` header.
 pub fn bearer_key(header: Option<&str>) -> Option<&str> {
@@ -28,15 +37,52 @@ pub fn bearer_key(header: Option<&str>) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
 }
 
-/// The authorizer context for an Authorization header: the key's grant, or empty.
+/// Why a credential could not be checked now (never a verdict on the credential).
+#[derive(Debug, thiserror::Error)]
+pub enum Unchecked {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
+impl From<Unchecked> for ApiError {
+    fn from(e: Unchecked) -> ApiError {
+        match e {
+            Unchecked::Store(e) => e.into(),
+            Unchecked::Keys(e) => e.into(),
+        }
+    }
+}
+
+/// The authorizer context for an Authorization header: the credential's grant, or empty.
 pub async fn authorize(
     store: &dyn KeyStore,
+    tokens: &Tokens,
     authorization: Option<&str>,
-) -> StoreResult<HashMap<String, Value>> {
-    let Some(key) = bearer_key(authorization) else {
+) -> Result<HashMap<String, Value>, Unchecked> {
+    let Some(credential) = bearer_key(authorization) else {
         return Ok(HashMap::new());
     };
-    let Some(grant) = store.find_key_grant(&hash_key(key)).await? else {
+    if looks_like_token(credential) {
+        return match tokens.verify(credential).await {
+            Ok(claims) => {
+                tracing::info!(client_id = %claims.client_id, tenant_id = %claims.tenant_id, "access token accepted");
+                Ok(HashMap::from([
+                    (CONTEXT_TENANT_ID.to_string(), Value::from(claims.tenant_id)),
+                    (CONTEXT_KEY_ID.to_string(), Value::from(claims.client_id)),
+                    (CONTEXT_SCOPES.to_string(), Value::from(claims.scope)),
+                    (CONTEXT_EXPIRES_AT.to_string(), Value::from(claims.exp)),
+                ]))
+            }
+            Err(VerifyError::Rejected(why)) => {
+                tracing::info!(reason = %why, "access token rejected");
+                Ok(HashMap::new())
+            }
+            Err(VerifyError::Keys(e)) => Err(e.into()),
+        };
+    }
+    let Some(grant) = store.find_key_grant(&hash_key(credential)).await? else {
         tracing::info!("unknown API key");
         return Ok(HashMap::new());
     };
@@ -51,16 +97,18 @@ pub async fn authorize(
     ]))
 }
 
-/// The authorizer's context for an Authorization header: the key's grant, nothing for no
-/// valid key, or, when storage fails, a context that defers the check to the route.
+/// The authorizer's context for an Authorization header: the credential's grant, nothing
+/// for no valid one, or, when storage or the public key cannot be read, a context that
+/// defers the check to the route.
 pub async fn authorizer_context(
     store: &dyn KeyStore,
+    tokens: &Tokens,
     authorization: Option<&str>,
 ) -> HashMap<String, Value> {
-    match authorize(store, authorization).await {
+    match authorize(store, tokens, authorization).await {
         Ok(context) => context,
         Err(e) => {
-            tracing::warn!(error = %e, "authorizer: storage unavailable; the route checks the key");
+            tracing::warn!(error = %e, "authorizer: cannot check the credential now; the route checks it");
             HashMap::from([(CONTEXT_DEFERRED.to_string(), Value::from(true))])
         }
     }
@@ -69,13 +117,14 @@ pub async fn authorizer_context(
 /// Answers an API Gateway (HTTP API, payload 2.0, simple responses) authorizer request.
 pub async fn handle_authorizer_request(
     store: &dyn KeyStore,
+    tokens: &Tokens,
     request: ApiGatewayV2CustomAuthorizerV2Request,
 ) -> ApiGatewayV2CustomAuthorizerSimpleResponse {
     let header = request
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    let context = authorizer_context(store, header).await;
+    let context = authorizer_context(store, tokens, header).await;
     let mut response = ApiGatewayV2CustomAuthorizerSimpleResponse::default();
     response.is_authorized = true;
     response.context = Value::Object(context.into_iter().collect());
@@ -85,19 +134,69 @@ pub async fn handle_authorizer_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokens::{Grant, MemorySigner, NoSigner};
+    use std::sync::Arc;
+
+    fn no_tokens() -> Tokens {
+        Tokens::new(Arc::new(NoSigner), "urn:test", "urn:test:api")
+    }
+
+    #[tokio::test]
+    async fn a_token_maps_to_its_tenant_client_and_scopes_with_its_expiry_and_no_read() {
+        use crate::storage::memory::MemoryStore;
+        let store = MemoryStore::new();
+        let tokens = Tokens::new(Arc::new(MemorySigner::random()), "urn:test", "urn:test:api");
+        let issued = tokens
+            .issue(
+                &Grant {
+                    tenant_id: "acme".into(),
+                    client_id: "cli_01J0000000000000000000000A".into(),
+                    scopes: vec![Scope::EventsRead],
+                },
+                60,
+            )
+            .await
+            .unwrap();
+        // Storage is down, and it does not matter: a token needs no read.
+        store.fail_next(10);
+        let header = format!("Bearer {}", issued.token);
+        let context = authorizer_context(&store, &tokens, Some(&header)).await;
+        assert_eq!(context[CONTEXT_TENANT_ID], "acme");
+        assert_eq!(context[CONTEXT_KEY_ID], "cli_01J0000000000000000000000A");
+        assert_eq!(context[CONTEXT_SCOPES], "events:read");
+        assert_eq!(context[CONTEXT_EXPIRES_AT], issued.claims.exp);
+        let mut tampered = issued.token.clone();
+        tampered.pop();
+        tampered.push(if issued.token.ends_with('A') {
+            'B'
+        } else {
+            'A'
+        });
+        let header = format!("Bearer {tampered}");
+        assert!(
+            authorizer_context(&store, &tokens, Some(&header))
+                .await
+                .is_empty()
+        );
+        // Without the public key, a token's check is deferred, never denied.
+        let header = format!("Bearer {}", issued.token);
+        let deferred = authorizer_context(&store, &no_tokens(), Some(&header)).await;
+        assert_eq!(deferred.get(CONTEXT_DEFERRED), Some(&Value::from(true)));
+    }
 
     #[tokio::test]
     async fn storage_trouble_defers_the_check_to_the_route_instead_of_failing() {
         use crate::domain::api_key::{Scope, generate_key};
         use crate::storage::memory::MemoryStore;
         let store = MemoryStore::new();
+        let tokens = no_tokens();
         let (key, record) = generate_key("acme", vec![Scope::WebhooksRead]);
         store.put_api_key(&record).await.unwrap();
         let header = format!("Bearer {key}");
-        let ok = authorizer_context(&store, Some(&header)).await;
+        let ok = authorizer_context(&store, &tokens, Some(&header)).await;
         assert_eq!(ok[CONTEXT_TENANT_ID], "acme");
         store.fail_next(1);
-        let deferred = authorizer_context(&store, Some(&header)).await;
+        let deferred = authorizer_context(&store, &tokens, Some(&header)).await;
         assert_eq!(deferred.get(CONTEXT_DEFERRED), Some(&Value::from(true)));
         assert!(
             !deferred.contains_key(CONTEXT_TENANT_ID),

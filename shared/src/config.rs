@@ -38,6 +38,13 @@ pub struct Config {
     /// The KMS key that wraps the data keys sealing webhooks' secrets (`SECRETS_KEY_ID`: a
     /// key id, ARN or alias). Set by the template in AWS and by the local stack locally.
     pub secrets_key_id: Option<String>,
+    /// The asymmetric KMS key (`ECC_NIST_P256`) that signs access tokens (`TOKEN_KEY_ID`: a
+    /// key id, ARN or alias). Set by the template in AWS and by the local stack locally.
+    pub token_key_id: Option<String>,
+    /// Access tokens' `iss` (`TOKEN_ISSUER`, default `urn:webhooks`).
+    pub token_issuer: String,
+    /// Access tokens' `aud` (`TOKEN_AUDIENCE`, default `urn:webhooks:api`).
+    pub token_audience: String,
     /// Waits between attempts (`RETRY_SCHEDULE`, default `5s,5m,30m,2h,5h,10h,10h`).
     pub retry_schedule: RetrySchedule,
     /// How long a message the sweeper brings back from a dead-letter queue waits before it
@@ -91,6 +98,11 @@ pub enum Mode {
 }
 
 pub const LOCAL_TABLE_NAME: &str = "webhooks-local";
+
+/// Access tokens' issuer and audience when the environment names none (the template names
+/// both after the stack).
+pub const DEFAULT_TOKEN_ISSUER: &str = "urn:webhooks";
+pub const DEFAULT_TOKEN_AUDIENCE: &str = "urn:webhooks:api";
 
 impl Config {
     /// Reads the process environment.
@@ -162,6 +174,9 @@ impl Config {
                 }
             },
             secrets_key_id: get("SECRETS_KEY_ID"),
+            token_key_id: get("TOKEN_KEY_ID"),
+            token_issuer: get("TOKEN_ISSUER").unwrap_or_else(|| DEFAULT_TOKEN_ISSUER.into()),
+            token_audience: get("TOKEN_AUDIENCE").unwrap_or_else(|| DEFAULT_TOKEN_AUDIENCE.into()),
             retry_schedule: match get("RETRY_SCHEDULE") {
                 Some(text) => RetrySchedule::parse(&text).map_err(|reason| ConfigError {
                     variable: "RETRY_SCHEDULE",

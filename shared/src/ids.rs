@@ -24,6 +24,7 @@ pub enum IdKind {
     Event,
     Delivery,
     ApiKey,
+    Client,
 }
 
 impl IdKind {
@@ -33,6 +34,7 @@ impl IdKind {
             IdKind::Event => "evt_",
             IdKind::Delivery => "dlv_",
             IdKind::ApiKey => "key_",
+            IdKind::Client => "cli_",
         }
     }
 

@@ -54,15 +54,27 @@ pub async fn serve_route(route: &'static api::Route) -> Result<(), Error> {
     .await
 }
 
+/// Serves a route outside the authorizer on Lambda.
+pub async fn serve_public_route(route: &'static api::PublicRoute) -> Result<(), Error> {
+    init_tracing();
+    let state = state().await?;
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(api::dispatch_public(state, route, req).await)
+    }))
+    .await
+}
+
 /// Serves the API Gateway Lambda authorizer.
 pub async fn serve_authorizer() -> Result<(), Error> {
     init_tracing();
     let state = state().await?;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
-            // Never fails: a storage failure defers the key's check to the route (see auth).
+            // Never fails: trouble reading storage or the public key defers the check to the
+            // route (see auth).
             Ok::<_, Error>(
-                crate::auth::handle_authorizer_request(&*state.store, event.payload).await,
+                crate::auth::handle_authorizer_request(&*state.store, &state.tokens, event.payload)
+                    .await,
             )
         },
     ))

@@ -37,3 +37,4 @@ pub mod signing;
 pub mod state;
 pub mod storage;
 pub mod tls;
+pub mod tokens;

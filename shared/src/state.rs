@@ -15,6 +15,7 @@ use crate::secrets::{Keyring, KmsKeyring, NoKeyring, Sealer};
 use crate::storage::Store;
 use crate::storage::dynamo::DynamoStore;
 use crate::storage::dynamo::throttles::ThrottleCounter;
+use crate::tokens::{KmsSigner, NoSigner, Signer, Tokens};
 
 /// Settings and clients, built once per process (per Lambda cold start). Storage, queues,
 /// keys and the delivery transport are behind their ports: DynamoDB, SQS, KMS and HTTP
@@ -30,6 +31,8 @@ pub struct AppState {
     pub transport: Arc<dyn Transport>,
     /// Seals and opens webhooks' confidential values (KMS envelope encryption).
     pub sealer: Arc<Sealer>,
+    /// Issues and verifies access tokens (the KMS signing key's public half, cached).
+    pub tokens: Arc<Tokens>,
     /// What a warm deliver instance remembers between batches: tenants' views, webhooks'
     /// health.
     pub warm: Arc<Warm>,
@@ -53,13 +56,16 @@ impl AppState {
             sqs.push_interceptor(interceptor.clone());
             kms.push_interceptor(interceptor);
         }
+        let kms = aws_sdk_kms::Client::from_conf(kms.build());
         let keyring: Arc<dyn Keyring> = match &config.secrets_key_id {
-            Some(key_id) => Arc::new(KmsKeyring::new(
-                aws_sdk_kms::Client::from_conf(kms.build()),
-                key_id,
-            )),
+            Some(key_id) => Arc::new(KmsKeyring::new(kms.clone(), key_id)),
             None => Arc::new(NoKeyring),
         };
+        let signer: Arc<dyn Signer> = match &config.token_key_id {
+            Some(key_id) => Arc::new(KmsSigner::new(kms, key_id)),
+            None => Arc::new(NoSigner),
+        };
+        let tokens = Tokens::new(signer, &config.token_issuer, &config.token_audience);
         let store = DynamoStore::new(
             aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             &config.table_name,
@@ -75,6 +81,7 @@ impl AppState {
             store: Arc::new(store),
             sealer: Arc::new(Sealer::new(keyring)),
             warm: Arc::default(),
+            tokens: Arc::new(tokens),
             config,
         }
     }

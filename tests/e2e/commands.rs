@@ -95,8 +95,9 @@ async fn the_local_stack_starts_its_emulator_prints_url_and_key_and_stops_on_ctr
     assert!(!listening(emulator_port), "the emulator stopped with it");
 }
 
-/// The suite's log file, for a child's stderr.
-fn admin(stack: &Stack, args: &[&str]) -> Output {
+/// Runs `webhooks-admin --local` against the stack's table; its stderr goes to the suite's
+/// log, and a key or client secret it prints is remembered for the log check.
+pub fn admin(stack: &Stack, args: &[&str]) -> Output {
     let output = Command::new(workspace_binary("webhooks-admin"))
         .arg("--local")
         .args(args)
@@ -112,7 +113,7 @@ fn admin(stack: &Stack, args: &[&str]) -> Output {
         .unwrap();
     log.write_all(&output.stderr).unwrap();
     if let Some(key) = String::from_utf8_lossy(&output.stdout).lines().last()
-        && key.starts_with("whk_")
+        && (key.starts_with("whk_") || key.starts_with("whcs_"))
     {
         remember_secret(key);
     }

@@ -14,6 +14,7 @@ mod fairness;
 mod faults;
 mod hardening;
 mod listing;
+mod oauth;
 mod receiver;
 mod storage_faults;
 mod utils;

@@ -1,6 +1,8 @@
-//! API key management: what `webhooks-admin` and the local stack's dev key use.
+//! API key and OAuth2 client management: what `webhooks-admin` and the local stack's dev
+//! key use.
 
 use shared::domain::api_key::{ApiKey, Scope, generate_key, record_for_key, validate_tenant_id};
+use shared::domain::client::{OAuthClient, generate_client};
 use shared::storage::{Store, StoreError};
 
 /// Creates a key for a tenant; returns the key (shown once) and its record.
@@ -45,6 +47,35 @@ pub async fn revoke_key(store: &dyn Store, key_id: &str) -> Result<ApiKey, Strin
         .await
         .map_err(describe)?
         .ok_or_else(|| format!("no key has the id {key_id:?}"))
+}
+
+/// Creates an OAuth2 client for a tenant; returns its secret (shown once) and its record.
+pub async fn create_client(
+    store: &dyn Store,
+    tenant_id: &str,
+    scopes: Vec<Scope>,
+) -> Result<(String, OAuthClient), String> {
+    validate_tenant_id(tenant_id)?;
+    if scopes.is_empty() {
+        return Err("a client needs at least one scope".into());
+    }
+    let (secret, client) = generate_client(tenant_id, scopes);
+    store.put_client(&client).await.map_err(describe)?;
+    Ok((secret, client))
+}
+
+pub async fn list_clients(store: &dyn Store, tenant_id: &str) -> Result<Vec<OAuthClient>, String> {
+    validate_tenant_id(tenant_id)?;
+    store.list_clients(tenant_id).await.map_err(describe)
+}
+
+/// Revokes a client by id; an error if no client has that id.
+pub async fn revoke_client(store: &dyn Store, client_id: &str) -> Result<OAuthClient, String> {
+    store
+        .revoke_client(client_id)
+        .await
+        .map_err(describe)?
+        .ok_or_else(|| format!("no client has the id {client_id:?}"))
 }
 
 fn describe(e: StoreError) -> String {

@@ -192,6 +192,54 @@ pub static ROUTES: &[&Route] = &[
     &routes::RETRY_DELIVERY,
 ];
 
+pub type PublicFuture<'a> = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
+pub type PublicHandler = for<'a> fn(&'a AppState, Request) -> PublicFuture<'a>;
+
+/// A route outside the authorizer (`Auth: Authorizer: NONE` in template.yaml): its handler
+/// reads the whole request and answers in its own shape (the OAuth2 token endpoint answers
+/// RFC 6749's errors, not the API's).
+pub struct PublicRoute {
+    pub function: &'static str,
+    pub handler: PublicHandler,
+}
+
+/// The public routes, one static each, as [`routes`].
+pub mod public_routes {
+    use super::PublicRoute;
+    use super::handlers::oauth;
+
+    pub static ISSUE_TOKEN: PublicRoute = PublicRoute {
+        function: "issue_token",
+        handler: |state, req| Box::pin(oauth::issue_token(state, req)),
+    };
+    pub static GET_JWKS: PublicRoute = PublicRoute {
+        function: "get_jwks",
+        handler: |state, req| Box::pin(oauth::get_jwks(state, req)),
+    };
+}
+
+/// Every public route. The same test as for [`ROUTES`] checks these.
+pub static PUBLIC_ROUTES: &[&PublicRoute] =
+    &[&public_routes::ISSUE_TOKEN, &public_routes::GET_JWKS];
+
+/// The public route served by a function, by name.
+pub fn public_route(function: &str) -> Option<&'static PublicRoute> {
+    PUBLIC_ROUTES
+        .iter()
+        .copied()
+        .find(|r| r.function == function)
+}
+
+/// Serves one request on a public route, its log lines in a span naming the route.
+pub async fn dispatch_public(
+    state: &AppState,
+    route: &PublicRoute,
+    req: Request,
+) -> Response<Body> {
+    let span = tracing::info_span!("request", route = route.function);
+    (route.handler)(state, req).instrument(span).await
+}
+
 /// Routes whose function holds no storage permission at all (permissions.yaml): when the
 /// authorizer deferred the key's check, they cannot make it and answer 503.
 pub const WITHOUT_STORAGE: &[&str] = &["get_me"];
@@ -222,7 +270,8 @@ pub async fn dispatch(state: &AppState, route: &Route, req: Request) -> Response
                     .headers()
                     .get("authorization")
                     .and_then(|v| v.to_str().ok());
-                AuthContext::from_fields(&crate::auth::authorize(&*state.store, header).await?)?
+                let context = crate::auth::authorize(&*state.store, &state.tokens, header).await?;
+                AuthContext::from_fields(&context)?
             } else {
                 AuthContext::from_request(&req)?
             };
@@ -334,6 +383,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tokens_context_past_its_expiry_is_401_even_from_the_gateways_cache() {
+        let state = state().await;
+        let route = route("get_me").unwrap();
+        let now = chrono::Utc::now().timestamp();
+        for (expires_at, status) in [
+            (json!(now + 60), 200),
+            (json!(now - 1), 401),
+            (json!((now + 60).to_string()), 200),
+            (json!("soon"), 401),
+        ] {
+            let mut context = caller("webhooks:read");
+            context["expires_at"] = expires_at.clone();
+            let response = dispatch(&state, route, request("GET", "/v1/me", context, None)).await;
+            assert_eq!(response.status(), status, "{expires_at}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_missing_scope_is_403_before_the_handler_runs() {
         let state = state().await;
         let route = route("create_webhook").unwrap();
@@ -414,12 +481,18 @@ mod tests {
 
     #[test]
     fn every_function_is_registered_once() {
-        let mut names: Vec<_> = ROUTES.iter().map(|r| r.function).collect();
+        let mut names: Vec<_> = ROUTES
+            .iter()
+            .map(|r| r.function)
+            .chain(PUBLIC_ROUTES.iter().map(|r| r.function))
+            .collect();
         names.sort();
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
         assert!(route("get_me").is_some());
         assert!(route("nope").is_none());
+        assert!(public_route("issue_token").is_some());
+        assert!(public_route("get_me").is_none());
     }
 }

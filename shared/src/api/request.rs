@@ -17,6 +17,9 @@ pub const MAX_BODY_BYTES: usize = 200 * 1024;
 pub const CONTEXT_TENANT_ID: &str = "tenant_id";
 pub const CONTEXT_KEY_ID: &str = "key_id";
 pub const CONTEXT_SCOPES: &str = "scopes";
+/// An access token's expiry (Unix seconds): API Gateway may cache the authorizer's answer
+/// past it, so the route checks it too.
+pub const CONTEXT_EXPIRES_AT: &str = "expires_at";
 /// Set by the authorizer when it could not read storage: the route checks the key itself.
 pub const CONTEXT_DEFERRED: &str = "auth_deferred";
 
@@ -44,6 +47,20 @@ impl AuthContext {
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
         };
+        // A number, or its text should a gateway pass context values as strings; an expiry
+        // that cannot be read is no grant.
+        let expires_at = fields.get(CONTEXT_EXPIRES_AT).map(|v| match v {
+            Value::String(text) => text.parse::<i64>().ok(),
+            other => other.as_i64(),
+        });
+        let expired = match expires_at {
+            None => false,
+            Some(None) => true,
+            Some(Some(exp)) => exp <= chrono::Utc::now().timestamp(),
+        };
+        if expired {
+            return Err(ApiError::unauthorized());
+        }
         match (text(CONTEXT_TENANT_ID), text(CONTEXT_KEY_ID)) {
             (Some(tenant_id), Some(key_id)) => Ok(AuthContext {
                 tenant_id: tenant_id.to_string(),

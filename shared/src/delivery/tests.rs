@@ -129,6 +129,11 @@ async fn world() -> World {
         transport: transport.clone(),
         sealer: Arc::new(Sealer::new(Arc::new(MemoryKeyring::new()))),
         warm: Arc::default(),
+        tokens: Arc::new(crate::tokens::Tokens::new(
+            Arc::new(crate::tokens::NoSigner),
+            "urn:test",
+            "urn:test:api",
+        )),
     };
     for name in ["user.created", "invoice.paid"] {
         let et = EventType {

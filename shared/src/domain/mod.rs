@@ -1,6 +1,7 @@
-//! The domain: API keys and scopes, event types, webhooks, and the validation rules of SPEC §3.
+//! The domain: API keys and scopes, OAuth2 clients, event types, webhooks, and the validation rules of SPEC §3.
 
 pub mod api_key;
+pub mod client;
 pub mod delivery;
 pub mod event;
 pub mod event_type;

@@ -15,6 +15,7 @@ use super::{
     StoreError, StoreResult, Stored, TenantView, WebhookStore,
 };
 use crate::domain::api_key::{ApiKey, KeyGrant};
+use crate::domain::client::OAuthClient;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
@@ -30,6 +31,7 @@ fn key(tenant_id: &str, id: &str) -> Key {
 #[derive(Default)]
 struct Tables {
     api_keys: BTreeMap<String, ApiKey>,
+    clients: BTreeMap<String, OAuthClient>,
     event_types: BTreeMap<Key, EventType>,
     webhooks: BTreeMap<Key, Webhook>,
     events: BTreeMap<Key, Event>,
@@ -142,6 +144,36 @@ impl KeyStore for MemoryStore {
         };
         key.revoked_at.get_or_insert_with(crate::domain::now);
         Ok(Some(key.clone()))
+    }
+
+    async fn put_client(&self, client: &OAuthClient) -> StoreResult<()> {
+        self.tables()?
+            .clients
+            .insert(client.client_id.clone(), client.clone());
+        Ok(())
+    }
+
+    async fn find_client(&self, client_id: &str) -> StoreResult<Option<OAuthClient>> {
+        Ok(self.tables()?.clients.get(client_id).cloned())
+    }
+
+    async fn list_clients(&self, tenant_id: &str) -> StoreResult<Vec<OAuthClient>> {
+        Ok(self
+            .tables()?
+            .clients
+            .values()
+            .filter(|c| c.tenant_id == tenant_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn revoke_client(&self, client_id: &str) -> StoreResult<Option<OAuthClient>> {
+        let mut tables = self.tables()?;
+        let Some(client) = tables.clients.get_mut(client_id) else {
+            return Ok(None);
+        };
+        client.revoked_at.get_or_insert_with(crate::domain::now);
+        Ok(Some(client.clone()))
     }
 }
 

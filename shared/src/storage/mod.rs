@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::domain::api_key::{ApiKey, KeyGrant};
+use crate::domain::client::OAuthClient;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
@@ -173,7 +174,8 @@ impl DeliveryFilter {
     }
 }
 
-/// API keys: the admin command writes them, the authorizer reads them.
+/// API keys and OAuth2 clients: the admin command writes them; the authorizer reads keys,
+/// the token endpoint clients.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// Stores a new key (its hash, never the key).
@@ -184,6 +186,14 @@ pub trait KeyStore: Send + Sync {
     async fn list_api_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKey>>;
     /// Revokes a key; `None` if no key has this id. Revoking twice is harmless.
     async fn revoke_api_key(&self, key_id: &str) -> StoreResult<Option<ApiKey>>;
+    /// Stores a new OAuth2 client (its secret's hash, never the secret).
+    async fn put_client(&self, client: &OAuthClient) -> StoreResult<()>;
+    /// A client by id, revoked or not, read consistently (a revocation holds at once).
+    async fn find_client(&self, client_id: &str) -> StoreResult<Option<OAuthClient>>;
+    /// A tenant's clients, revoked ones included, oldest first.
+    async fn list_clients(&self, tenant_id: &str) -> StoreResult<Vec<OAuthClient>>;
+    /// Revokes a client; `None` if no client has this id. Revoking twice is harmless.
+    async fn revoke_client(&self, client_id: &str) -> StoreResult<Option<OAuthClient>>;
 }
 
 /// The tenant's event-type catalogue.

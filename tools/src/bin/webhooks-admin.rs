@@ -1,5 +1,5 @@
-//! `webhooks-admin`: create, list and revoke API keys (the new key is the last line of
-//! stdout), and bring dead-lettered messages back.
+//! `webhooks-admin`: create, list and revoke API keys and OAuth2 clients (the new key or
+//! client secret is the last line of stdout), and bring dead-lettered messages back.
 
 use std::process::ExitCode;
 
@@ -15,7 +15,7 @@ use tools::local::settings::LocalSettings;
 #[derive(Parser)]
 #[command(
     name = "webhooks-admin",
-    about = "Manage the webhooks service's API keys and dead-letter queues"
+    about = "Manage the webhooks service's API keys, OAuth2 clients and dead-letter queues"
 )]
 struct Cli {
     /// Use the local stack (`make run`): AWS_ENDPOINT_URL, else the emulator on
@@ -49,6 +49,26 @@ enum Command {
         #[arg(long)]
         key_id: String,
     },
+    /// Create an OAuth2 client (client credentials grant) for a tenant; prints its
+    /// client_id, then the client_secret (shown once) as the last line.
+    CreateClient {
+        #[arg(long)]
+        tenant: String,
+        /// The most its tokens may carry (comma-separated, as for create-key).
+        #[arg(long)]
+        scopes: String,
+    },
+    /// List a tenant's OAuth2 clients (never their secrets).
+    ListClients {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke an OAuth2 client: it gets no new token. Tokens it already holds stay valid
+    /// until they expire (one hour after issue at most).
+    RevokeClient {
+        #[arg(long)]
+        client_id: String,
+    },
     /// Bring the dead-letter queues' messages back (ingest and delivery) as tasks on the
     /// delivery queue, however often the sweeper already did. Messages rejected as never
     /// processable stay unless --include-rejected. In AWS it
@@ -72,6 +92,14 @@ async fn main() -> ExitCode {
             eprintln!("webhooks-admin: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A key's or client's state, as the lists show it.
+fn status(revoked_at: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    match revoked_at {
+        Some(at) => format!("revoked {}", format_time(at)),
+        None => "active".to_string(),
     }
 }
 
@@ -99,15 +127,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 eprintln!("tenant {tenant} has no keys");
             }
             for key in keys {
-                let status = match key.revoked_at {
-                    Some(at) => format!("revoked {}", format_time(at)),
-                    None => "active".to_string(),
-                };
                 println!(
                     "{}\tcreated {}\t{}\t{}",
                     key.key_id,
                     format_time(key.created_at),
-                    status,
+                    status(key.revoked_at),
                     Scope::join(&key.scopes)
                 );
             }
@@ -115,6 +139,40 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::RevokeKey { key_id } => {
             let key = tools::admin::revoke_key(store, &key_id).await?;
             println!("revoked {} (tenant {})", key.key_id, key.tenant_id);
+        }
+        Command::CreateClient { tenant, scopes } => {
+            let scopes = Scope::parse_list(&scopes)?;
+            let (secret, client) = tools::admin::create_client(store, &tenant, scopes).await?;
+            println!("client_id: {}", client.client_id);
+            println!("tenant: {}", client.tenant_id);
+            println!("scopes: {}", Scope::join(&client.scopes));
+            eprintln!("the client_secret below is shown once; only its hash is stored");
+            println!("{secret}");
+        }
+        Command::ListClients { tenant } => {
+            let clients = tools::admin::list_clients(store, &tenant).await?;
+            if clients.is_empty() {
+                eprintln!("tenant {tenant} has no OAuth2 clients");
+            }
+            for client in clients {
+                println!(
+                    "{}\tcreated {}\t{}\t{}",
+                    client.client_id,
+                    format_time(client.created_at),
+                    status(client.revoked_at),
+                    Scope::join(&client.scopes)
+                );
+            }
+        }
+        Command::RevokeClient { client_id } => {
+            let client = tools::admin::revoke_client(store, &client_id).await?;
+            println!(
+                "revoked {} (tenant {}): it gets no new token; tokens already issued expire \
+                 within {} s",
+                client.client_id,
+                client.tenant_id,
+                shared::tokens::ACCESS_TOKEN_LIFETIME_SECONDS
+            );
         }
         Command::Redrive {
             include_rejected,

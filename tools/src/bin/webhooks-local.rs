@@ -58,6 +58,12 @@ async fn run() -> Result<(), String> {
         "Insecure targets allowed: {}",
         stack.state().config.allow_insecure_targets
     );
+    println!(
+        "OAuth2: tokens at POST {url}/v1/oauth/token (iss {}, aud {}), keys at {url}/.well-known/jwks.json; \
+         make a client with: cargo run --bin webhooks-admin -- --local create-client --tenant {DEV_TENANT} --scopes webhooks:read",
+        stack.state().config.token_issuer,
+        stack.state().config.token_audience
+    );
     println!("Try: curl -H \"Authorization: Bearer $DEV_API_KEY\" {url}/v1/me");
     println!("Dev API key (tenant {DEV_TENANT}, every scope):");
     println!("{dev_key}");

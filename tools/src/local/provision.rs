@@ -6,6 +6,8 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::template::{Template, get_att_target};
@@ -149,12 +151,12 @@ pub async fn ensure_queues(
     client: &aws_sdk_sqs::Client,
     template: &Template,
     prefix: &str,
-) -> Result<std::collections::HashMap<String, LocalQueue>, String> {
+) -> Result<HashMap<String, LocalQueue>, String> {
     use aws_sdk_sqs::types::QueueAttributeName;
     let mut specs = template.resources_of_type("AWS::SQS::Queue");
     // Dead-letter queues (no redrive policy) first: the others name their ARNs.
     specs.sort_by_key(|q| q.properties.get("RedrivePolicy").is_some());
-    let mut created = std::collections::HashMap::new();
+    let mut created = HashMap::new();
     for spec in specs {
         let name = format!("{prefix}-{}", spec.logical_id);
         let mut request = client.create_queue().queue_name(&name);
@@ -228,49 +230,57 @@ pub async fn ensure_queues(
     Ok(created)
 }
 
-/// Makes sure the template's KMS key (the one that wraps the data keys sealing webhooks'
-/// secrets) exists in the emulator, under the alias `alias/<prefix>-<LogicalId>`, so a
-/// stack that restarts against the same emulator opens what it sealed before. Returns the
-/// alias, which KMS accepts wherever a key id goes.
-pub async fn ensure_kms_key(
+/// Makes sure the template's KMS keys (the one that wraps the data keys sealing webhooks'
+/// secrets, the one that signs access tokens) exist in the emulator, each with its
+/// `KeySpec` and `KeyUsage`, under the alias `alias/<prefix>-<LogicalId>`, so a stack that
+/// restarts against the same emulator opens what it sealed and verifies what it signed
+/// before. Returns each key's alias by logical id; KMS accepts an alias wherever a key id
+/// goes.
+pub async fn ensure_kms_keys(
     client: &aws_sdk_kms::Client,
     template: &Template,
     prefix: &str,
-) -> Result<String, String> {
-    let keys = template.resources_of_type("AWS::KMS::Key");
-    let [key] = keys.as_slice() else {
-        return Err(format!(
-            "template.yaml declares {} KMS keys; the service uses exactly one",
-            keys.len()
-        ));
-    };
-    let alias = format!("alias/{prefix}-{}", key.logical_id);
-    if client.describe_key().key_id(&alias).send().await.is_ok() {
-        return Ok(alias);
+) -> Result<HashMap<String, String>, String> {
+    let mut aliases = HashMap::new();
+    for key in template.resources_of_type("AWS::KMS::Key") {
+        let alias = format!("alias/{prefix}-{}", key.logical_id);
+        if client.describe_key().key_id(&alias).send().await.is_err() {
+            create_kms_key(client, &key, &alias).await?;
+        }
+        aliases.insert(key.logical_id, alias);
     }
-    let description = key
-        .properties
-        .get("Description")
-        .and_then(Value::as_str)
-        .unwrap_or("webhooks secrets");
-    let created = client
+    Ok(aliases)
+}
+
+async fn create_kms_key(
+    client: &aws_sdk_kms::Client,
+    key: &super::template::ResourceSpec,
+    alias: &str,
+) -> Result<(), String> {
+    let property = |name: &str| key.properties.get(name).and_then(Value::as_str);
+    let mut create = client
         .create_key()
-        .description(description)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "creating the KMS key: {}",
-                aws_sdk_kms::error::DisplayErrorContext(e)
-            )
-        })?;
+        .description(property("Description").unwrap_or("webhooks"));
+    if let Some(spec) = property("KeySpec") {
+        create = create.key_spec(aws_sdk_kms::types::KeySpec::from(spec));
+    }
+    if let Some(usage) = property("KeyUsage") {
+        create = create.key_usage(aws_sdk_kms::types::KeyUsageType::from(usage));
+    }
+    let created = create.send().await.map_err(|e| {
+        format!(
+            "creating the KMS key {}: {}",
+            key.logical_id,
+            aws_sdk_kms::error::DisplayErrorContext(e)
+        )
+    })?;
     let key_id = created
         .key_metadata
         .map(|m| m.key_id)
         .ok_or("the emulator created a KMS key without an id")?;
     client
         .create_alias()
-        .alias_name(&alias)
+        .alias_name(alias)
         .target_key_id(key_id)
         .send()
         .await
@@ -280,5 +290,5 @@ pub async fn ensure_kms_key(
                 aws_sdk_kms::error::DisplayErrorContext(e)
             )
         })?;
-    Ok(alias)
+    Ok(())
 }

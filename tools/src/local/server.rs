@@ -20,16 +20,23 @@ use tokio::net::TcpListener;
 
 use super::template::{HttpRoute, Template, match_path};
 use shared::api::error::{ApiError, ErrorCode};
-use shared::api::{self, Route, error_response};
+use shared::api::{self, PublicRoute, Route, error_response};
 use shared::state::AppState;
 
 /// Lambda's limit on a synchronous invocation's payload, request and response alike.
 const MAX_LAMBDA_PAYLOAD: usize = 6 * 1024 * 1024;
 
+/// What serves a template route: a handler behind the authorizer, or a public one.
+#[derive(Clone, Copy)]
+enum Door {
+    Authorized(&'static Route),
+    Public(&'static PublicRoute),
+}
+
 /// The routes of the template, each joined to its registered handler.
 pub struct LocalApi {
     state: Arc<AppState>,
-    routes: Vec<(HttpRoute, &'static Route)>,
+    routes: Vec<(HttpRoute, Door)>,
 }
 
 impl LocalApi {
@@ -39,12 +46,19 @@ impl LocalApi {
         let routes = template
             .http_routes()?
             .into_iter()
-            .map(|r| match api::route(&r.function) {
-                Some(handler) => Ok((r, handler)),
-                None => Err(format!(
-                    "template.yaml routes {} {} to {}, which has no handler",
-                    r.method, r.path, r.function
-                )),
+            .map(|r| {
+                let door = if r.public {
+                    api::public_route(&r.function).map(Door::Public)
+                } else {
+                    api::route(&r.function).map(Door::Authorized)
+                };
+                match door {
+                    Some(door) => Ok((r, door)),
+                    None => Err(format!(
+                        "template.yaml routes {} {} to {}, which has no handler of its kind",
+                        r.method, r.path, r.function
+                    )),
+                }
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(LocalApi { state, routes })
@@ -89,13 +103,13 @@ impl LocalApi {
             }
         };
         let path = parts.uri.path();
-        let found = self.routes.iter().find_map(|(r, handler)| {
+        let found = self.routes.iter().find_map(|(r, door)| {
             (r.method == parts.method.as_str())
                 .then(|| match_path(&r.path, path))
                 .flatten()
-                .map(|params| (r, *handler, params))
+                .map(|params| (r, *door, params))
         });
-        let Some((route, handler, params)) = found else {
+        let Some((route, door, params)) = found else {
             return to_hyper(error_response(&ApiError::new(
                 ErrorCode::NotFound,
                 "no such route",
@@ -105,8 +119,19 @@ impl LocalApi {
             .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        // The authorizer as Lambda runs it: a storage failure defers the check to the route.
-        let context = shared::auth::authorizer_context(&*self.state.store, authorization).await;
+        // The authorizer as Lambda runs it, in front of every route but the public ones: a
+        // storage or key failure defers the check to the route.
+        let context = match door {
+            Door::Authorized(_) => {
+                shared::auth::authorizer_context(
+                    &*self.state.store,
+                    &self.state.tokens,
+                    authorization,
+                )
+                .await
+            }
+            Door::Public(_) => HashMap::new(),
+        };
         let event = gateway_event(&parts, &body, route, params, context);
         let request = match lambda_http::request::from_str(&event.to_string()) {
             Ok(request) => request,
@@ -115,7 +140,10 @@ impl LocalApi {
                 return to_hyper(error_response(&ApiError::internal()));
             }
         };
-        let response = api::dispatch(&self.state, handler, request).await;
+        let response = match door {
+            Door::Authorized(handler) => api::dispatch(&self.state, handler, request).await,
+            Door::Public(handler) => api::dispatch_public(&self.state, handler, request).await,
+        };
         let size = match response.body() {
             lambda_http::Body::Text(text) => text.len(),
             lambda_http::Body::Binary(data) => data.len(),

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::emulator::{Emulator, default_server_path};
 use super::pollers::{EventSource, poll};
-use super::provision::{ensure_kms_key, ensure_queues, ensure_table};
+use super::provision::{ensure_kms_keys, ensure_queues, ensure_table};
 use super::server::LocalApi;
 use super::settings::LocalSettings;
 use super::template::Template;
@@ -34,6 +34,9 @@ pub const INGEST_QUEUE: &str = "IngestQueue";
 pub const INGEST_DLQ: &str = "IngestDeadLetterQueue";
 pub const DELIVERY_QUEUE: &str = "DeliveryQueue";
 pub const DELIVERY_DLQ: &str = "DeliveryDeadLetterQueue";
+/// The template's KMS keys, by logical id.
+pub const SECRETS_KEY: &str = "SecretsKey";
+pub const TOKEN_KEY: &str = "TokenKey";
 
 impl LocalStack {
     /// Starts the emulator if needed, creates the table if missing and binds the API's port
@@ -110,14 +113,24 @@ impl LocalStack {
             "{} queues created from template.yaml",
             queues.len()
         ));
-        let key = ensure_kms_key(
+        let keys = ensure_kms_keys(
             &aws_sdk_kms::Client::new(&sdk),
             &template,
             &config.table_name,
         )
         .await?;
-        progress(&format!("secrets sealed under the KMS key {key}"));
-        config.secrets_key_id = Some(key);
+        let key_of = |logical_id: &str| {
+            keys.get(logical_id)
+                .cloned()
+                .ok_or_else(|| format!("template.yaml declares no KMS key {logical_id}"))
+        };
+        config.secrets_key_id = Some(key_of(SECRETS_KEY)?);
+        config.token_key_id = Some(key_of(TOKEN_KEY)?);
+        progress(&format!(
+            "secrets sealed under the KMS key {}, access tokens signed by {}",
+            key_of(SECRETS_KEY)?,
+            key_of(TOKEN_KEY)?
+        ));
         let state = Arc::new(AppState::new(config).await);
         let api = Arc::new(LocalApi::new(state, &template)?);
         let port = settings.port;

@@ -11,6 +11,8 @@ pub struct HttpRoute {
     pub method: String,
     pub path: String,
     pub function: String,
+    /// Outside the authorizer (`Auth: {Authorizer: NONE}`).
+    pub public: bool,
 }
 
 /// A function of the template and the binary it is built from.
@@ -96,10 +98,14 @@ impl Template {
                             format!("{}.{name}: {field} is missing", function.logical_id)
                         })
                 };
+                let authorizer = event
+                    .pointer("/Properties/Auth/Authorizer")
+                    .and_then(Value::as_str);
                 routes.push(HttpRoute {
                     method: text("Method")?.to_ascii_uppercase(),
                     path: text("Path")?,
                     function: function.binary.clone(),
+                    public: authorizer == Some("NONE"),
                 });
             }
         }
@@ -226,7 +232,8 @@ mod tests {
             vec![HttpRoute {
                 method: "GET".into(),
                 path: "/v1/me".into(),
-                function: "get_me".into()
+                function: "get_me".into(),
+                public: false,
             }]
         );
     }
@@ -283,6 +290,11 @@ mod tests {
         let mut registered: Vec<String> = shared::api::ROUTES
             .iter()
             .map(|r| r.function.to_string())
+            .chain(
+                shared::api::PUBLIC_ROUTES
+                    .iter()
+                    .map(|r| r.function.to_string()),
+            )
             .chain(NON_ROUTE_FUNCTIONS.iter().map(|f| f.to_string()))
             .collect();
         registered.sort();
@@ -308,20 +320,53 @@ mod tests {
             );
         }
 
+        for route in shared::api::PUBLIC_ROUTES {
+            let source = std::fs::read_to_string(
+                functions_dir.join(format!("src/bin/{}.rs", route.function)),
+            )
+            .unwrap();
+            let serves = format!(
+                "serve_public_route(&shared::api::public_routes::{})",
+                route.function.to_uppercase()
+            );
+            assert!(
+                source.contains(&serves),
+                "{} does not call {serves}",
+                route.function
+            );
+        }
+
+        // A route behind the authorizer has an authenticated handler, one outside it a
+        // public handler: never the other way round.
         let routes = template.http_routes().unwrap();
         for route in shared::api::ROUTES {
             assert!(
-                routes.iter().any(|r| r.function == route.function),
-                "{} has a handler but no route in template.yaml",
+                routes
+                    .iter()
+                    .any(|r| r.function == route.function && !r.public),
+                "{} has a handler but no route behind the authorizer in template.yaml",
+                route.function
+            );
+        }
+        for route in shared::api::PUBLIC_ROUTES {
+            assert!(
+                routes
+                    .iter()
+                    .any(|r| r.function == route.function && r.public),
+                "{} has a public handler but no route with Authorizer: NONE in template.yaml",
                 route.function
             );
         }
         for route in &routes {
+            let handled = if route.public {
+                shared::api::public_route(&route.function).is_some()
+            } else {
+                shared::api::route(&route.function).is_some()
+            };
             assert!(
-                shared::api::route(&route.function).is_some(),
-                "{} {} has no handler",
-                route.method,
-                route.path
+                handled,
+                "{} {} has no handler of its kind",
+                route.method, route.path
             );
         }
     }
@@ -365,6 +410,8 @@ mod tests {
         park_on: std::collections::BTreeSet<String>,
         secrets: std::collections::BTreeSet<String>,
         drain: std::collections::BTreeSet<String>,
+        client_items: std::collections::BTreeSet<String>,
+        token_key: std::collections::BTreeSet<String>,
     }
 
     fn strings(value: Option<&Value>) -> Vec<String> {
@@ -426,6 +473,7 @@ mod tests {
                         match strings(leading).as_slice() {
                             [t] if t == "T#*" => grants.tenant_items.extend(names),
                             [k] if k == "KEY#*" => grants.key_items.extend(names),
+                            [c] if c == "CLIENT#*" => grants.client_items.extend(names),
                             other => {
                                 return Err(format!(
                                     "{logical_id}: DynamoDB access on partitions {other:?}"
@@ -450,6 +498,7 @@ mod tests {
                         grants.drain.extend(resources)
                     }
                     Some("kms") if resources == ["SecretsKey"] => grants.secrets.extend(names),
+                    Some("kms") if resources == ["TokenKey"] => grants.token_key.extend(names),
                     _ => return Err(format!("{logical_id}: an unexpected statement {statement}")),
                 }
                 if service.iter().any(|s| *s != service[0]) {
@@ -491,6 +540,8 @@ mod tests {
                 park_on: list("park_on"),
                 secrets: list("secrets"),
                 drain: list("drain"),
+                client_items: list("client_items"),
+                token_key: list("token_key"),
             };
             let got = granted(&template, &function.logical_id).unwrap();
             assert_eq!(got, want, "{}", function.binary);
@@ -498,6 +549,18 @@ mod tests {
             assert!(
                 !got.key_items.iter().any(|a| writes.contains(&a.as_str())),
                 "{} may write API key items",
+                function.binary
+            );
+            assert!(
+                !got.client_items
+                    .iter()
+                    .any(|a| writes.contains(&a.as_str())),
+                "{} may write client items",
+                function.binary
+            );
+            assert!(
+                function.binary == "issue_token" || !got.token_key.contains("Sign"),
+                "{} may sign tokens: only issue_token may",
                 function.binary
             );
         }

@@ -4,6 +4,7 @@ pub mod deliveries;
 pub mod event_types;
 pub mod events;
 pub mod me;
+pub mod oauth;
 pub mod recover;
 pub mod replay;
 pub mod webhooks;

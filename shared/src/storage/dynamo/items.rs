@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::layout::*;
 use crate::domain::api_key::{ApiKey, KeyGrant, Scope};
+use crate::domain::client::OAuthClient;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
@@ -241,6 +242,39 @@ impl TryFrom<&Item> for ApiKey {
             tenant_id: a.string("tenant_id")?,
             scopes: scopes_from(&a.string("scopes")?)?,
             key_hash: a.string("key_hash")?,
+            created_at: a.time("created_at")?,
+            revoked_at: a.opt_time("revoked_at")?,
+        })
+    }
+}
+
+// ---- OAuth2 clients ----
+
+impl From<&OAuthClient> for Item {
+    /// The client: read by id at the token endpoint, listed by tenant (GSI1).
+    fn from(client: &OAuthClient) -> Item {
+        ItemBuilder::new(client_pk(&client.client_id), CLIENT_SK)
+            .string(GSI1_PK, tenant_clients_gsi_pk(&client.tenant_id))
+            .string(INDEX_SK, &client.client_id)
+            .string("client_id", &client.client_id)
+            .string("tenant_id", &client.tenant_id)
+            .string("scopes", Scope::join(&client.scopes))
+            .string("secret_hash", &client.secret_hash)
+            .time("created_at", client.created_at)
+            .opt_time("revoked_at", client.revoked_at)
+            .0
+    }
+}
+
+impl TryFrom<&Item> for OAuthClient {
+    type Error = ItemError;
+    fn try_from(item: &Item) -> Result<Self, ItemError> {
+        let a = Attrs(item);
+        Ok(OAuthClient {
+            client_id: a.string("client_id")?,
+            tenant_id: a.string("tenant_id")?,
+            scopes: scopes_from(&a.string("scopes")?)?,
+            secret_hash: a.string("secret_hash")?,
             created_at: a.time("created_at")?,
             revoked_at: a.opt_time("revoked_at")?,
         })
@@ -688,6 +722,19 @@ mod tests {
         let record = Item::from(&key);
         assert_eq!(record[GSI1_PK], s("T#acme#KEYS"));
         assert_eq!(ApiKey::try_from(&record).unwrap(), key);
+    }
+
+    #[test]
+    fn clients_are_stored_by_id_without_their_secret_and_listed_by_tenant() {
+        let (secret, mut client) =
+            crate::domain::client::generate_client("acme", vec![Scope::EventsWrite]);
+        let item = Item::from(&client);
+        assert_eq!(item[PK], s(format!("CLIENT#{}", client.client_id)));
+        assert_eq!(item[GSI1_PK], s("T#acme#CLIENTS"));
+        assert!(!format!("{item:?}").contains(&secret));
+        assert_eq!(OAuthClient::try_from(&item).unwrap(), client);
+        client.revoked_at = Some(client.created_at);
+        assert_eq!(OAuthClient::try_from(&Item::from(&client)).unwrap(), client);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | API key, looked up by the authorizer | `KEY#<sha256>` | `KEY` |
 //! | API key record (listing, revocation) | `KEYID#<key id>` | `KEYID` (GSI1: `T#<tenant>#KEYS` / id) |
+//! | OAuth2 client, read by the token endpoint | `CLIENT#<client id>` | `CLIENT` (GSI1: `T#<tenant>#CLIENTS` / id) |
 //! | webhook | `T#<tenant>` | `WH#<id>` |
 //! | URL uniqueness guard | `T#<tenant>` | `URL#<sha256(url)>` |
 //! | per-tenant counters (webhooks, event types) | `T#<tenant>` | `COUNT` |
@@ -28,8 +29,9 @@
 //!
 //! Every partition key of the table and of its indexes that holds a tenant's records starts
 //! with `T#<tenant>`, so no query can reach another tenant's items whatever id it is given.
-//! The two API key items are the exception: the authorizer finds a key by the SHA-256 of
-//! the secret itself, and the admin command a key record by its id; no route reads them.
+//! The API key and client items are the exception: the authorizer finds a key by the
+//! SHA-256 of the secret itself, the token endpoint a client by the id it presents, and the
+//! admin command a key record by its id; no other route reads them.
 //!
 //! Events, source keys and deliveries carry `expires_at` (Unix seconds) for the table's TTL.
 //! No other module spells a key: they ask this one for keys, key ranges and item kinds.
@@ -199,6 +201,19 @@ pub fn tenant_keys_gsi_pk(tenant_id: &str) -> String {
 /// The primary key of an item.
 pub fn key(pk: String, sk: impl Into<String>) -> Item {
     HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk.into()))])
+}
+
+pub fn client_pk(client_id: &str) -> String {
+    format!("CLIENT#{client_id}")
+}
+pub const CLIENT_SK: &str = "CLIENT";
+
+pub fn tenant_clients_gsi_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}#CLIENTS")
+}
+
+pub fn client_key(client_id: &str) -> Item {
+    key(client_pk(client_id), CLIENT_SK)
 }
 
 pub fn api_key_lookup_key(key_hash: &str) -> Item {

@@ -1,4 +1,4 @@
-//! What a tenant configures, on DynamoDB: API keys, the event-type catalogue and webhooks
+//! What a tenant configures, on DynamoDB: API keys and OAuth2 clients, the event-type catalogue and webhooks
 //! (each webhook created and deleted in one transaction with its URL guard, its health
 //! item and the tenant's counter). Every change of a webhook or of the catalogue bumps the
 //! tenant's version in the same transaction: the deliver function's cached view of the
@@ -18,12 +18,13 @@ use super::items::{
 };
 use super::layout::{
     self, EVENT_TYPES_COUNTER, GSI1, Item, TenantItem, VERSION_ATTR, WEBHOOKS_COUNTER,
-    api_key_lookup_key, api_key_record_key, counter_key, event_type_key, health_key, health_pk, n,
-    s, schema_key, schemas_pk, tenant_keys_gsi_pk, tenant_pk, url_guard_key, version_key,
-    webhook_key,
+    api_key_lookup_key, api_key_record_key, client_key, counter_key, event_type_key, health_key,
+    health_pk, n, s, schema_key, schemas_pk, tenant_clients_gsi_pk, tenant_keys_gsi_pk, tenant_pk,
+    url_guard_key, version_key, webhook_key,
 };
 use super::{DynamoStore, Transaction, WriteError, classify};
 use crate::domain::api_key::{ApiKey, KeyGrant};
+use crate::domain::client::OAuthClient;
 use crate::domain::event_type::EventType;
 use crate::domain::webhook::Webhook;
 use crate::storage::{
@@ -85,6 +86,61 @@ impl KeyStore for DynamoStore {
         .map_err(WriteError::unexpected)?;
         api_key.revoked_at = Some(revoked_at);
         Ok(Some(api_key))
+    }
+
+    async fn put_client(&self, client: &OAuthClient) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Item::from(client)))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await
+            .map_err(|e| match classify(e) {
+                WriteError::Condition(_) => StoreError::Other("a client id used twice".into()),
+                WriteError::Store(e) => e,
+            })?;
+        Ok(())
+    }
+
+    async fn find_client(&self, client_id: &str) -> StoreResult<Option<OAuthClient>> {
+        self.get_as(client_key(client_id), true).await
+    }
+
+    async fn list_clients(&self, tenant_id: &str) -> StoreResult<Vec<OAuthClient>> {
+        let query = self
+            .query()
+            .index_name(GSI1)
+            .key_condition_expression("GSI1PK = :pk")
+            .expression_attribute_values(":pk", s(tenant_clients_gsi_pk(tenant_id)));
+        self.query_all_as(query).await
+    }
+
+    async fn revoke_client(&self, client_id: &str) -> StoreResult<Option<OAuthClient>> {
+        // One conditional update: the first revocation's time stays, and an unknown id is
+        // not created.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(client_key(client_id)))
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":at", s(crate::domain::format_time(crate::domain::now())))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out
+                .attributes
+                .as_ref()
+                .map(OAuthClient::try_from)
+                .transpose()?),
+            Err(e) => match classify(e) {
+                WriteError::Condition(_) => Ok(None),
+                WriteError::Store(e) => Err(e),
+            },
+        }
     }
 }
 
