@@ -68,12 +68,9 @@ pub async fn authorize(
         return match tokens.verify(credential).await {
             Ok(claims) => {
                 tracing::info!(client_id = %claims.client_id, tenant_id = %claims.tenant_id, "access token accepted");
-                Ok(HashMap::from([
-                    (CONTEXT_TENANT_ID.to_string(), Value::from(claims.tenant_id)),
-                    (CONTEXT_KEY_ID.to_string(), Value::from(claims.client_id)),
-                    (CONTEXT_SCOPES.to_string(), Value::from(claims.scope)),
-                    (CONTEXT_EXPIRES_AT.to_string(), Value::from(claims.exp)),
-                ]))
+                let mut context = grant_context(claims.tenant_id, claims.client_id, claims.scope);
+                context.insert(CONTEXT_EXPIRES_AT.to_string(), Value::from(claims.exp));
+                Ok(context)
             }
             Err(VerifyError::Rejected(why)) => {
                 tracing::info!(reason = %why, "access token rejected");
@@ -87,14 +84,21 @@ pub async fn authorize(
         return Ok(HashMap::new());
     };
     tracing::info!(key_id = %grant.key_id, tenant_id = %grant.tenant_id, "API key accepted");
-    Ok(HashMap::from([
-        (CONTEXT_TENANT_ID.to_string(), Value::from(grant.tenant_id)),
-        (CONTEXT_KEY_ID.to_string(), Value::from(grant.key_id)),
-        (
-            CONTEXT_SCOPES.to_string(),
-            Value::from(Scope::join(&grant.scopes)),
-        ),
-    ]))
+    Ok(grant_context(
+        grant.tenant_id,
+        grant.key_id,
+        Scope::join(&grant.scopes),
+    ))
+}
+
+/// The context a route reads a caller from: tenant, key (or client) id, space-separated
+/// scopes.
+fn grant_context(tenant_id: String, key_id: String, scopes: String) -> HashMap<String, Value> {
+    HashMap::from([
+        (CONTEXT_TENANT_ID.to_string(), Value::from(tenant_id)),
+        (CONTEXT_KEY_ID.to_string(), Value::from(key_id)),
+        (CONTEXT_SCOPES.to_string(), Value::from(scopes)),
+    ])
 }
 
 /// The authorizer's context for an Authorization header: the credential's grant, nothing

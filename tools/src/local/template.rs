@@ -304,35 +304,22 @@ mod tests {
         );
 
         // Each route's binary serves its own route (and so links no other handler).
-        for route in shared::api::ROUTES {
-            let source = std::fs::read_to_string(
-                functions_dir.join(format!("src/bin/{}.rs", route.function)),
-            )
-            .unwrap();
-            let serves = format!(
-                "serve_route(&shared::api::routes::{})",
-                route.function.to_uppercase()
+        let doors = shared::api::ROUTES
+            .iter()
+            .map(|r| (r.function, "serve_route(&shared::api::routes"))
+            .chain(
+                shared::api::PUBLIC_ROUTES
+                    .iter()
+                    .map(|r| (r.function, "serve_public_route(&shared::api::public_routes")),
             );
+        for (function, door) in doors {
+            let source =
+                std::fs::read_to_string(functions_dir.join(format!("src/bin/{function}.rs")))
+                    .unwrap();
+            let serves = format!("{door}::{})", function.to_uppercase());
             assert!(
                 source.contains(&serves),
-                "{} does not call {serves}",
-                route.function
-            );
-        }
-
-        for route in shared::api::PUBLIC_ROUTES {
-            let source = std::fs::read_to_string(
-                functions_dir.join(format!("src/bin/{}.rs", route.function)),
-            )
-            .unwrap();
-            let serves = format!(
-                "serve_public_route(&shared::api::public_routes::{})",
-                route.function.to_uppercase()
-            );
-            assert!(
-                source.contains(&serves),
-                "{} does not call {serves}",
-                route.function
+                "{function} does not call {serves}"
             );
         }
 

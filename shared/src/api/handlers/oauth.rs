@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use lambda_http::http::HeaderMap;
+use lambda_http::http::{HeaderMap, HeaderValue};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
@@ -79,11 +79,11 @@ impl OAuthError {
             OAuthError::InvalidClient => {
                 headers.insert(
                     "www-authenticate",
-                    r#"Basic realm="webhooks""#.parse().expect("a static header"),
+                    HeaderValue::from_static(r#"Basic realm="webhooks""#),
                 );
             }
             OAuthError::Unavailable => {
-                headers.insert("retry-after", "2".parse().expect("a static header"));
+                headers.insert("retry-after", HeaderValue::from_static("2"));
             }
             _ => {}
         }
@@ -125,11 +125,8 @@ impl From<KeyError> for OAuthError {
 fn token_response(status: u16, body: &Value) -> Response<Body> {
     let mut response = json_response(status, body, None);
     let headers = response.headers_mut();
-    headers.insert(
-        "cache-control",
-        "no-store".parse().expect("a static header"),
-    );
-    headers.insert("pragma", "no-cache".parse().expect("a static header"));
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    headers.insert("pragma", HeaderValue::from_static("no-cache"));
     response
 }
 
@@ -321,7 +318,7 @@ pub async fn get_jwks(state: &AppState, _req: Request) -> Response<Body> {
             let mut response = json_response(200, &jwks, None);
             response.headers_mut().insert(
                 "cache-control",
-                "public, max-age=300".parse().expect("a static header"),
+                HeaderValue::from_static("public, max-age=300"),
             );
             response
         }
