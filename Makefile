@@ -6,15 +6,16 @@ SAM_VENV := .venv-sam
 FUZZ_VENV := .venv-fuzz
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test bench load fuzz lint fmt emulator build template-lint sam-build clean
+.PHONY: run test bench load fuzz lint fmt emulator browser build template-lint sam-build clean
 
 ## The whole service on 127.0.0.1:$${PORT:-3000}, with the local AWS emulator. Ctrl-C stops it.
 run: emulator
 	cargo build -p tools --bin webhooks-local
 	./target/debug/webhooks-local
 
-## Every test: unit, handler and end-to-end (against the emulator on a free port).
-test: emulator
+## Every test: unit, handler and end-to-end (against the emulator on a free port), the
+## portal's in headless Chromium (installed from Debian's packages when missing).
+test: emulator browser
 	cargo build --workspace --bins --tests
 	rm -f target/e2e-service.log target/e2e-secrets.txt
 	./scripts/with-emulator cargo test --workspace -- --test-threads 8
@@ -47,6 +48,10 @@ lint: template-lint
 
 fmt:
 	cargo fmt --all
+
+## Debian's chromium and chromium-driver, for the portal's browser tests.
+browser:
+	./scripts/install-browser
 
 ## The local AWS emulator (moto's server mode) in the ignored .venv/.
 emulator: $(EMULATOR)

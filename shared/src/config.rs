@@ -45,6 +45,9 @@ pub struct Config {
     pub token_issuer: String,
     /// Access tokens' `aud` (`TOKEN_AUDIENCE`, default `urn:webhooks:api`).
     pub token_audience: String,
+    /// Where portal session links point (`PORTAL_URL`, e.g. `https://hooks.example.com/portal`):
+    /// by default the address the session was asked on, plus `/portal`.
+    pub portal_url: Option<String>,
     /// Waits between attempts (`RETRY_SCHEDULE`, default `5s,5m,30m,2h,5h,10h,10h`).
     pub retry_schedule: RetrySchedule,
     /// How long a message the sweeper brings back from a dead-letter queue waits before it
@@ -177,6 +180,18 @@ impl Config {
             token_key_id: get("TOKEN_KEY_ID"),
             token_issuer: get("TOKEN_ISSUER").unwrap_or_else(|| DEFAULT_TOKEN_ISSUER.into()),
             token_audience: get("TOKEN_AUDIENCE").unwrap_or_else(|| DEFAULT_TOKEN_AUDIENCE.into()),
+            portal_url: match get("PORTAL_URL") {
+                Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                    Some(url.trim().trim_end_matches('/').to_string())
+                }
+                Some(url) => {
+                    return Err(ConfigError {
+                        variable: "PORTAL_URL",
+                        reason: format!("expected an http(s) address, got {url:?}"),
+                    });
+                }
+                None => None,
+            },
             retry_schedule: match get("RETRY_SCHEDULE") {
                 Some(text) => RetrySchedule::parse(&text).map_err(|reason| ConfigError {
                     variable: "RETRY_SCHEDULE",

@@ -25,6 +25,7 @@ pub enum IdKind {
     Delivery,
     ApiKey,
     Client,
+    PortalSession,
 }
 
 impl IdKind {
@@ -35,6 +36,7 @@ impl IdKind {
             IdKind::Delivery => "dlv_",
             IdKind::ApiKey => "key_",
             IdKind::Client => "cli_",
+            IdKind::PortalSession => "ps_",
         }
     }
 

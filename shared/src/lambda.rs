@@ -64,6 +64,15 @@ pub async fn serve_public_route(route: &'static api::PublicRoute) -> Result<(), 
     .await
 }
 
+/// Serves fixed files on Lambda (the portal): no settings, no AWS client.
+pub async fn serve_asset_route(route: &'static api::AssetRoute) -> Result<(), Error> {
+    init_tracing();
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(api::dispatch_asset(route, &req))
+    }))
+    .await
+}
+
 /// Serves the API Gateway Lambda authorizer.
 pub async fn serve_authorizer() -> Result<(), Error> {
     init_tracing();

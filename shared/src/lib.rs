@@ -31,6 +31,7 @@ pub mod ids;
 pub mod lambda;
 pub mod netguard;
 pub mod page;
+pub mod portal;
 pub mod queue;
 pub mod secrets;
 pub mod signing;

@@ -15,6 +15,7 @@ mod faults;
 mod hardening;
 mod listing;
 mod oauth;
+mod portal;
 mod receiver;
 mod storage_faults;
 mod utils;

@@ -152,7 +152,7 @@ async fn signed_with(stack: &Stack, header: Value, claims: Value) -> String {
 }
 
 /// One of a token's JSON parts: 0 the header, 1 the claims.
-fn part_of(token: &str, n: usize) -> Value {
+pub(crate) fn part_of(token: &str, n: usize) -> Value {
     let part = token.split('.').nth(n).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }

@@ -66,7 +66,7 @@ macro_rules! route {
 /// handler alone needs, such as the JSON Schema validator, stays out of the rest).
 pub mod routes {
     use super::Route;
-    use super::handlers::{deliveries, event_types, events, me, recover, replay, webhooks};
+    use super::handlers::{deliveries, event_types, events, me, portal, recover, replay, webhooks};
     use crate::domain::api_key::Scope::*;
 
     pub static GET_ME: Route = route!("get_me", None, me::get_me);
@@ -162,6 +162,11 @@ pub mod routes {
         Some(EventsWrite),
         deliveries::retry_delivery
     );
+    pub static CREATE_PORTAL_SESSION: Route = route!(
+        "create_portal_session",
+        Some(WebhooksWrite),
+        portal::create_portal_session
+    );
 }
 
 /// Every API route. A test checks this list, template.yaml and `functions/` agree.
@@ -190,6 +195,7 @@ pub static ROUTES: &[&Route] = &[
     &routes::LIST_DELIVERIES,
     &routes::GET_DELIVERY,
     &routes::RETRY_DELIVERY,
+    &routes::CREATE_PORTAL_SESSION,
 ];
 
 pub type PublicFuture<'a> = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
@@ -238,6 +244,40 @@ pub async fn dispatch_public(
 ) -> Response<Body> {
     let span = tracing::info_span!("request", route = route.function);
     (route.handler)(state, req).instrument(span).await
+}
+
+/// A route that serves fixed files and needs no state at all (the portal's page and
+/// script): its binary links neither storage nor KMS.
+pub struct AssetRoute {
+    pub function: &'static str,
+    pub handler: fn(&Request) -> Response<Body>,
+}
+
+/// The asset routes, one static each, as [`routes`].
+pub mod asset_routes {
+    use super::AssetRoute;
+
+    pub static PORTAL: AssetRoute = AssetRoute {
+        function: "portal",
+        handler: crate::portal::serve,
+    };
+}
+
+/// Every asset route. The same test as for [`ROUTES`] checks these.
+pub static ASSET_ROUTES: &[&AssetRoute] = &[&asset_routes::PORTAL];
+
+/// The asset route served by a function, by name.
+pub fn asset_route(function: &str) -> Option<&'static AssetRoute> {
+    ASSET_ROUTES
+        .iter()
+        .copied()
+        .find(|r| r.function == function)
+}
+
+/// Serves one request on an asset route, its log lines in a span naming the route.
+pub fn dispatch_asset(route: &AssetRoute, req: &Request) -> Response<Body> {
+    let _span = tracing::info_span!("request", route = route.function).entered();
+    (route.handler)(req)
 }
 
 /// Routes whose function holds no storage permission at all (permissions.yaml): when the
@@ -485,6 +525,7 @@ mod tests {
             .iter()
             .map(|r| r.function)
             .chain(PUBLIC_ROUTES.iter().map(|r| r.function))
+            .chain(ASSET_ROUTES.iter().map(|r| r.function))
             .collect();
         names.sort();
         let before = names.len();
@@ -494,5 +535,7 @@ mod tests {
         assert!(route("nope").is_none());
         assert!(public_route("issue_token").is_some());
         assert!(public_route("get_me").is_none());
+        assert!(asset_route("portal").is_some());
+        assert!(asset_route("issue_token").is_none());
     }
 }

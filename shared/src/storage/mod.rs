@@ -137,6 +137,8 @@ impl EventFilter {
 #[derive(Clone, Debug, Default)]
 pub struct DeliveryFilter {
     pub webhook_id: Option<String>,
+    /// One event's deliveries.
+    pub event_id: Option<String>,
     pub event_type: Option<String>,
     pub status: Option<DeliveryStatus>,
     pub from: Option<DateTime<Utc>>,
@@ -171,6 +173,7 @@ impl DeliveryFilter {
         self.status.is_none_or(|s| d.status == s)
             && self.event_type.as_ref().is_none_or(|t| &d.event_type == t)
             && self.webhook_id.as_ref().is_none_or(|w| &d.webhook_id == w)
+            && self.event_id.as_ref().is_none_or(|e| &d.event_id == e)
     }
 }
 

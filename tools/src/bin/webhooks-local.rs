@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use shared::api::handlers::portal;
 use shared::config::{Config, Mode};
 use shared::domain::api_key::generate_key;
 use tools::local::settings::LocalSettings;
@@ -63,6 +64,25 @@ async fn run() -> Result<(), String> {
          make a client with: cargo run --bin webhooks-admin -- --local create-client --tenant {DEV_TENANT} --scopes webhooks:read",
         stack.state().config.token_issuer,
         stack.state().config.token_audience
+    );
+    let portal = format!("{url}/portal");
+    match portal::open_session(
+        &stack.state().tokens,
+        DEV_TENANT,
+        false,
+        portal::MAX_SESSION_SECONDS,
+    )
+    .await
+    {
+        Ok(session) => println!(
+            "Portal (tenant {DEV_TENANT}, for a day): open {}",
+            portal::session_url(&portal, &session.token)
+        ),
+        Err(e) => eprintln!("webhooks-local: no portal link ({e})"),
+    }
+    println!(
+        "  another link: curl -X POST -H \"Authorization: Bearer $DEV_API_KEY\" {url}/v1/portal-sessions \
+         -d '{{\"read_only\": true}}' (then open its \"url\")"
     );
     println!("Try: curl -H \"Authorization: Bearer $DEV_API_KEY\" {url}/v1/me");
     println!("Dev API key (tenant {DEV_TENANT}, every scope):");

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 use super::template::{HttpRoute, Template, match_path};
 use shared::api::error::{ApiError, ErrorCode};
-use shared::api::{self, PublicRoute, Route, error_response};
+use shared::api::{self, AssetRoute, PublicRoute, Route, error_response};
 use shared::state::AppState;
 
 /// Lambda's limit on a synchronous invocation's payload, request and response alike.
@@ -31,6 +31,7 @@ const MAX_LAMBDA_PAYLOAD: usize = 6 * 1024 * 1024;
 enum Door {
     Authorized(&'static Route),
     Public(&'static PublicRoute),
+    Asset(&'static AssetRoute),
 }
 
 /// The routes of the template, each joined to its registered handler.
@@ -48,7 +49,9 @@ impl LocalApi {
             .into_iter()
             .map(|r| {
                 let door = if r.public {
-                    api::public_route(&r.function).map(Door::Public)
+                    api::public_route(&r.function)
+                        .map(Door::Public)
+                        .or_else(|| api::asset_route(&r.function).map(Door::Asset))
                 } else {
                     api::route(&r.function).map(Door::Authorized)
                 };
@@ -130,7 +133,7 @@ impl LocalApi {
                 )
                 .await
             }
-            Door::Public(_) => HashMap::new(),
+            Door::Public(_) | Door::Asset(_) => HashMap::new(),
         };
         let event = gateway_event(&parts, &body, route, params, context);
         let request = match lambda_http::request::from_str(&event.to_string()) {
@@ -143,6 +146,7 @@ impl LocalApi {
         let response = match door {
             Door::Authorized(handler) => api::dispatch(&self.state, handler, request).await,
             Door::Public(handler) => api::dispatch_public(&self.state, handler, request).await,
+            Door::Asset(handler) => api::dispatch_asset(handler, &request),
         };
         let size = match response.body() {
             lambda_http::Body::Text(text) => text.len(),
@@ -180,6 +184,8 @@ fn gateway_event(
             }
         }
     }
+    // As API Gateway does: the scheme the client used (plain HTTP here).
+    headers.insert("x-forwarded-proto".into(), Value::String("http".into()));
     let raw_query = parts.uri.query().unwrap_or("");
     let mut query: serde_json::Map<String, Value> = serde_json::Map::new();
     for (k, v) in url::form_urlencoded::parse(raw_query.as_bytes()) {

@@ -178,7 +178,9 @@ fn yaml_to_json(value: serde_yaml_ng::Value) -> Value {
     }
 }
 
-/// A route's path pattern matched against a request path: the path parameters, if it matches.
+/// A route's path pattern matched against a request path: the path parameters, if it
+/// matches. A last segment `{name+}` (API Gateway's greedy parameter) takes the rest of
+/// the path, at least one segment.
 pub fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
     let mut params = Vec::new();
     let mut want = pattern.trim_matches('/').split('/');
@@ -187,7 +189,14 @@ pub fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
         match (want.next(), got.next()) {
             (None, None) => return Some(params),
             (Some(w), Some(g)) => {
-                if let Some(name) = w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+                if let Some(name) = w.strip_prefix('{').and_then(|w| w.strip_suffix("+}")) {
+                    if g.is_empty() || want.next().is_some() {
+                        return None;
+                    }
+                    let rest: Vec<&str> = std::iter::once(g).chain(got).collect();
+                    params.push((name.to_string(), rest.join("/")));
+                    return Some(params);
+                } else if let Some(name) = w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
                     if g.is_empty() {
                         return None;
                     }
@@ -219,6 +228,13 @@ mod tests {
         assert_eq!(match_path("/v1/webhooks/{id}", "/v1/webhooks/"), None);
         assert_eq!(match_path("/v1/webhooks/{id}", "/v1/webhooks/a/b"), None);
         assert_eq!(match_path("/v1/me", "/v1/you"), None);
+        assert_eq!(
+            match_path("/portal/{proxy+}", "/portal/assets/app.js"),
+            Some(vec![("proxy".into(), "assets/app.js".into())])
+        );
+        assert_eq!(match_path("/portal/{proxy+}", "/portal"), None);
+        assert_eq!(match_path("/portal/{proxy+}", "/portal/"), None);
+        assert_eq!(match_path("/portal", "/portal/"), Some(vec![]));
     }
 
     #[test]
@@ -295,6 +311,11 @@ mod tests {
                     .iter()
                     .map(|r| r.function.to_string()),
             )
+            .chain(
+                shared::api::ASSET_ROUTES
+                    .iter()
+                    .map(|r| r.function.to_string()),
+            )
             .chain(NON_ROUTE_FUNCTIONS.iter().map(|f| f.to_string()))
             .collect();
         registered.sort();
@@ -311,6 +332,11 @@ mod tests {
                 shared::api::PUBLIC_ROUTES
                     .iter()
                     .map(|r| (r.function, "serve_public_route(&shared::api::public_routes")),
+            )
+            .chain(
+                shared::api::ASSET_ROUTES
+                    .iter()
+                    .map(|r| (r.function, "serve_asset_route(&shared::api::asset_routes")),
             );
         for (function, door) in doors {
             let source =
@@ -335,18 +361,20 @@ mod tests {
                 route.function
             );
         }
-        for route in shared::api::PUBLIC_ROUTES {
+        let public = shared::api::PUBLIC_ROUTES
+            .iter()
+            .map(|r| r.function)
+            .chain(shared::api::ASSET_ROUTES.iter().map(|r| r.function));
+        for function in public {
             assert!(
-                routes
-                    .iter()
-                    .any(|r| r.function == route.function && r.public),
-                "{} has a public handler but no route with Authorizer: NONE in template.yaml",
-                route.function
+                routes.iter().any(|r| r.function == function && r.public),
+                "{function} has a public handler but no route with Authorizer: NONE in template.yaml"
             );
         }
         for route in &routes {
             let handled = if route.public {
                 shared::api::public_route(&route.function).is_some()
+                    || shared::api::asset_route(&route.function).is_some()
             } else {
                 shared::api::route(&route.function).is_some()
             };
@@ -546,16 +574,18 @@ mod tests {
                 function.binary
             );
             assert!(
-                function.binary == "issue_token" || !got.token_key.contains("Sign"),
-                "{} may sign tokens: only issue_token may",
+                ["issue_token", "create_portal_session"].contains(&function.binary.as_str())
+                    || !got.token_key.contains("Sign"),
+                "{} may sign tokens: only issue_token and create_portal_session may",
                 function.binary
             );
         }
-        let get_me = &expected["get_me"];
-        assert!(
-            get_me.as_object().unwrap().is_empty(),
-            "get_me needs no access"
-        );
+        for function in ["get_me", "portal"] {
+            assert!(
+                expected[function].as_object().unwrap().is_empty(),
+                "{function} needs no access"
+            );
+        }
         let authorizer = granted(&template, "AuthorizerFunction").unwrap();
         assert!(
             authorizer.tenant_items.is_empty(),

@@ -53,8 +53,18 @@ pub async fn list_deliveries(state: &AppState, call: Call) -> ApiResult<Reply> {
             })
         })
         .transpose()?;
+    let event_id = call.query("event_id");
+    if let Some(id) = &event_id
+        && !IdKind::Event.is_valid(id)
+    {
+        return Err(ApiError::invalid_field(
+            "event_id",
+            "event_id must be an event id",
+        ));
+    }
     let filter = DeliveryFilter {
         webhook_id,
+        event_id,
         event_type,
         status,
         from: time_filter(&call, "from")?,

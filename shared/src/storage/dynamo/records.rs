@@ -511,13 +511,37 @@ impl DeliveryStore for DynamoStore {
         filter: &DeliveryFilter,
         request: &PageRequest,
     ) -> StoreResult<Page<Delivery>> {
-        let (lower, upper) = delivery_sk_range(filter.from, filter.to);
-        let shards = Shards {
-            partitions: (0..DELIVERY_SHARDS)
-                .map(|i| deliveries_pk(tenant_id, i))
-                .collect(),
-            lower,
-            upper,
+        let shards = match filter
+            .event_id
+            .as_deref()
+            .and_then(|id| crate::ids::id_time(id).map(|at| (id, at)))
+        {
+            // One event's deliveries share its shard and its id's millisecond: one
+            // partition, one narrow range.
+            Some((event_id, at)) => {
+                let (lower, upper) = delivery_sk_range(
+                    Some(filter.from.map_or(at, |f| f.max(at))),
+                    Some(filter.to.map_or(at, |t| t.min(at))),
+                );
+                Shards {
+                    partitions: vec![deliveries_pk(
+                        tenant_id,
+                        delivery_shard(&delivery_id(event_id, "")),
+                    )],
+                    lower,
+                    upper,
+                }
+            }
+            None => {
+                let (lower, upper) = delivery_sk_range(filter.from, filter.to);
+                Shards {
+                    partitions: (0..DELIVERY_SHARDS)
+                        .map(|i| deliveries_pk(tenant_id, i))
+                        .collect(),
+                    lower,
+                    upper,
+                }
+            }
         };
         list_sharded(self, &shards, request, ReadBudget::default(), |item| {
             let d = Delivery::try_from(item)?;
