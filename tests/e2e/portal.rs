@@ -10,7 +10,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::elements::Element;
+use fantoccini::key::Key;
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -162,6 +164,23 @@ impl Page {
         el.send_keys(text).await.unwrap();
     }
 
+    /// Presses a key, wherever the focus is.
+    async fn press(&self, key: Key) {
+        let key = char::from(key);
+        let keys = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.browser.perform_actions(keys).await.unwrap();
+    }
+
+    /// The text of the element that has the focus.
+    async fn focused(&self) -> String {
+        let text = self
+            .run("const e = document.activeElement; return e ? e.textContent.trim() : '';")
+            .await;
+        text.as_str().unwrap_or_default().to_string()
+    }
+
     async fn enabled(&self, css: &str) -> bool {
         self.find(css).await.is_enabled().await.unwrap()
     }
@@ -262,6 +281,20 @@ async fn a_session_link_manages_webhooks_and_deliveries_in_a_real_browser() {
     );
     page.wait_text(".empty", "No webhooks yet").await;
     page.screenshot("empty").await;
+
+    // By keyboard: the skip link first, then the sections; Enter opens one.
+    page.press(Key::Tab).await;
+    assert_eq!(page.focused().await, "Skip to content");
+    page.press(Key::Tab).await;
+    assert_eq!(page.focused().await, "Webhooks");
+    page.press(Key::Tab).await;
+    assert_eq!(page.focused().await, "Deliveries");
+    page.press(Key::Enter).await;
+    page.wait_text("h1", "Deliveries").await;
+    page.wait_text(".empty", "No deliveries yet: send a test")
+        .await;
+    page.click("#nav a[href=webhooks]").await;
+    page.wait_text(".empty", "No webhooks yet").await;
 
     // A webhook through the form: the API's message shows next to the field at fault.
     page.click("[data-action=new-webhook]").await;
@@ -404,6 +437,95 @@ async fn a_session_link_manages_webhooks_and_deliveries_in_a_real_browser() {
     page.wait_text("#webhook-status", "paused").await;
     let paused = tenant.get(&format!("/v1/webhooks/{webhook_id}")).await;
     assert_eq!(paused.body["status"], "paused");
+    page.click("[data-action=unpause]").await;
+    page.wait_text("#flash", "Unpaused: 0 buffered deliveries")
+        .await;
+    page.wait_text("#webhook-status", "active").await;
+
+    // Settings saved from the form: the limit and the filter cleared; Basic credentials set.
+    page.fill("[data-field=rate_limit]", "").await;
+    page.fill("[data-field=filter]", "").await;
+    page.fill("[data-field=name]", "Portal hook, renamed").await;
+    page.click("[data-action=save-webhook]").await;
+    page.wait_text("#flash", "Saved").await;
+    let saved = tenant.get(&format!("/v1/webhooks/{webhook_id}")).await;
+    assert_eq!(saved.body["rate_limit"], Value::Null, "{}", saved.body);
+    assert_eq!(saved.body["filter"], Value::Null);
+    assert_eq!(saved.body["name"], "Portal hook, renamed");
+    assert_eq!(saved.body["headers"], json!({"X-Team": "growth-squad"}));
+    page.fill("[data-field=username]", "portal-user").await;
+    page.fill("[data-field=password]", "correct-horse-battery")
+        .await;
+    remember_secret("correct-horse-battery");
+    page.click("[data-action=save-auth]").await;
+    page.wait_text("#flash", "Basic authentication saved").await;
+    let saved = tenant.get(&format!("/v1/webhooks/{webhook_id}")).await;
+    assert_eq!(saved.body["auth"]["username"], "portal-user");
+
+    // Recover failed deliveries since a day ago (there are none: the request is accepted).
+    page.click("[data-action=recover]").await;
+    page.wait_text("#flash", "Recovering failed deliveries since")
+        .await;
+
+    // Replay the event to this webhook: a second delivery of it.
+    page.browser
+        .goto(&format!("{}/portal/events/{}", stack.url, id(&event)))
+        .await
+        .unwrap();
+    page.find("section[aria-labelledby=replay-h] select")
+        .await
+        .select_by_value(&webhook_id)
+        .await
+        .unwrap();
+    page.click("[data-action=replay]").await;
+    page.wait_text("#flash", "Replayed: 1 new delivery queued")
+        .await;
+    receiver
+        .wait_for("/portal-hook", 3, Duration::from_secs(10))
+        .await;
+
+    // A list longer than a page pages with the API's cursors; filters stay in the address.
+    for n in 0..20 {
+        tenant.publish("invoice.paid", json!({"n": n})).await;
+    }
+    page.click("#nav a[href=events]").await;
+    page.wait_text("h1", "Events").await;
+    page.find("a[rel=next]").await;
+    let first = page
+        .browser
+        .find_all(Locator::Css("tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 20);
+    page.click("a[rel=next]").await;
+    page.wait_text("tbody", "user.created").await;
+    let second = page
+        .browser
+        .find_all(Locator::Css("tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1, "21 events: 20, then 1");
+    page.find("a[rel=prev]").await;
+    page.click("#nav a[href=deliveries]").await;
+    page.find("select[name=status]")
+        .await
+        .select_by_value("succeeded")
+        .await
+        .unwrap();
+    page.wait_text("h1", "Deliveries").await;
+    let deadline = Instant::now() + WAIT;
+    while !page
+        .address()
+        .await
+        .ends_with("deliveries?status=succeeded")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the filter never reached the address"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    page.find("tr[data-delivery]").await;
 
     page.click("#nav a[href=webhooks]").await;
     page.wait_text("td.rate", "100%").await;
