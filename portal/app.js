@@ -100,14 +100,23 @@
     return h('a', Object.assign({ href: path, 'data-nav': true }, attrs || {}), text);
   }
 
-  /** A button; read-only sessions get it disabled, with the reason on hover. */
+  /** Whether the session holds a scope. */
+  function can(scope) {
+    return session.scopes.includes(scope);
+  }
+
+  /**
+   * A button for a change that needs `attrs.scope` (default webhooks:write; none with
+   * `reads`); a session without it gets the button disabled, with the reason on hover.
+   */
   function action(label, onclick, attrs) {
-    const writes = !(attrs && attrs.reads);
     const a = Object.assign({ type: 'button', onclick }, attrs || {});
+    const scope = a.reads ? null : a.scope || 'webhooks:write';
     delete a.reads;
-    if (writes && session.readOnly) {
+    delete a.scope;
+    if (scope && !can(scope)) {
       a.disabled = true;
-      a.title = 'This session is read-only';
+      a.title = session.readOnly ? 'This session is read-only' : `This session lacks ${scope}`;
     }
     return h('button', a, label);
   }
@@ -671,9 +680,10 @@
     ];
   }
 
-  function formShell(label, onsubmit, ...content) {
+  /** A form for a change that needs `scope`; disabled for a session without it. */
+  function formShell(label, onsubmit, scope) {
     const form = h('form', { class: 'card form', 'aria-label': label, novalidate: true });
-    const fieldset = h('fieldset', { disabled: session.readOnly }, h('p', { class: 'form-error', role: 'alert', tabindex: '-1', hidden: true }));
+    const fieldset = h('fieldset', { disabled: !can(scope || 'webhooks:write') }, h('p', { class: 'form-error', role: 'alert', tabindex: '-1', hidden: true }));
     form.append(fieldset);
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
@@ -692,7 +702,7 @@
         }
       });
     });
-    return { form, fieldset, content };
+    return { form, fieldset };
   }
 
   async function newWebhookScreen() {
@@ -956,7 +966,7 @@
       await api('POST', `v1/webhooks/${webhookId}/recover`, { since: since.toISOString() });
       setFlash(`Recovering failed deliveries since ${since.toLocaleString()}: they are sent again, oldest first.`);
       await render(false);
-    });
+    }, 'events:write');
     append(fieldset, [
       h('p', { class: 'muted' }, 'Send again every failed delivery of this webhook created since a time (your local time).'),
       field(form, { name: 'since', label: 'Failed since', type: 'datetime-local', required: true, value: localInput(24) }),
@@ -1047,7 +1057,7 @@
         setFlash('Sent again: the new attempt appears below once it is made.');
         await render(false);
       });
-    }, { class: 'primary', 'data-action': 'retry' });
+    }, { class: 'primary', scope: 'events:write', 'data-action': 'retry' });
     const attempts = (d.attempt_log || [])
       .slice()
       .reverse()
@@ -1124,7 +1134,7 @@
     const selectId = nextId('replay-to');
     const target = h(
       'select',
-      { id: selectId, disabled: session.readOnly },
+      { id: selectId, disabled: !can('events:write') },
       h('option', { value: '' }, 'Every active webhook that would receive it and has not'),
       webhooks.filter((w) => w.status === 'active').map((w) => h('option', { value: w.id }, w.name || w.url)),
     );
@@ -1135,7 +1145,7 @@
         setFlash(r.queued ? `Replayed: ${r.queued} new ${r.queued === 1 ? 'delivery' : 'deliveries'} queued.` : 'Nothing to replay: every matching webhook already has a delivery of this event.');
         await render(false);
       });
-    }, { class: 'primary', 'data-action': 'replay' });
+    }, { class: 'primary', scope: 'events:write', 'data-action': 'replay' });
     const summary = event.deliveries || {};
     return [
       h('p', { class: 'crumbs' }, link('events', 'Events'), ' / ', h('span', {}, event.id)),

@@ -249,6 +249,15 @@ async fn a_session_link_manages_webhooks_and_deliveries_in_a_real_browser() {
         )
     );
     assert_eq!(link["read_only"], false);
+    assert_eq!(
+        link["scopes"],
+        json!([
+            "webhooks:read",
+            "webhooks:write",
+            "events:read",
+            "events:write"
+        ])
+    );
     // The session token is a bearer for the API, with the session's scopes.
     let as_session = stack.client(&tenant.tenant, link["token"].as_str().map(String::from));
     let me = as_session.get("/v1/me").await;
@@ -571,6 +580,28 @@ async fn read_only_sessions_change_nothing_and_bad_links_show_a_clear_page() {
         refused.assert_error(400, "INVALID_REQUEST");
         assert_eq!(refused.field(), Some(field), "{body}");
     }
+    assert_eq!(link["scopes"], json!(["webhooks:read", "events:read"]));
+    // A session never holds more than its opener: a key that may change webhooks but not
+    // send events opens a session that cannot send them either.
+    let narrow = stack
+        .key_for(
+            &tenant.tenant,
+            &[
+                shared::domain::api_key::Scope::WebhooksRead,
+                shared::domain::api_key::Scope::WebhooksWrite,
+            ],
+        )
+        .await;
+    let narrowed = session(&narrow, json!({})).await;
+    assert_eq!(
+        narrowed["scopes"],
+        json!(["webhooks:read", "webhooks:write"])
+    );
+    stack
+        .client(&tenant.tenant, narrowed["token"].as_str().map(String::from))
+        .post("/v1/events", json!({"type": "user.created", "data": {}}))
+        .await
+        .assert_error(403, "FORBIDDEN");
     let token = link["token"].as_str().unwrap().to_string();
     let reader = stack.client(&tenant.tenant, Some(token.clone()));
     reader

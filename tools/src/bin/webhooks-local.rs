@@ -69,7 +69,7 @@ async fn run() -> Result<(), String> {
     match portal::open_session(
         &stack.state().tokens,
         DEV_TENANT,
-        false,
+        portal::session_scopes(false),
         portal::MAX_SESSION_SECONDS,
     )
     .await

@@ -24,8 +24,9 @@ pub const MIN_SESSION_SECONDS: i64 = 60;
 pub const MAX_SESSION_SECONDS: i64 = 86_400;
 pub const DEFAULT_SESSION_SECONDS: i64 = 3_600;
 
-/// The scopes of a session: read-only sees everything, otherwise it may also change
-/// webhooks and send, retry, replay and recover deliveries.
+/// The scopes of a session (of those, the ones its opener holds): read-only sees
+/// everything, otherwise it may also change webhooks and send, retry, replay and recover
+/// deliveries.
 pub fn session_scopes(read_only: bool) -> Vec<Scope> {
     if read_only {
         vec![Scope::WebhooksRead, Scope::EventsRead]
@@ -44,18 +45,17 @@ pub fn is_portal_session(key_id: &str) -> bool {
     key_id.starts_with(IdKind::PortalSession.prefix())
 }
 
-/// A session's token: a fresh `ps_` subject with the session's scopes, for `lifetime`
-/// seconds.
+/// A session's token: a fresh `ps_` subject with `scopes`, for `lifetime` seconds.
 pub async fn open_session(
     tokens: &Tokens,
     tenant_id: &str,
-    read_only: bool,
+    scopes: Vec<Scope>,
     lifetime_seconds: i64,
 ) -> Result<Issued, KeyError> {
     let grant = Grant {
         tenant_id: tenant_id.to_string(),
         client_id: IdKind::PortalSession.generate(),
-        scopes: session_scopes(read_only),
+        scopes,
     };
     tokens.issue(&grant, lifetime_seconds).await
 }
@@ -92,7 +92,13 @@ pub async fn create_portal_session(state: &AppState, call: Call) -> ApiResult<Re
     let read_only = body.take_bool("read_only")?.unwrap_or(false);
     body.finish("")?;
     let portal = portal_address(state, &call)?;
-    let issued = open_session(&state.tokens, call.tenant(), read_only, expires_in).await?;
+    // Never more than the caller holds: a key without events:write opens no session
+    // that could publish, retry or replay.
+    let scopes: Vec<Scope> = session_scopes(read_only)
+        .into_iter()
+        .filter(|s| call.auth.has(*s))
+        .collect();
+    let issued = open_session(&state.tokens, call.tenant(), scopes, expires_in).await?;
     let expires_at =
         chrono::DateTime::from_timestamp(issued.claims.exp, 0).ok_or_else(ApiError::internal)?;
     tracing::info!(
@@ -108,6 +114,7 @@ pub async fn create_portal_session(state: &AppState, call: Call) -> ApiResult<Re
         "token": issued.token,
         "expires_at": format_time(expires_at),
         "read_only": read_only,
+        "scopes": issued.claims.scope.split(' ').collect::<Vec<_>>(),
     })))
 }
 
