@@ -56,10 +56,9 @@ pub fn serve(req: &Request) -> Response<Body> {
     let asset = ASSETS.iter().find(|a| a.path == rest);
     let body = match asset {
         Some(asset) => asset.body.to_string(),
-        None => INDEX.body.replace(
-            BASE_MARKER,
-            &html_attribute(&base_path(req.raw_http_path(), rest)),
-        ),
+        None => INDEX
+            .body
+            .replace(BASE_MARKER, &html_attribute(&base_path(stage(req)))),
     };
     let etag = etag(&body);
     let not_modified = req
@@ -89,18 +88,23 @@ pub fn serve(req: &Request) -> Response<Body> {
     response.expect("static headers and a computed tag are valid")
 }
 
-/// The portal's base address (`/portal/`, or `/<stage>/portal/` on a named stage): the
-/// request's path without the part the `{proxy+}` parameter matched.
-fn base_path(raw_path: &str, rest: &str) -> String {
-    let path = raw_path.trim_end_matches('/');
-    let base = path
-        .strip_suffix(rest.trim_end_matches('/'))
-        .unwrap_or(path)
-        .trim_end_matches('/');
-    if base.is_empty() || !base.ends_with("/portal") {
-        "/portal/".to_string()
-    } else {
-        format!("{base}/")
+/// The API Gateway stage the request came through, unless it is `$default`.
+pub fn stage(req: &Request) -> Option<String> {
+    match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx
+            .stage
+            .clone()
+            .filter(|s| s != "$default" && !s.is_empty()),
+        _ => None,
+    }
+}
+
+/// The portal's base address: `/portal/`, or `/<stage>/portal/` on a named stage (whose
+/// name API Gateway puts at the start of every path).
+pub fn base_path(stage: Option<String>) -> String {
+    match stage {
+        Some(stage) => format!("/{stage}/portal/"),
+        None => "/portal/".to_string(),
     }
 }
 
@@ -202,14 +206,9 @@ mod tests {
     }
 
     #[test]
-    fn a_named_stage_keeps_its_prefix_and_odd_paths_cannot_break_out() {
-        assert_eq!(
-            base_path("/prod/portal/webhooks/wh_1", "webhooks/wh_1"),
-            "/prod/portal/"
-        );
-        assert_eq!(base_path("/prod/portal", ""), "/prod/portal/");
-        assert_eq!(base_path("/portal/", ""), "/portal/");
-        assert_eq!(base_path("/elsewhere", ""), "/portal/");
+    fn a_named_stage_keeps_its_prefix_and_odd_names_cannot_break_out() {
+        assert_eq!(base_path(Some("prod".into())), "/prod/portal/");
+        assert_eq!(base_path(None), "/portal/");
         assert_eq!(
             html_attribute(r#"/a"><script>/portal/"#),
             "/a&quot;&gt;&lt;script&gt;/portal/"

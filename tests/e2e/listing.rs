@@ -270,3 +270,57 @@ async fn sharded_lists_give_every_record_once_newest_first_both_ways() {
         assert_eq!(backward, forward, "{query}: the same walked back");
     }
 }
+
+#[tokio::test]
+async fn an_events_deliveries_are_listed_by_its_id_and_no_other() {
+    let stack = Stack::start().await;
+    let client = stack.tenant().await;
+    client.event_types(&["user.created"]).await;
+    let a = client.webhook(&local_url("a"), json!("*")).await;
+    let b = client.webhook(&local_url("b"), json!("*")).await;
+    let first = client.publish("user.created", json!({"n": 1})).await;
+    let second = client.publish("user.created", json!({"n": 2})).await;
+    for event in [&first, &second] {
+        let id = crate::utils::id(event);
+        let found = client
+            .wait_for_deliveries(
+                &format!("event_id={id}"),
+                std::time::Duration::from_secs(10),
+                |d| d.len() == 2,
+            )
+            .await;
+        assert!(
+            found.iter().all(|d| d["event_id"] == id.as_str()),
+            "{found:#?}"
+        );
+        let mut webhooks: Vec<&str> = found
+            .iter()
+            .map(|d| d["webhook_id"].as_str().unwrap())
+            .collect();
+        webhooks.sort();
+        let mut want = vec![a["id"].as_str().unwrap(), b["id"].as_str().unwrap()];
+        want.sort();
+        assert_eq!(webhooks, want);
+        // With the other filters too.
+        let one = client
+            .deliveries(&format!(
+                "event_id={id}&webhook_id={}",
+                a["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(one.len(), 1);
+    }
+    for bad in ["evt_nope", "wh_01J0000000000000000000000", "x"] {
+        let reply = client.get(&format!("/v1/deliveries?event_id={bad}")).await;
+        reply.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(reply.field(), Some("event_id"));
+    }
+    // Another tenant asking for this event's deliveries finds none.
+    let other = stack.tenant().await;
+    assert!(
+        other
+            .deliveries(&format!("event_id={}", crate::utils::id(&first)))
+            .await
+            .is_empty()
+    );
+}

@@ -23,7 +23,7 @@ fn admin(stack: &Stack, args: &[&str]) -> String {
 }
 
 /// A client made with `webhooks-admin create-client`: its id and secret.
-fn create_client(stack: &Stack, tenant: &str, scopes: &str) -> (String, String) {
+pub(crate) fn create_client(stack: &Stack, tenant: &str, scopes: &str) -> (String, String) {
     let text = admin(
         stack,
         &["create-client", "--tenant", tenant, "--scopes", scopes],
@@ -44,7 +44,7 @@ fn create_client(stack: &Stack, tenant: &str, scopes: &str) -> (String, String) 
 }
 
 /// What the token endpoint answered.
-struct TokenReply {
+pub(crate) struct TokenReply {
     status: u16,
     headers: reqwest::header::HeaderMap,
     body: Value,
@@ -52,7 +52,7 @@ struct TokenReply {
 
 impl TokenReply {
     #[track_caller]
-    fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         assert_eq!(self.status, 200, "{}", self.body);
         let token = self.body["access_token"].as_str().unwrap().to_string();
         remember_secret(&token);
@@ -72,7 +72,7 @@ impl TokenReply {
 }
 
 /// Posts a form to the token endpoint, with HTTP Basic credentials if given.
-async fn token_request(
+pub(crate) async fn token_request(
     stack: &Stack,
     basic: Option<(&str, &str)>,
     form: &[(&str, &str)],
@@ -102,8 +102,8 @@ async fn token_request(
     }
 }
 
-const FORM: &str = "application/x-www-form-urlencoded";
-const GRANT: (&str, &str) = ("grant_type", "client_credentials");
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const GRANT: (&str, &str) = ("grant_type", "client_credentials");
 
 /// The published key set, fetched without credentials.
 async fn jwks(stack: &Stack) -> Value {

@@ -29,32 +29,47 @@ struct Driver {
 }
 
 impl Driver {
+    /// Starts chromedriver on a free port; again on another if the port was taken
+    /// between choosing it and chromedriver binding it (chromedriver then exits).
     fn start() -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "chromedriver cannot start ({e}): `make test` installs Debian's chromium and chromium-driver (scripts/install-browser)"
-                )
-            });
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver never listened");
-            std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let mut child = Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "chromedriver cannot start ({e}): `make test` installs Debian's chromium and chromium-driver (scripts/install-browser)"
+                    )
+                });
+            let deadline = Instant::now() + WAIT;
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break; // exited: the port was taken
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // Listening, and still ours: the connection reached chromedriver.
+                    std::thread::sleep(Duration::from_millis(100));
+                    if child.try_wait().unwrap().is_none() {
+                        return Driver {
+                            child,
+                            url: format!("http://127.0.0.1:{port}"),
+                        };
+                    }
+                    break;
+                }
+                assert!(Instant::now() < deadline, "chromedriver never listened");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        Driver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
+        panic!("chromedriver could not get a port in five tries");
     }
 
     /// A headless Chromium session, `width` pixels wide.
@@ -212,6 +227,7 @@ impl Page {
 async fn session(tenant: &Client, body: Value) -> Value {
     let reply = tenant.post("/v1/portal-sessions", body).await;
     let session = reply.assert_status(201).clone();
+    assert_eq!(reply.headers["cache-control"], "no-store");
     remember_secret(session["token"].as_str().unwrap());
     session
 }
@@ -304,6 +320,14 @@ async fn a_session_link_manages_webhooks_and_deliveries_in_a_real_browser() {
         .await;
     page.click("#nav a[href=webhooks]").await;
     page.wait_text(".empty", "No webhooks yet").await;
+    let enter = char::from(Key::Enter).to_string();
+    page.find("a.skip").await.send_keys(&enter).await.unwrap();
+    assert_eq!(
+        page.run("return document.activeElement.id;").await,
+        "main",
+        "the skip link moves the focus to the content"
+    );
+    assert!(page.address().await.ends_with("/portal/webhooks"));
 
     // A webhook through the form: the API's message shows next to the field at fault.
     page.click("[data-action=new-webhook]").await;
@@ -602,6 +626,27 @@ async fn read_only_sessions_change_nothing_and_bad_links_show_a_clear_page() {
         .post("/v1/events", json!({"type": "user.created", "data": {}}))
         .await
         .assert_error(403, "FORBIDDEN");
+    // A session opened with an access token ends when the token does, not a day later.
+    let (client_id, secret) =
+        crate::oauth::create_client(&stack, &tenant.tenant, "webhooks:read,webhooks:write");
+    let access = crate::oauth::token_request(
+        &stack,
+        Some((&client_id, &secret)),
+        &[crate::oauth::GRANT],
+        crate::oauth::FORM,
+    )
+    .await
+    .token();
+    let token_exp = crate::oauth::part_of(&access, 1)["exp"].as_i64().unwrap();
+    let from_token = session(
+        &stack.client(&tenant.tenant, Some(access)),
+        json!({"expires_in": 86_400}),
+    )
+    .await;
+    let session_exp = crate::oauth::part_of(from_token["token"].as_str().unwrap(), 1)["exp"]
+        .as_i64()
+        .unwrap();
+    assert!(session_exp <= token_exp, "{session_exp} > {token_exp}");
     let token = link["token"].as_str().unwrap().to_string();
     let reader = stack.client(&tenant.tenant, Some(token.clone()));
     reader

@@ -24,19 +24,37 @@ use request::{AuthContext, Call};
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    /// `Cache-Control: no-store`: the body carries a credential.
+    pub no_store: bool,
 }
 
 impl Reply {
+    fn new(status: u16, body: Value) -> Self {
+        Reply {
+            status,
+            body,
+            no_store: false,
+        }
+    }
+
     pub fn ok(body: Value) -> Self {
-        Reply { status: 200, body }
+        Reply::new(200, body)
     }
 
     pub fn created(body: Value) -> Self {
-        Reply { status: 201, body }
+        Reply::new(201, body)
     }
 
     pub fn accepted(body: Value) -> Self {
-        Reply { status: 202, body }
+        Reply::new(202, body)
+    }
+
+    /// The same answer, never to be stored by a cache.
+    pub fn no_store(self) -> Self {
+        Reply {
+            no_store: true,
+            ..self
+        }
     }
 }
 
@@ -323,7 +341,16 @@ pub async fn dispatch(state: &AppState, route: &Route, req: Request) -> Response
         }
         .await;
         match result {
-            Ok(reply) => json_response(reply.status, &reply.body, None),
+            Ok(reply) => {
+                let mut response = json_response(reply.status, &reply.body, None);
+                if reply.no_store {
+                    response.headers_mut().insert(
+                        "cache-control",
+                        lambda_http::http::HeaderValue::from_static("no-store"),
+                    );
+                }
+                response
+            }
             Err(error) => error_response(&error),
         }
     };

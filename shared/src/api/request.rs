@@ -29,6 +29,9 @@ pub struct AuthContext {
     pub tenant_id: String,
     pub key_id: String,
     pub scopes: Vec<Scope>,
+    /// When the credential expires (Unix seconds): access tokens and portal sessions;
+    /// `None` for API keys.
+    pub expires_at: Option<i64>,
 }
 
 impl AuthContext {
@@ -53,20 +56,18 @@ impl AuthContext {
             Value::String(text) => text.parse::<i64>().ok(),
             other => other.as_i64(),
         });
-        let expired = match expires_at {
-            None => false,
-            Some(None) => true,
-            Some(Some(exp)) => exp <= chrono::Utc::now().timestamp(),
+        let expires_at = match expires_at {
+            None => None,
+            Some(Some(exp)) if exp > chrono::Utc::now().timestamp() => Some(exp),
+            Some(_) => return Err(ApiError::unauthorized()),
         };
-        if expired {
-            return Err(ApiError::unauthorized());
-        }
         match (text(CONTEXT_TENANT_ID), text(CONTEXT_KEY_ID)) {
             (Some(tenant_id), Some(key_id)) => Ok(AuthContext {
                 tenant_id: tenant_id.to_string(),
                 key_id: key_id.to_string(),
                 scopes: Scope::parse_list(text(CONTEXT_SCOPES).unwrap_or_default())
                     .map_err(|_| ApiError::unauthorized())?,
+                expires_at,
             }),
             _ => Err(ApiError::unauthorized()),
         }

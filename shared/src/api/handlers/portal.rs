@@ -7,7 +7,6 @@
 //! in its fragment (`/portal#session=<token>`): browsers never send a fragment to a
 //! server, so it reaches no log, and the portal takes it out of the address bar at once.
 
-use lambda_http::RequestExt;
 use serde_json::json;
 
 use crate::api::Reply;
@@ -93,12 +92,23 @@ pub async fn create_portal_session(state: &AppState, call: Call) -> ApiResult<Re
     body.finish("")?;
     let portal = portal_address(state, &call)?;
     // Never more than the caller holds: a key without events:write opens no session
-    // that could publish, retry or replay.
+    // that could publish, retry or replay...
     let scopes: Vec<Scope> = session_scopes(read_only)
         .into_iter()
         .filter(|s| call.auth.has(*s))
         .collect();
-    let issued = open_session(&state.tokens, call.tenant(), scopes, expires_in).await?;
+    if scopes.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "the caller holds none of a read-only session's scopes (webhooks:read, events:read)",
+        ));
+    }
+    // ...nor for longer: a session opened with an access token ends when the token does.
+    let lifetime = match call.auth.expires_at {
+        Some(exp) => expires_in.min(exp - chrono::Utc::now().timestamp()).max(1),
+        None => expires_in,
+    };
+    let issued = open_session(&state.tokens, call.tenant(), scopes, lifetime).await?;
     let expires_at =
         chrono::DateTime::from_timestamp(issued.claims.exp, 0).ok_or_else(ApiError::internal)?;
     tracing::info!(
@@ -106,7 +116,7 @@ pub async fn create_portal_session(state: &AppState, call: Call) -> ApiResult<Re
         tenant_id = %issued.claims.tenant_id,
         opened_by = %call.auth.key_id,
         read_only,
-        expires_in,
+        lifetime,
         "portal session opened"
     );
     Ok(Reply::created(json!({
@@ -115,7 +125,8 @@ pub async fn create_portal_session(state: &AppState, call: Call) -> ApiResult<Re
         "expires_at": format_time(expires_at),
         "read_only": read_only,
         "scopes": issued.claims.scope.split(' ').collect::<Vec<_>>(),
-    })))
+    }))
+    .no_store())
 }
 
 /// The portal's address: `PORTAL_URL`, else the address this request came to (API
@@ -147,17 +158,8 @@ fn portal_address(state: &AppState, call: &Call) -> ApiResult<String> {
         Some("http") => "http",
         _ => "https",
     };
-    let stage = match call.req.request_context_ref() {
-        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx
-            .stage
-            .clone()
-            .filter(|s| s != "$default" && !s.is_empty()),
-        _ => None,
-    };
-    Ok(match stage {
-        Some(stage) => format!("{scheme}://{host}/{stage}/portal"),
-        None => format!("{scheme}://{host}/portal"),
-    })
+    let base = crate::portal::base_path(crate::portal::stage(&call.req));
+    Ok(format!("{scheme}://{host}{}", base.trim_end_matches('/')))
 }
 
 #[cfg(test)]
