@@ -138,18 +138,21 @@ pub async fn handle_authorizer_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::{Grant, MemorySigner, NoSigner};
-    use std::sync::Arc;
+    use crate::tokens::{Grant, MemorySigner, TokenSigner};
 
     fn no_tokens() -> Tokens {
-        Tokens::new(Arc::new(NoSigner), "urn:test", "urn:test:api")
+        Tokens::new(TokenSigner::Unset, "urn:test", "urn:test:api")
     }
 
     #[tokio::test]
     async fn a_token_maps_to_its_tenant_client_and_scopes_with_its_expiry_and_no_read() {
         use crate::storage::memory::MemoryStore;
         let store = MemoryStore::new();
-        let tokens = Tokens::new(Arc::new(MemorySigner::random()), "urn:test", "urn:test:api");
+        let tokens = Tokens::new(
+            TokenSigner::Memory(MemorySigner::random()),
+            "urn:test",
+            "urn:test:api",
+        );
         let issued = tokens
             .issue(
                 &Grant {

@@ -15,7 +15,7 @@ use crate::secrets::{Keyring, KmsKeyring, NoKeyring, Sealer};
 use crate::storage::Store;
 use crate::storage::dynamo::DynamoStore;
 use crate::storage::dynamo::throttles::ThrottleCounter;
-use crate::tokens::{KmsSigner, NoSigner, Signer, Tokens};
+use crate::tokens::{KmsSigner, TokenSigner, Tokens};
 
 /// Settings and clients, built once per process (per Lambda cold start). Storage, queues,
 /// keys and the delivery transport are behind their ports: DynamoDB, SQS, KMS and HTTP
@@ -61,9 +61,9 @@ impl AppState {
             Some(key_id) => Arc::new(KmsKeyring::new(kms.clone(), key_id)),
             None => Arc::new(NoKeyring),
         };
-        let signer: Arc<dyn Signer> = match &config.token_key_id {
-            Some(key_id) => Arc::new(KmsSigner::new(kms, key_id)),
-            None => Arc::new(NoSigner),
+        let signer = match &config.token_key_id {
+            Some(key_id) => TokenSigner::Kms(KmsSigner::new(kms, key_id)),
+            None => TokenSigner::Unset,
         };
         let tokens = Tokens::new(signer, &config.token_issuer, &config.token_audience);
         let store = DynamoStore::new(

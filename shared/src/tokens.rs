@@ -7,9 +7,6 @@
 //! Verification is jsonwebtoken's (ES256 only, so `alg: none` or an HMAC made with the
 //! public key never verifies), plus the checks RFC 9068 adds: `typ`, `iss`, `aud`, `exp`.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -85,13 +82,42 @@ pub enum VerifyError {
     Keys(#[from] KeyError),
 }
 
-/// What signing needs of a key service: signatures and the public key.
-#[async_trait]
-pub trait Signer: Send + Sync {
+/// The key that signs tokens, chosen once per process. An enum, not a trait object: a
+/// trait object's vtable keeps both KMS calls linked into every binary, while a match
+/// lets the linker drop `Sign` (and `GetPublicKey`) wherever nothing signs or verifies.
+pub enum TokenSigner {
+    Kms(KmsSigner),
+    /// No signing key configured (`TOKEN_KEY_ID` unset): no token is issued or accepted.
+    Unset,
+    #[cfg(test)]
+    Memory(MemorySigner),
+}
+
+impl TokenSigner {
     /// An ECDSA P-256 SHA-256 signature of `message`, DER-encoded (as KMS returns it).
-    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError>;
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        match self {
+            // Boxed: the SDK's future is large and deep (as async_trait boxed it).
+            TokenSigner::Kms(kms) => Box::pin(kms.sign(message)).await,
+            TokenSigner::Unset => Err(unset()),
+            #[cfg(test)]
+            TokenSigner::Memory(memory) => Ok(memory.sign(message)),
+        }
+    }
+
     /// The public key as a DER SubjectPublicKeyInfo (as KMS returns it).
-    async fn public_key(&self) -> Result<Vec<u8>, KeyError>;
+    async fn public_key(&self) -> Result<Vec<u8>, KeyError> {
+        match self {
+            TokenSigner::Kms(kms) => Box::pin(kms.public_key()).await,
+            TokenSigner::Unset => Err(unset()),
+            #[cfg(test)]
+            TokenSigner::Memory(memory) => Ok(memory.public_key()),
+        }
+    }
+}
+
+fn unset() -> KeyError {
+    KeyError::Unavailable("TOKEN_KEY_ID is not set".into())
 }
 
 /// The signing key in AWS KMS (the local emulator's KMS in the local stack).
@@ -113,8 +139,7 @@ fn kms_error(e: impl std::error::Error + Send + Sync + 'static) -> KeyError {
     KeyError::Unavailable(aws_sdk_kms::error::DisplayErrorContext(e).to_string())
 }
 
-#[async_trait]
-impl Signer for KmsSigner {
+impl KmsSigner {
     async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         let out = self
             .client
@@ -142,20 +167,6 @@ impl Signer for KmsSigner {
         out.public_key
             .map(|b| b.into_inner())
             .ok_or_else(|| KeyError::Unavailable("KMS returned no public key".into()))
-    }
-}
-
-/// No signing key configured (`TOKEN_KEY_ID` unset): no token is issued or accepted.
-pub struct NoSigner;
-
-#[async_trait]
-impl Signer for NoSigner {
-    async fn sign(&self, _message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        Err(KeyError::Unavailable("TOKEN_KEY_ID is not set".into()))
-    }
-
-    async fn public_key(&self) -> Result<Vec<u8>, KeyError> {
-        Err(KeyError::Unavailable("TOKEN_KEY_ID is not set".into()))
     }
 }
 
@@ -195,7 +206,7 @@ impl PublicKey {
 
 /// Issues and verifies access tokens for one issuer and audience.
 pub struct Tokens {
-    signer: Arc<dyn Signer>,
+    signer: TokenSigner,
     issuer: String,
     audience: String,
     public: OnceCell<PublicKey>,
@@ -217,7 +228,7 @@ pub fn looks_like_token(credential: &str) -> bool {
 }
 
 impl Tokens {
-    pub fn new(signer: Arc<dyn Signer>, issuer: &str, audience: &str) -> Self {
+    pub fn new(signer: TokenSigner, issuer: &str, audience: &str) -> Self {
         Tokens {
             signer,
             issuer: issuer.to_string(),
@@ -330,21 +341,20 @@ impl MemorySigner {
 }
 
 #[cfg(test)]
-#[async_trait]
-impl Signer for MemorySigner {
-    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+impl MemorySigner {
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
         use p256::ecdsa::signature::Signer as _;
         let signature: p256::ecdsa::Signature = self.0.sign(message);
-        Ok(signature.to_der().as_bytes().to_vec())
+        signature.to_der().as_bytes().to_vec()
     }
 
-    async fn public_key(&self) -> Result<Vec<u8>, KeyError> {
+    fn public_key(&self) -> Vec<u8> {
         use p256::pkcs8::EncodePublicKey;
-        Ok(p256::PublicKey::from(self.0.verifying_key())
+        p256::PublicKey::from(self.0.verifying_key())
             .to_public_key_der()
             .expect("a P-256 key encodes")
             .as_bytes()
-            .to_vec())
+            .to_vec()
     }
 }
 
@@ -356,7 +366,11 @@ mod tests {
     const AUDIENCE: &str = "urn:webhooks:test:api";
 
     fn tokens() -> Tokens {
-        Tokens::new(Arc::new(MemorySigner::random()), ISSUER, AUDIENCE)
+        Tokens::new(
+            TokenSigner::Memory(MemorySigner::random()),
+            ISSUER,
+            AUDIENCE,
+        )
     }
 
     fn grant() -> Grant {
@@ -476,7 +490,11 @@ mod tests {
             format!("{none}.{}.{}", parts[1], parts[2]),
         ));
         // A token of another key with the same claims.
-        let stranger = Tokens::new(Arc::new(MemorySigner::random()), ISSUER, AUDIENCE);
+        let stranger = Tokens::new(
+            TokenSigner::Memory(MemorySigner::random()),
+            ISSUER,
+            AUDIENCE,
+        );
         refused.push(("another key", stranger.sign(&header, &good).await.unwrap()));
         refused.push(("garbage", "eyJ.x.y".into()));
         for (why, token) in refused {
@@ -489,7 +507,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_key_nothing_is_issued_and_checks_wait_instead_of_denying() {
-        let tokens = Tokens::new(Arc::new(NoSigner), ISSUER, AUDIENCE);
+        let tokens = Tokens::new(TokenSigner::Unset, ISSUER, AUDIENCE);
         assert!(matches!(
             tokens.issue(&grant(), 60).await,
             Err(KeyError::Unavailable(_))

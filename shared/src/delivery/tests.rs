@@ -130,7 +130,7 @@ async fn world() -> World {
         sealer: Arc::new(Sealer::new(Arc::new(MemoryKeyring::new()))),
         warm: Arc::default(),
         tokens: Arc::new(crate::tokens::Tokens::new(
-            Arc::new(crate::tokens::NoSigner),
+            crate::tokens::TokenSigner::Unset,
             "urn:test",
             "urn:test:api",
         )),
