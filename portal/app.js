@@ -419,14 +419,26 @@
     if (moved) main.focus();
   }
 
+  /** This screen's address with the query `q`. */
+  function address(q) {
+    const text = q.toString();
+    return `${here()}${text ? `?${text}` : ''}`;
+  }
+
+  /** The screen's query without its page cursors. */
+  function withoutCursors(params) {
+    const q = new URLSearchParams(params);
+    q.delete('after');
+    q.delete('before');
+    return q;
+  }
+
   function pager(pagination, params) {
     const nav = h('nav', { class: 'pager', 'aria-label': 'Pages' });
     const to = (key, cursor) => {
-      const q = new URLSearchParams(params);
-      q.delete('after');
-      q.delete('before');
+      const q = withoutCursors(params);
       q.set(key, cursor);
-      return `${here()}?${q}`;
+      return address(q);
     };
     if (pagination.has_previous_page && pagination.start_cursor) {
       nav.append(link(to('before', pagination.start_cursor), '← Newer', { rel: 'prev' }));
@@ -440,10 +452,7 @@
   /** On an empty page reached through a cursor: the way back to the newest. */
   function firstPage(params) {
     if (!params.get('after') && !params.get('before')) return null;
-    const q = new URLSearchParams(params);
-    q.delete('after');
-    q.delete('before');
-    return link(`${here()}${q.toString() ? `?${q}` : ''}`, 'Back to the newest');
+    return link(address(withoutCursors(params)), 'Back to the newest');
   }
 
   function pageParams(params) {
@@ -463,7 +472,7 @@
           onchange: () => {
             const q = new URLSearchParams();
             for (const el of form.querySelectorAll('select')) if (el.value) q.set(el.name, el.value);
-            go(`${here()}${q.toString() ? `?${q}` : ''}`);
+            go(address(q));
           },
         },
         h('option', { value: '' }, f.any),

@@ -7,6 +7,9 @@
 //! carries a content security policy that allows scripts, styles and API calls from this
 //! origin only: no inline script, no other host, no framing.
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
 use lambda_http::http::HeaderValue;
 use lambda_http::{Body, Request, RequestExt, Response};
 use sha2::{Digest, Sha256};
@@ -53,19 +56,17 @@ pub fn serve(req: &Request) -> Response<Body> {
         .and_then(|p| p.first("proxy"))
         .unwrap_or("")
         .trim_start_matches('/');
-    let asset = ASSETS.iter().find(|a| a.path == rest);
-    let body = match asset {
-        Some(asset) => asset.body.to_string(),
-        None => INDEX
-            .body
-            .replace(BASE_MARKER, &html_attribute(&base_path(stage(req)))),
+    let found = ASSETS.iter().position(|a| a.path == rest);
+    let ready = match found {
+        Some(i) => Cow::Borrowed(&assets()[i]),
+        None => page(stage(req)),
     };
-    let etag = etag(&body);
+    let etag = &ready.etag;
     let not_modified = req
         .headers()
         .get("if-none-match")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag.as_str()));
     let builder = Response::builder()
         .header("content-security-policy", CONTENT_SECURITY_POLICY)
         .header("x-content-type-options", "nosniff")
@@ -73,7 +74,7 @@ pub fn serve(req: &Request) -> Response<Body> {
         .header("x-frame-options", "DENY")
         // Revalidated on every load, so a new deployment is picked up at once.
         .header("cache-control", "no-cache")
-        .header("etag", &etag);
+        .header("etag", etag.as_str());
     let response = if not_modified {
         builder.status(304).body(Body::Empty)
     } else {
@@ -81,9 +82,11 @@ pub fn serve(req: &Request) -> Response<Body> {
             .status(200)
             .header(
                 "content-type",
-                HeaderValue::from_static(asset.map_or(INDEX.content_type, |a| a.content_type)),
+                HeaderValue::from_static(
+                    found.map_or(INDEX.content_type, |i| ASSETS[i].content_type),
+                ),
             )
-            .body(Body::Text(body))
+            .body(Body::Text(ready.body.clone()))
     };
     response.expect("static headers and a computed tag are valid")
 }
@@ -124,13 +127,49 @@ fn html_attribute(text: &str) -> String {
     out
 }
 
-/// A strong validator for a body: the first 16 bytes of its SHA-256 (tens of
-/// microseconds for the largest file).
-fn etag(body: &str) -> String {
-    format!(
-        "\"{}\"",
-        hex::encode(&Sha256::digest(body.as_bytes())[..16])
-    )
+/// A file ready to send: its body and its strong validator (the first 16 bytes of the
+/// body's SHA-256), made once per process rather than per request.
+#[derive(Clone)]
+struct Ready {
+    body: String,
+    etag: String,
+}
+
+impl Ready {
+    fn of(body: String) -> Self {
+        let etag = format!(
+            "\"{}\"",
+            hex::encode(&Sha256::digest(body.as_bytes())[..16])
+        );
+        Ready { body, etag }
+    }
+}
+
+/// The script and style, in the order of [`ASSETS`].
+fn assets() -> &'static [Ready] {
+    static READY: OnceLock<Vec<Ready>> = OnceLock::new();
+    READY.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| Ready::of(a.body.to_string()))
+            .collect()
+    })
+}
+
+/// The page for a stage: kept for the first stage asked (a deployed function serves one),
+/// made again for any other.
+fn page(stage: Option<String>) -> Cow<'static, Ready> {
+    static FIRST: OnceLock<(Option<String>, Ready)> = OnceLock::new();
+    let render = |stage: Option<String>| {
+        let base = html_attribute(&base_path(stage));
+        Ready::of(INDEX.body.replace(BASE_MARKER, &base))
+    };
+    let (kept, ready) = FIRST.get_or_init(|| (stage.clone(), render(stage.clone())));
+    if *kept == stage {
+        Cow::Borrowed(ready)
+    } else {
+        Cow::Owned(render(stage))
+    }
 }
 
 #[cfg(test)]

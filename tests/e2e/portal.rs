@@ -727,34 +727,19 @@ async fn read_only_sessions_change_nothing_and_bad_links_show_a_clear_page() {
     page.screenshot("webhook").await;
 
     // Bad links: each shows its clear page, and nothing else.
-    let signed = |claims: Value| {
-        let tokens = stack.state.tokens.clone();
-        let header = crate::oauth::part_of(&token, 0);
-        async move { tokens.sign(&header, &claims).await.unwrap() }
-    };
-    let claims = crate::oauth::part_of(&token, 1);
-    let with = |name: &str, value: Value| {
-        let mut changed = claims.clone();
-        changed[name] = value;
-        changed
-    };
     let now = chrono::Utc::now().timestamp();
-    let parts: Vec<&str> = token.split('.').collect();
-    let tampered = format!(
-        "{}.{}.{}",
-        parts[0],
-        base64::Engine::encode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            with("tenant_id", json!("someone-else")).to_string()
-        ),
-        parts[2]
-    );
     let links = [
-        ("expired", signed(with("exp", json!(now - 5))).await),
-        ("invalid", tampered),
+        (
+            "expired",
+            crate::oauth::resigned(&stack, &token, "exp", json!(now - 5)).await,
+        ),
         (
             "invalid",
-            signed(with("iss", json!("urn:another-service"))).await,
+            crate::oauth::tampered(&token, "tenant_id", json!("someone-else")),
+        ),
+        (
+            "invalid",
+            crate::oauth::resigned(&stack, &token, "iss", json!("urn:another-service")).await,
         ),
         ("invalid", "not-a-token".to_string()),
     ];

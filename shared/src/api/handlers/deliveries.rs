@@ -24,15 +24,8 @@ pub async fn list_deliveries(state: &AppState, call: Call) -> ApiResult<Reply> {
         tenant_id: call.tenant(),
     };
     let request = page_request(&call, scope)?;
-    let webhook_id = call.query("webhook_id");
-    if let Some(id) = &webhook_id
-        && !IdKind::Webhook.is_valid(id)
-    {
-        return Err(ApiError::invalid_field(
-            "webhook_id",
-            "webhook_id must be a webhook id",
-        ));
-    }
+    let webhook_id = id_filter(&call, "webhook_id", IdKind::Webhook, "a webhook id")?;
+    let event_id = id_filter(&call, "event_id", IdKind::Event, "an event id")?;
     let event_type = call.query("event_type");
     if let Some(t) = &event_type
         && !is_valid_event_type_name(t)
@@ -53,15 +46,6 @@ pub async fn list_deliveries(state: &AppState, call: Call) -> ApiResult<Reply> {
             })
         })
         .transpose()?;
-    let event_id = call.query("event_id");
-    if let Some(id) = &event_id
-        && !IdKind::Event.is_valid(id)
-    {
-        return Err(ApiError::invalid_field(
-            "event_id",
-            "event_id must be an event id",
-        ));
-    }
     let filter = DeliveryFilter {
         webhook_id,
         event_id,
@@ -75,6 +59,17 @@ pub async fn list_deliveries(state: &AppState, call: Call) -> ApiResult<Reply> {
         .list_deliveries(call.tenant(), &filter, &request)
         .await?;
     Ok(Reply::ok(page_json(&page, scope, |d| d.to_json(false))))
+}
+
+/// A query filter naming a record by id: 400 when it is not an id of that kind.
+fn id_filter(call: &Call, name: &str, kind: IdKind, what: &str) -> ApiResult<Option<String>> {
+    match call.query(name) {
+        Some(id) if !kind.is_valid(&id) => Err(ApiError::invalid_field(
+            name,
+            format!("{name} must be {what}"),
+        )),
+        found => Ok(found),
+    }
 }
 
 async fn load(state: &AppState, call: &Call) -> ApiResult<Delivery> {
