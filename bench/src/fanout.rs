@@ -311,8 +311,12 @@ pub async fn run_fanout(
         )
         .await
         .expect("creating the bench's KMS keys");
-        config.secrets_key_id = keys.get(tools::local::stack::SECRETS_KEY).cloned();
-        config.token_key_id = keys.get(tools::local::stack::TOKEN_KEY).cloned();
+        config.secrets_key_id = keys
+            .get(tools::local::stack::SECRETS_KEY)
+            .map(|k| k.alias.clone());
+        config.token_key_id = keys
+            .get(tools::local::stack::TOKEN_KEY)
+            .map(|k| k.alias.clone());
     } else {
         config = stub_config(endpoint, &table, "1h");
     }

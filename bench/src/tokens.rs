@@ -68,7 +68,9 @@ pub async fn run_tokens(endpoint: &str) -> Result<Value, String> {
         &table,
     )
     .await?;
-    config.token_key_id = keys.get(tools::local::stack::TOKEN_KEY).cloned();
+    config.token_key_id = keys
+        .get(tools::local::stack::TOKEN_KEY)
+        .map(|k| k.alias.clone());
     let meter = AwsMeter::default();
     let state = Arc::new(
         AppState::with_interceptor(config, Some(SharedInterceptor::new(meter.clone()))).await,

@@ -102,14 +102,13 @@ pub async fn serve_deliver() -> Result<(), Error> {
     .await
 }
 
-/// Serves the scheduled sweeper (an EventBridge rule's event, whatever its content).
+/// Serves the sweeper: its schedule's event (whatever its content), or a redrive by hand.
 pub async fn serve_sweeper() -> Result<(), Error> {
     init_tracing();
     let state = state().await?;
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |_: LambdaEvent<serde_json::Value>| async move {
-            let swept = crate::delivery::sweep::sweep(state).await?;
-            Ok::<_, Error>(serde_json::to_value(swept)?)
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            Ok::<_, Error>(crate::delivery::sweep::handle(state, &event.payload).await?)
         },
     ))
     .await

@@ -12,8 +12,9 @@
 //! - [`api`]: route registry, request parsing, handlers, errors on the wire
 //! - [`auth`]: the Lambda authorizer's logic
 //! - [`netguard`]: the SSRF guard
-//! - [`config`], [`duration`], [`page`], [`ids`], [`tls`], [`state`]: settings, durations
-//!   in settings, pages of lists, typed ids, the one TLS stack, what a process builds once
+//! - [`config`], [`duration`], [`page`], [`ids`], [`json`], [`tls`], [`state`]: settings,
+//!   durations in settings, pages of lists, typed ids, JSON sizes, the one TLS stack, what a
+//!   process builds once
 //! - [`lambda`]: the doorways the binaries in `functions/` call
 
 /// Every binary that links this crate allocates with mimalloc: the fan-out allocates
@@ -28,6 +29,7 @@ pub mod delivery;
 pub mod domain;
 pub mod duration;
 pub mod ids;
+pub mod json;
 pub mod lambda;
 pub mod netguard;
 pub mod page;

@@ -6,7 +6,8 @@ pub const MAX_LIMIT: usize = 100;
 
 /// The most bytes of items one page carries, so that a list answer, envelope and cursors
 /// included, stays under Lambda's 6 MB response limit: a page of large items holds fewer
-/// than `limit`, and its cursor continues after the last one it holds.
+/// than `limit`, and its cursor continues after the last one it holds. Items weigh what
+/// they take in Lambda's serialized response, where the body is an escaped JSON string.
 pub const MAX_PAGE_BYTES: usize = 5 * 1024 * 1024;
 
 /// About how many bytes an item takes in a list answer (an upper estimate).

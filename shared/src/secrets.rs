@@ -32,6 +32,41 @@ pub enum KeyError {
     /// A sealed value that does not open: damaged, or moved from another item or field.
     #[error("a sealed value does not open: {0}")]
     Invalid(String),
+    /// KMS refused the request for good (access denied, a disabled or unknown key): a
+    /// deployment's fault, which retrying does not mend.
+    #[error("KMS refused: {0}")]
+    Refused(String),
+}
+
+/// A KMS error: throttling, a timeout or a 5xx is [`KeyError::Unavailable`] (try again);
+/// anything else, such as a denied permission, is [`KeyError::Refused`].
+pub(crate) fn kms_error<E>(
+    e: aws_sdk_kms::error::SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
+) -> KeyError
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    use aws_sdk_kms::error::SdkError;
+    const TRANSIENT: &[&str] = &[
+        "ThrottlingException",
+        "KMSInternalException",
+        "DependencyTimeoutException",
+        "KeyUnavailableException",
+    ];
+    let transient = match &e {
+        SdkError::ServiceError(service) => {
+            service.raw().status().as_u16() >= 500
+                || service.err().code().is_some_and(|c| TRANSIENT.contains(&c))
+        }
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    };
+    let text = aws_sdk_kms::error::DisplayErrorContext(e).to_string();
+    if transient {
+        KeyError::Unavailable(text)
+    } else {
+        KeyError::Refused(text)
+    }
 }
 
 /// A data key: in the clear for this process, and wrapped by the KMS key for storage.
@@ -294,10 +329,6 @@ impl KmsKeyring {
             key_id: key_id.into(),
         }
     }
-}
-
-fn kms_error(e: impl std::error::Error + 'static) -> KeyError {
-    KeyError::Unavailable(aws_sdk_kms::error::DisplayErrorContext(e).to_string())
 }
 
 fn thirty_two(bytes: &[u8]) -> Result<[u8; 32], KeyError> {

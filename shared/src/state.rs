@@ -1,10 +1,12 @@
 //! What a process builds once at start and every request shares: settings and clients.
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::{Credentials, SharedInterceptor};
+use aws_sdk_dynamodb::config::{Credentials, SharedHttpClient, SharedInterceptor};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::delivery::client::{DeliveryClient, TargetPolicy, Transport};
@@ -36,20 +38,52 @@ pub struct AppState {
     /// What a warm deliver instance remembers between batches: tenants' views, webhooks'
     /// health.
     pub warm: Arc<Warm>,
+    /// Whom the clients act as on the local emulator (`None`: its administrator, or in AWS
+    /// the function's role). The local stack's pollers receive as it, as the function's
+    /// event source mapping does with its role.
+    pub credentials: Option<Credentials>,
+}
+
+/// How a state's AWS clients connect, besides the settings: whom they act as locally, and
+/// what watches their requests.
+#[derive(Clone, Debug, Default)]
+pub struct Connection {
+    /// The principal the clients act as on the local emulator (a function's own, made from
+    /// its template policies); the emulator's administrator when `None`. Ignored in AWS,
+    /// where the default chain (the function's role) decides.
+    pub credentials: Option<Credentials>,
+    /// An SDK interceptor on every client (the benchmarks count and time every AWS request
+    /// with one).
+    pub interceptor: Option<SharedInterceptor>,
 }
 
 impl AppState {
     pub async fn new(config: Config) -> Self {
-        Self::with_interceptor(config, None).await
+        Self::connect(config, Connection::default()).await
     }
 
-    /// Like [`AppState::new`], with an SDK interceptor on both clients (the benchmarks
-    /// count and time every AWS request with one).
+    /// Like [`AppState::new`], with an SDK interceptor on every client.
     pub async fn with_interceptor(config: Config, interceptor: Option<SharedInterceptor>) -> Self {
-        let sdk = sdk_config(&config).await;
+        Self::connect(
+            config,
+            Connection {
+                interceptor,
+                ..Connection::default()
+            },
+        )
+        .await
+    }
+
+    /// A state whose clients connect as `connection` says.
+    pub async fn connect(config: Config, connection: Connection) -> Self {
+        let Connection {
+            credentials,
+            interceptor,
+        } = connection;
+        let sdk = sdk_config_as(&config, credentials.clone()).await;
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk);
         dynamodb.push_interceptor(SharedInterceptor::new(ThrottleCounter));
-        let mut sqs = aws_sdk_sqs::config::Builder::from(&sdk);
+        let mut sqs = aws_sdk_sqs::config::Builder::from(&sdk).timeout_config(queue_timeouts());
         let mut kms = aws_sdk_kms::config::Builder::from(&sdk);
         if let Some(interceptor) = interceptor {
             dynamodb.push_interceptor(interceptor.clone());
@@ -83,6 +117,7 @@ impl AppState {
             warm: Arc::default(),
             tokens: Arc::new(tokens),
             config,
+            credentials,
         }
     }
 
@@ -101,14 +136,70 @@ impl AppState {
     }
 }
 
-/// The AWS SDK's configuration on rustls with ring (see `tls`): the default chain in AWS;
-/// the emulator's endpoint, a region and placeholder credentials when `AWS_ENDPOINT_URL`
-/// names one.
+/// The local emulator's administrator (`scripts/emulator.py`): what provisioning, the
+/// admin command and the tests' own inspection act as. Every function acts as its own
+/// principal instead (see `Connection`).
+pub const LOCAL_ADMIN_ACCESS_KEY: &str = "AKIAWEBHOOKSLOCAL000";
+pub const LOCAL_ADMIN_SECRET_KEY: &str = "webhooks-local-administrator-secret-0000";
+
+/// The local emulator's administrator's credentials.
+pub fn local_admin_credentials() -> Credentials {
+    Credentials::new(
+        LOCAL_ADMIN_ACCESS_KEY,
+        LOCAL_ADMIN_SECRET_KEY,
+        None,
+        None,
+        "emulator-admin",
+    )
+}
+
+/// How long one AWS request may take, and all its retries together. Lambda's own timeout
+/// (10 s for a route, the authorizer included) must not be what ends a call to a storage
+/// or key service that does not answer: the call ends first, as a 503 to retry.
+pub const AWS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const AWS_OPERATION_TIMEOUT: Duration = Duration::from_secs(7);
+pub const AWS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The timeouts of every AWS client. An SQS receive long-polls for up to 20 s, so the
+/// queues' client gets that much more.
+fn timeouts(extra: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(AWS_CONNECT_TIMEOUT)
+        .operation_attempt_timeout(AWS_ATTEMPT_TIMEOUT + extra)
+        .operation_timeout(AWS_OPERATION_TIMEOUT + extra)
+        .build()
+}
+
+/// The SQS client's timeouts: room for a 20 s long poll.
+pub fn queue_timeouts() -> TimeoutConfig {
+    timeouts(Duration::from_secs(20))
+}
+
+/// The HTTPS client every AWS client of the process shares (rustls with ring, see `tls`).
+fn https_client() -> SharedHttpClient {
+    static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build_https()
+        })
+        .clone()
+}
+
+/// The AWS SDK's configuration, acting as the local administrator on an emulator (see
+/// [`sdk_config_as`]).
 pub async fn sdk_config(config: &Config) -> SdkConfig {
-    let https = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https);
+    sdk_config_as(config, None).await
+}
+
+/// The AWS SDK's configuration on rustls with ring: the default chain in AWS; when
+/// `AWS_ENDPOINT_URL` names an emulator, its endpoint, a region and `credentials` (the
+/// emulator's administrator when `None`). Every client gets [`AWS_OPERATION_TIMEOUT`].
+pub async fn sdk_config_as(config: &Config, credentials: Option<Credentials>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .timeout_config(timeouts(Duration::ZERO));
     if let Some(endpoint) = &config.aws_endpoint_url {
         let region = config
             .aws_region
@@ -117,7 +208,7 @@ pub async fn sdk_config(config: &Config) -> SdkConfig {
         loader = loader
             .endpoint_url(endpoint)
             .region(Region::new(region))
-            .credentials_provider(Credentials::new("local", "local", None, None, "emulator"));
+            .credentials_provider(credentials.unwrap_or_else(local_admin_credentials));
     }
     loader.load().await
 }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use crate::domain::api_key::Scope;
-use crate::secrets::KeyError;
+use crate::secrets::{KeyError, kms_error};
 
 /// The JWT `typ` of an access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -133,10 +133,6 @@ impl KmsSigner {
             key_id: key_id.to_string(),
         }
     }
-}
-
-fn kms_error(e: impl std::error::Error + Send + Sync + 'static) -> KeyError {
-    KeyError::Unavailable(aws_sdk_kms::error::DisplayErrorContext(e).to_string())
 }
 
 impl KmsSigner {

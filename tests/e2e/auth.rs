@@ -21,18 +21,38 @@ async fn get_me_names_the_keys_tenant_and_scopes() {
 #[tokio::test]
 async fn missing_malformed_and_unknown_keys_are_401() {
     let stack = Stack::start().await;
-    for key in [
-        None,
-        Some("whk_not-a-real-key".to_string()),
-        Some("".to_string()),
-    ] {
-        let client = stack.client("nobody", key);
+    // An unknown key, or "Bearer " with none, reaches the authorizer and is refused in the
+    // API's shape.
+    for key in ["whk_not-a-real-key", ""] {
+        let client = stack.client("nobody", Some(key.to_string()));
         client.get("/v1/me").await.assert_error(401, "UNAUTHORIZED");
         client
             .get("/v1/webhooks")
             .await
             .assert_error(401, "UNAUTHORIZED");
     }
+    // No Authorization header at all, or an empty one: API Gateway answers itself, as HTTP
+    // API does when a cached authorizer's identity source is missing (SPEC §3, §11).
+    let nobody = stack.client("nobody", None);
+    nobody
+        .get("/v1/me")
+        .await
+        .assert_gateway(401, "Unauthorized");
+    nobody
+        .get("/v1/webhooks")
+        .await
+        .assert_gateway(401, "Unauthorized");
+    let empty = shared::tls::http_client()
+        .get(format!("{}/v1/me", stack.url))
+        .header("authorization", "")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status().as_u16(), 401);
+    assert_eq!(
+        empty.json::<serde_json::Value>().await.unwrap(),
+        json!({"message": "Unauthorized"})
+    );
     let basic = shared::tls::http_client()
         .get(format!("{}/v1/me", stack.url))
         .basic_auth("user", Some("pw"))
@@ -211,6 +231,9 @@ async fn another_tenants_webhooks_are_404_on_every_route() {
 
 #[tokio::test]
 async fn unknown_routes_are_404_in_the_error_shape() {
+    // The template's $default route (the not_found function, outside the authorizer)
+    // answers whatever no route matches, so API Gateway never answers its own
+    // {"message":"Not Found"}: with a key, without one, a wrong method on a known path.
     let stack = Stack::start().await;
     let client = stack.tenant().await;
     client
@@ -219,6 +242,15 @@ async fn unknown_routes_are_404_in_the_error_shape() {
         .assert_error(404, "NOT_FOUND");
     client
         .send(reqwest::Method::PATCH, "/v1/me", Some(json!({})))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    let anonymous = stack.client("nobody", None);
+    anonymous
+        .get("/v2/anything")
+        .await
+        .assert_error(404, "NOT_FOUND");
+    anonymous
+        .delete("/v1/events")
         .await
         .assert_error(404, "NOT_FOUND");
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::utils::{
-    LOG_FILE, Running, Stack, remember_secret, service_log, target_file, workspace_binary,
+    LOG_FILE, Running, Stack, eventually, remember_secret, service_log, target_file,
+    workspace_binary,
 };
 
 fn free_port() -> u16 {
@@ -126,7 +127,9 @@ fn stdout(output: &Output) -> String {
 
 #[tokio::test]
 async fn webhooks_admin_creates_lists_and_revokes_keys() {
-    let stack = Stack::start().await;
+    // The gateway keeps the authorizer's answer for its cache's TTL, as API Gateway does: a
+    // revoked key works until then.
+    let stack = Stack::start_with(&[("AUTHORIZER_CACHE_TTL_SECONDS", "8")]).await;
     let tenant = format!("acme-{}", ulid::Ulid::new().to_string().to_lowercase());
     let created = admin(
         &stack,
@@ -154,12 +157,19 @@ async fn webhooks_admin_creates_lists_and_revokes_keys() {
 
     let client = stack.client(&tenant, Some(key.clone()));
     let me = client.get("/v1/me").await;
+    // The gateway kept the answer before this instant.
+    let authorized_at = std::time::Instant::now();
     assert_eq!(
         me.assert_status(200),
         &json!({"tenant_id": tenant, "key_id": key_id, "scopes": ["webhooks:read", "webhooks:write"]})
     );
 
-    let listed = admin(&stack, &["list-keys", "--tenant", &tenant]);
+    // Listed through an eventually consistent index: the new key shows within moments.
+    let listed = eventually(
+        Duration::from_secs(5),
+        || admin(&stack, &["list-keys", "--tenant", &tenant]),
+        |out| stdout(out).contains(&key_id),
+    );
     assert!(listed.status.success());
     let listing = stdout(&listed);
     assert!(
@@ -174,8 +184,16 @@ async fn webhooks_admin_creates_lists_and_revokes_keys() {
         "{}",
         String::from_utf8_lossy(&revoked.stderr)
     );
+    assert!(authorized_at.elapsed() < std::time::Duration::from_secs(7));
+    client.get("/v1/me").await.assert_status(200);
+    let expired = std::time::Duration::from_millis(8100).saturating_sub(authorized_at.elapsed());
+    tokio::time::sleep(expired).await;
     client.get("/v1/me").await.assert_error(401, "UNAUTHORIZED");
-    let listing = stdout(&admin(&stack, &["list-keys", "--tenant", &tenant]));
+    let listing = stdout(&eventually(
+        Duration::from_secs(5),
+        || admin(&stack, &["list-keys", "--tenant", &tenant]),
+        |out| stdout(out).contains("revoked"),
+    ));
     assert!(listing.contains("revoked"), "{listing}");
 }
 

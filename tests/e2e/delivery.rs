@@ -486,10 +486,11 @@ async fn the_same_sqs_message_twice_makes_one_event_and_one_delivery() {
     let body = json!({"tenant_id": client.tenant, "type": "user.created", "data": {}}).to_string();
     let batch = sqs_event(&[("m-1", &body), ("m-1", &body)]);
     // The concurrent copy may be told to come back (a conflicting write): that is allowed.
-    let response = shared::delivery::deliver_batch(&stack.state, batch).await;
+    let response = shared::delivery::deliver_batch(stack.function("deliver"), batch).await;
     assert!(response.batch_item_failures.len() <= 1);
     let response =
-        shared::delivery::deliver_batch(&stack.state, sqs_event(&[("m-1", &body)])).await;
+        shared::delivery::deliver_batch(stack.function("deliver"), sqs_event(&[("m-1", &body)]))
+            .await;
     assert!(
         response.batch_item_failures.is_empty(),
         "a later repeat finds the event done"
@@ -530,7 +531,7 @@ async fn malformed_and_unknown_ingest_messages_go_to_the_dead_letter_queue_witho
         ("unknown-tenant", &unknown_tenant),
         ("good", &good),
     ]);
-    let response = shared::delivery::deliver_batch(&stack.state, batch).await;
+    let response = shared::delivery::deliver_batch(stack.function("deliver"), batch).await;
     assert!(
         response.batch_item_failures.is_empty(),
         "rejects are not retried"

@@ -67,13 +67,14 @@ async fn a_deliver_invocation_killed_mid_batch_loses_nothing_when_the_message_re
     // The invocation dies (its future is dropped) while the slow requests are in flight.
     let crashed = tokio::time::timeout(
         Duration::from_millis(700),
-        shared::delivery::deliver_batch(&stack.state, one_message("m-1", &body, 1)),
+        shared::delivery::deliver_batch(stack.function("deliver"), one_message("m-1", &body, 1)),
     )
     .await;
     assert!(crashed.is_err(), "the invocation was meant to be cut short");
     // SQS hands the unacknowledged message over again.
     let response =
-        shared::delivery::deliver_batch(&stack.state, one_message("m-1", &body, 2)).await;
+        shared::delivery::deliver_batch(stack.function("deliver"), one_message("m-1", &body, 2))
+            .await;
     assert!(response.batch_item_failures.is_empty());
     one_final_record_per_webhook(&client, &webhooks).await;
     let done = client.deliveries("status=succeeded").await;
@@ -89,7 +90,7 @@ async fn a_deliver_invocation_killed_mid_batch_loses_nothing_when_the_message_re
     let before: usize = (0..6)
         .map(|n| receiver.requests(&format!("w{n}")).len())
         .sum();
-    shared::delivery::deliver_batch(&stack.state, one_message("m-1", &body, 3)).await;
+    shared::delivery::deliver_batch(stack.function("deliver"), one_message("m-1", &body, 3)).await;
     let after: usize = (0..6)
         .map(|n| receiver.requests(&format!("w{n}")).len())
         .sum();
@@ -370,7 +371,8 @@ async fn throttled_storage_during_a_fan_out_delays_but_never_loses_deliveries() 
     // The records cannot be written: the message must come back, not be acknowledged.
     proxy.throttle(&["BatchWriteItem"]);
     let response =
-        shared::delivery::deliver_batch(&stack.state, one_message("m-t", &body, 1)).await;
+        shared::delivery::deliver_batch(stack.function("deliver"), one_message("m-t", &body, 1))
+            .await;
     assert_eq!(
         response.batch_item_failures.len(),
         1,
@@ -383,7 +385,8 @@ async fn throttled_storage_during_a_fan_out_delays_but_never_loses_deliveries() 
     // Storage recovers; SQS hands the message over again.
     proxy.throttle(&[]);
     let response =
-        shared::delivery::deliver_batch(&stack.state, one_message("m-t", &body, 2)).await;
+        shared::delivery::deliver_batch(stack.function("deliver"), one_message("m-t", &body, 2))
+            .await;
     assert!(response.batch_item_failures.is_empty());
     client
         .wait_for_deliveries("", Duration::from_secs(20), |d| {

@@ -310,7 +310,12 @@ async fn unpause_counts_without_reading_the_backlog_and_releases_in_order() {
 #[tokio::test]
 async fn an_authorizer_that_cannot_read_storage_makes_the_route_answer_503() {
     let proxy = crate::storage_faults::ThrottlingProxy::start().await;
-    let stack = Stack::start_with(&[("AWS_ENDPOINT_URL", proxy.endpoint.as_str())]).await;
+    // No authorizer cache: every request asks the authorizer, as one whose answer expired.
+    let stack = Stack::start_with(&[
+        ("AWS_ENDPOINT_URL", proxy.endpoint.as_str()),
+        ("AUTHORIZER_CACHE_TTL_SECONDS", "0"),
+    ])
+    .await;
     let client = stack.tenant().await;
     client.get("/v1/me").await.assert_status(200);
     proxy.throttle(&["GetItem"]);
@@ -494,7 +499,9 @@ async fn the_sweeper_brings_an_event_back_from_the_dead_letter_queue() {
         1
     );
     proxy.throttle(&[]);
-    let swept = shared::delivery::sweep::sweep(&stack.state).await.unwrap();
+    let swept = shared::delivery::sweep::sweep(stack.function("sweeper"))
+        .await
+        .unwrap();
     assert_eq!((swept.events, swept.tasks, swept.left), (1, 0, 0));
     let done = client
         .wait_for_deliveries("", Duration::from_secs(30), |d| {

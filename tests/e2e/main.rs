@@ -7,6 +7,7 @@
 
 mod auth;
 mod commands;
+mod consistency;
 mod controls;
 mod delivery;
 mod event_types;

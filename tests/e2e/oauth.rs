@@ -4,12 +4,13 @@
 //! the token checked by an independent JOSE library against the published JWKS.
 
 use std::process::Command;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use crate::utils::{Client, Stack, remember_secret};
+use crate::utils::{Client, Stack, eventually, remember_secret};
 
 /// Runs `webhooks-admin --local` against the stack's table, which must succeed; its stdout.
 fn admin(stack: &Stack, args: &[&str]) -> String {
@@ -188,7 +189,12 @@ async fn a_client_gets_tokens_by_basic_or_form_and_calls_the_api_with_their_scop
         &tenant,
         "webhooks:read,webhooks:write,events:read,event-types:write",
     );
-    let listing = admin(&stack, &["list-clients", "--tenant", &tenant]);
+    // Listed through an eventually consistent index: the new client shows within moments.
+    let listing = eventually(
+        Duration::from_secs(5),
+        || admin(&stack, &["list-clients", "--tenant", &tenant]),
+        |out| out.contains(&client_id),
+    );
     assert!(
         listing.contains(&client_id) && listing.contains("active"),
         "{listing}"
@@ -437,6 +443,10 @@ async fn forged_expired_and_revoked_credentials_are_refused() {
         .get("/v1/webhooks")
         .await
         .assert_status(200);
-    let listing = admin(&stack, &["list-clients", "--tenant", &tenant]);
+    let listing = eventually(
+        Duration::from_secs(5),
+        || admin(&stack, &["list-clients", "--tenant", &tenant]),
+        |out| out.contains("revoked"),
+    );
     assert!(listing.contains("revoked"), "{listing}");
 }

@@ -168,8 +168,10 @@ impl ThrottlingProxy {
                             }
                             let mut forward = http
                                 .request(parts.method.clone(), format!("{upstream}{}", parts.uri));
+                            // Every header as it came, the host too: the request is
+                            // signed for it.
                             for (name, value) in &parts.headers {
-                                if name != "host" && name != "content-length" {
+                                if name != "content-length" {
                                     forward = forward.header(name, value);
                                 }
                             }
@@ -224,7 +226,12 @@ impl ThrottlingProxy {
 #[tokio::test]
 async fn throttled_storage_is_503_with_retry_after_and_leaves_nothing_half_written() {
     let proxy = ThrottlingProxy::start().await;
-    let stack = Stack::start_with(&[("AWS_ENDPOINT_URL", proxy.endpoint.as_str())]).await;
+    // No authorizer cache: the last request's key lookup is made while storage throttles.
+    let stack = Stack::start_with(&[
+        ("AWS_ENDPOINT_URL", proxy.endpoint.as_str()),
+        ("AUTHORIZER_CACHE_TTL_SECONDS", "0"),
+    ])
+    .await;
     let client = stack.tenant().await;
     client.event_types(&["user.created"]).await;
     let kept = client.webhook(&local_url("kept"), json!("*")).await;

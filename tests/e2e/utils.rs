@@ -158,7 +158,10 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 pub struct Stack {
     pub url: String,
     pub table: String,
+    /// The emulator's administrator: what the tests seed and inspect the stack with.
     pub state: Arc<AppState>,
+    /// Each function's own state, acting as its principal (by binary).
+    functions: HashMap<String, Arc<AppState>>,
     http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -188,6 +191,11 @@ impl Stack {
         let stack = LocalStack::prepare(config, local, |_| {}).await.unwrap();
         let url = stack.url();
         let state = Arc::new(stack.state().clone());
+        let functions = stack
+            .functions()
+            .states()
+            .map(|(binary, state)| (binary.to_string(), Arc::clone(state)))
+            .collect();
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(stack.run(async {
             let _ = stopped.await;
@@ -196,9 +204,18 @@ impl Stack {
             url,
             table,
             state,
+            functions,
             http: shared::tls::http_client(),
             stop: Some(stop),
         }
+    }
+
+    /// The state of the function built from `binary`, acting as its own principal (what a
+    /// test that calls a function's handler directly runs it as).
+    pub fn function(&self, binary: &str) -> &AppState {
+        self.functions
+            .get(binary)
+            .unwrap_or_else(|| panic!("template.yaml has no function {binary}"))
     }
 
     /// An SQS client on the stack's emulator and the stack's queue URLs, for tests that
@@ -362,6 +379,16 @@ impl Reply {
         );
     }
 
+    /// Asserts an answer API Gateway gives itself (`{"message": ...}`), as HTTP API answers
+    /// a request it does not pass on (no identity source, a body over its limits).
+    #[track_caller]
+    pub fn assert_gateway(&self, status: u16, message: &str) {
+        assert_eq!(
+            (self.status, &self.body),
+            (status, &serde_json::json!({ "message": message })),
+        );
+    }
+
     #[track_caller]
     pub fn assert_status(&self, status: u16) -> &Value {
         assert_eq!(self.status, status, "body: {}", self.body);
@@ -499,6 +526,24 @@ impl Client {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Calls `read` until `done` holds of what it returns (at most `within`), for reads through
+/// an eventually consistent index (an admin listing, as in DynamoDB, may miss a write of
+/// the last second); answers the last read.
+pub fn eventually<T: std::fmt::Debug>(
+    within: Duration,
+    mut read: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = read();
+        if done(&got) || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

@@ -229,7 +229,7 @@ impl From<KeyError> for ApiError {
                 ApiError::unavailable()
             }
             other => {
-                tracing::error!(error = %other, "a sealed value did not open");
+                tracing::error!(error = %other, "keys: a sealed value did not open, or KMS refused");
                 ApiError::internal()
             }
         }

@@ -264,8 +264,8 @@ pub async fn dispatch_public(
     (route.handler)(state, req).instrument(span).await
 }
 
-/// A route that serves fixed files and needs no state at all (the portal's page and
-/// script): its binary links neither storage nor KMS.
+/// A route that needs no state at all (the portal's page and script, the `$default`
+/// route's 404): its binary links neither storage nor KMS.
 pub struct AssetRoute {
     pub function: &'static str,
     pub handler: fn(&Request) -> Response<Body>,
@@ -279,10 +279,25 @@ pub mod asset_routes {
         function: "portal",
         handler: crate::portal::serve,
     };
+
+    /// The `$default` route: whatever no other route matches is a 404 in the API's error
+    /// shape (instead of API Gateway's own `{"message":"Not Found"}`).
+    pub static NOT_FOUND: AssetRoute = AssetRoute {
+        function: "not_found",
+        handler: |_| super::not_found(),
+    };
 }
 
 /// Every asset route. The same test as for [`ROUTES`] checks these.
-pub static ASSET_ROUTES: &[&AssetRoute] = &[&asset_routes::PORTAL];
+pub static ASSET_ROUTES: &[&AssetRoute] = &[&asset_routes::PORTAL, &asset_routes::NOT_FOUND];
+
+/// The answer to a request no route matches.
+pub fn not_found() -> Response<Body> {
+    error_response(&ApiError::new(
+        crate::api::error::ErrorCode::NotFound,
+        "no such route",
+    ))
+}
 
 /// The asset route served by a function, by name.
 pub fn asset_route(function: &str) -> Option<&'static AssetRoute> {

@@ -193,6 +193,10 @@ impl DeliveryClient {
     }
 }
 
+/// How long `verify_tls` waits for the handshake: well within `create_webhook`'s 10 s
+/// Lambda timeout, with room for the create itself.
+pub const TLS_PROBE_TIMEOUT: Duration = Duration::from_secs(4);
+
 #[async_trait]
 impl Transport for DeliveryClient {
     /// Completes a verified TLS handshake with the URL's host (a HEAD request), under the
@@ -204,7 +208,7 @@ impl Transport for DeliveryClient {
         }
         self.http
             .head(url)
-            .timeout(Duration::from_secs(10))
+            .timeout(TLS_PROBE_TIMEOUT)
             .send()
             .await
             .map(|_| ())

@@ -167,24 +167,17 @@ async fn claim<'m>(
         }))
     };
     if let Some(event_id) = &task.event_id {
-        // Stored by the API. A first receipt needs no read; a repeat checks what is done.
-        if message.receive_count() <= 1 && !task.resend {
-            let created_at = task
-                .created_at
-                .as_deref()
-                .and_then(crate::domain::parse_time)
-                .unwrap_or_else(crate::domain::now);
-            let mut event = Event::new(&task.tenant_id, &task.event_type, task.data.clone());
-            event.id = event_id.clone();
-            event.source_id = task.id.clone();
-            event.created_at = created_at;
-            return claimed(event, false);
-        }
+        // Stored by the API: what is sent is the stored event, never the task's copy, and a
+        // task for an event that is not stored is not the service's (or its publish was
+        // answered 503 and took it back). A repeat receipt skips what is recorded.
         return match state.store.get_event(&task.tenant_id, event_id).await? {
-            Some(event) => claimed(event, true),
+            Some(event) => claimed(event, task.resend || message.receive_count() > 1),
             None => {
-                // The publish that stored it answered 503 and took it back.
-                tracing::warn!("queued event no longer stored; dropped");
+                tracing::warn!(
+                    reason = "its event is not stored",
+                    "an event task dropped as untrustworthy"
+                );
+                metrics::dropped_task();
                 Ok(None)
             }
         };
@@ -240,7 +233,16 @@ async fn claim<'m>(
         .await?
     {
         Stored::New => claimed(event, false),
-        Stored::Repeat(first) => claimed(first, true),
+        // The same message again (its first receipt may have stopped midway), or a message
+        // brought back from the dead-letter queue: the fan-out resumes.
+        Stored::Repeat(first) if task.redriven || message.receive_count() > 1 => {
+            claimed(first, true)
+        }
+        // Another message repeating an event's source id: delivered once, never again.
+        Stored::Repeat(first) => {
+            tracing::info!(event_id = %first.id, "a repeated source id: nothing delivered again");
+            Ok(None)
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 //! | `StorageThrottles` | Count | DynamoDB throttling answers absorbed (each retried by the SDK, or its message comes back) |
 //! | `TasksParked` | Count | messages parked until their time |
 //! | `RejectedMessages` | Count | ingest messages that can never be processed |
+//! | `DroppedTasks` | Count | delivery-queue tasks dropped as untrustworthy (an event task whose event is not stored) |
 //! | `DeadLettersBroughtBack` / `DeadLettersWaiting` | Count | the sweeper's work, and what waits for the operator |
 
 use std::sync::Mutex;
@@ -66,6 +67,7 @@ struct Counters {
     retries_queued: AtomicU64,
     parked: AtomicU64,
     rejected: AtomicU64,
+    dropped: AtomicU64,
     latencies: Mutex<Vec<u64>>,
 }
 
@@ -74,6 +76,7 @@ static COUNTERS: Counters = Counters {
     retries_queued: AtomicU64::new(0),
     parked: AtomicU64::new(0),
     rejected: AtomicU64::new(0),
+    dropped: AtomicU64::new(0),
     latencies: Mutex::new(Vec::new()),
 };
 
@@ -111,6 +114,10 @@ pub fn rejected_message() {
     add(&COUNTERS.rejected, 1);
 }
 
+pub fn dropped_task() {
+    add(&COUNTERS.dropped, 1);
+}
+
 /// Counts an attempt's outcome and latency, from the record it left.
 pub fn attempted(d: &crate::domain::delivery::Delivery) {
     use crate::domain::delivery::DeliveryStatus;
@@ -143,6 +150,7 @@ pub fn flush(breakers_open: usize) {
         ("StorageThrottles", throttles),
         ("TasksParked", take(&COUNTERS.parked)),
         ("RejectedMessages", take(&COUNTERS.rejected)),
+        ("DroppedTasks", take(&COUNTERS.dropped)),
     ] {
         if n > 0 {
             plain.insert(name.into(), json!(n));

@@ -140,7 +140,7 @@ fn record_span(message_id: &str, task: Option<&Task>) -> tracing::Span {
         webhook_id = tracing::field::Empty,
     );
     match task {
-        Some(Task::Event(t)) => {
+        Some(Task::Event(t) | Task::Redriven(t)) => {
             span.record("tenant_id", t.tenant_id.as_str());
             if let Some(id) = &t.event_id {
                 span.record("event_id", id.as_str());
@@ -188,6 +188,10 @@ pub async fn deliver_batch(state: &AppState, batch: SqsEvent) -> SqsBatchRespons
                 let span = record_span(&message_id, Some(&task));
                 match task {
                     Task::Event(task) => events.push((Message { record, task }, span)),
+                    Task::Redriven(mut task) => {
+                        task.redriven = true;
+                        events.push((Message { record, task }, span));
+                    }
                     Task::Retry(task) => retries.push((Message { record, task }, span)),
                     page @ (Task::Release(_) | Task::Cancel(_) | Task::Recover(_)) => {
                         pages.push((Message { record, task: page }, span));
@@ -229,7 +233,7 @@ pub async fn deliver_batch(state: &AppState, batch: SqsEvent) -> SqsBatchRespons
                     Task::Release(task) => pages::release_page(state, queues, task).await,
                     Task::Cancel(task) => pages::cancel_page(state, queues, task).await,
                     Task::Recover(task) => pages::recover_page(state, queues, task).await,
-                    Task::Event(_) | Task::Retry(_) => Ok(Handled::Done),
+                    Task::Event(_) | Task::Redriven(_) | Task::Retry(_) => Ok(Handled::Done),
                 };
                 outcome(&m, result, "page of deliveries")
             };

@@ -26,6 +26,13 @@ pub const PAGE: usize = 100;
 /// (the deliver function's timeout is 180 s; one request may take 15 s).
 pub const RELEASE_BUDGET: Duration = Duration::from_secs(60);
 
+/// Global secondary indexes are eventually consistent: a page read there may miss a
+/// delivery written a moment before. When a release, recover or cancel seems done, one
+/// more pass comes this much later (each of at most [`SETTLE_PASSES`]) for what the index
+/// had not shown yet; a release goes on while the webhook's buffered count says some wait.
+pub const SETTLE_WAIT: Duration = Duration::from_secs(3);
+pub const SETTLE_PASSES: u8 = 3;
+
 /// Sends a page of an unpaused webhook's buffered deliveries, oldest first, one after
 /// another, so the receiver sees them in the order they happened. A failed one gets its own
 /// retry task and does not hold up the rest. What is left (a full page, or the rest of
@@ -49,6 +56,7 @@ pub(super) async fn release_page(
         )
         .await?;
     let full = page.len() == PAGE;
+    let found = !page.is_empty();
     let worked = send_in_order(
         state,
         queues,
@@ -59,7 +67,38 @@ pub(super) async fn release_page(
     )
     .await?;
     if let Some(wait) = worked.next_page_after(full) {
-        next_page(queues, Task::Release(task.clone()), wait).await?;
+        let next = WebhookTask {
+            settle: 0,
+            ..task.clone()
+        };
+        next_page(queues, Task::Release(next), wait).await?;
+        return Ok(Handled::Done);
+    }
+    // Seemingly done: the buffered count (a consistent read) says whether some are left
+    // that the index did not show yet.
+    let left = store
+        .buffered_count(&task.tenant_id, &task.webhook_id)
+        .await?;
+    if left == 0 {
+        return Ok(Handled::Done);
+    }
+    let settle = if found { 1 } else { task.settle + 1 };
+    if settle <= SETTLE_PASSES {
+        let next = WebhookTask {
+            settle,
+            ..task.clone()
+        };
+        next_page(queues, Task::Release(next), SETTLE_WAIT).await?;
+    } else {
+        // None found in all those passes: the count is off (buffered deliveries that
+        // expired, say). It is what an unpause answers, so it is set right.
+        tracing::warn!(
+            left,
+            "the buffered count names deliveries no page finds; it is reset"
+        );
+        store
+            .drop_buffered_count(&task.tenant_id, &task.webhook_id)
+            .await?;
     }
     Ok(Handled::Done)
 }
@@ -88,11 +127,20 @@ pub(super) async fn recover_page(
         until,
         after: task.after.clone(),
     };
-    let page = state
+    let mut page = state
         .store
         .failed_deliveries(&task.tenant_id, &task.webhook_id, &range, PAGE)
         .await?;
     let full = page.len() == PAGE;
+    if task.settle > 0 {
+        // A settling pass reads the whole range again: what this recover (or anything
+        // else) attempted since it was asked is left alone.
+        let asked = task.requested_at.unwrap_or(task.until);
+        page.retain(|d| {
+            d.last_attempt()
+                .is_none_or(|a| a.at.timestamp_millis() < asked)
+        });
+    }
     let worked = send_in_order(state, queues, &webhook, page, started, Attempted::ByHand).await?;
     if let Some(wait) = worked.next_page_after(full) {
         // A full page sent to its end has `done_until` its last delivery.
@@ -101,6 +149,15 @@ pub(super) async fn recover_page(
             ..task.clone()
         });
         next_page(queues, next, wait).await?;
+    } else if task.settle == 0 {
+        // Seemingly done: once more a moment later, from the start of the range, for
+        // deliveries that failed just before the recover and the index did not show.
+        let next = Task::Recover(RecoverTask {
+            after: None,
+            settle: 1,
+            ..task.clone()
+        });
+        next_page(queues, next, SETTLE_WAIT).await?;
     }
     Ok(Handled::Done)
 }
@@ -279,6 +336,13 @@ pub(super) async fn cancel_page(
     }
     if full {
         next_page(queues, Task::Cancel(task.clone()), Duration::ZERO).await?;
+    } else if task.settle == 0 {
+        // Seemingly done: once more a moment later, for what the index did not show yet.
+        let next = WebhookTask {
+            settle: 1,
+            ..task.clone()
+        };
+        next_page(queues, Task::Cancel(next), SETTLE_WAIT).await?;
     } else {
         store
             .drop_buffered_count(&task.tenant_id, &task.webhook_id)

@@ -11,7 +11,8 @@
 //! writes per event and per failing delivery, and found nothing the dead-letter queues
 //! do not hold.)
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::PipelineError;
 use crate::queue::redrive::Options;
@@ -30,6 +31,81 @@ pub struct Swept {
     pub tasks: usize,
     /// Rejected as never processable, or brought back as often as the sweeper may.
     pub left: usize,
+}
+
+/// What the sweeper function is asked: its schedule's sweep, or (`{"redrive": {...}}`, from
+/// `webhooks-admin redrive`) a redrive by hand.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedriveRequest {
+    /// Bring back rejected messages too (those that can be read now).
+    #[serde(default)]
+    pub include_rejected: bool,
+}
+
+/// One dead-letter queue's part of a redrive by hand.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRedrive {
+    /// Messages brought back.
+    pub moved: usize,
+    /// Why each message left behind was (rejected as never processable, or unreadable).
+    pub kept: Vec<String>,
+}
+
+/// What a redrive by hand did, per dead-letter queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedrivenByHand {
+    pub ingest: QueueRedrive,
+    pub delivery: QueueRedrive,
+}
+
+/// Messages looked at per dead-letter queue in one redrive by hand (the command asks again
+/// until nothing more comes back).
+pub const REDRIVE_LIMIT: usize = 2000;
+
+/// The sweeper function's handler: a redrive by hand when the event asks for one, else the
+/// scheduled sweep (whatever the schedule's event holds).
+pub async fn handle(state: &AppState, event: &Value) -> Result<Value, PipelineError> {
+    let answer = match event.get("redrive") {
+        Some(asked) => {
+            let request: RedriveRequest = serde_json::from_value(asked.clone()).unwrap_or_default();
+            serde_json::to_value(redrive_by_hand(state, &request).await?)
+        }
+        None => serde_json::to_value(sweep(state).await?),
+    };
+    Ok(answer.unwrap_or_default())
+}
+
+/// Brings back the dead-letter queues' messages however often the sweeper already did
+/// (`webhooks-admin redrive`), up to [`REDRIVE_LIMIT`] per queue, as tasks on the delivery
+/// queue; only the service's roles may send there.
+pub async fn redrive_by_hand(
+    state: &AppState,
+    request: &RedriveRequest,
+) -> Result<RedrivenByHand, PipelineError> {
+    let queues = state
+        .queues()
+        .ok_or_else(|| QueueError("the queues are not configured".into()))?;
+    let options = Options {
+        include_rejected: request.include_rejected,
+        automatic: false,
+        limit: REDRIVE_LIMIT,
+        delay: std::time::Duration::ZERO,
+    };
+    let mut done = RedrivenByHand::default();
+    for (queue, into) in [
+        (QueueName::Ingest, &mut done.ingest),
+        (QueueName::Delivery, &mut done.delivery),
+    ] {
+        let redriven = queues.redrive(queue, &options, &|_| {}).await?;
+        into.moved = redriven.moved;
+        into.kept = redriven.kept;
+    }
+    tracing::warn!(
+        events = done.ingest.moved,
+        tasks = done.delivery.moved,
+        "dead-letter messages brought back by hand"
+    );
+    Ok(done)
 }
 
 /// Brings back what the dead-letter queues hold.

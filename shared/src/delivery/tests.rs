@@ -134,6 +134,7 @@ async fn world() -> World {
             "urn:test",
             "urn:test:api",
         )),
+        credentials: None,
     };
     for name in ["user.created", "invoice.paid"] {
         let et = EventType {
@@ -528,6 +529,7 @@ fn page_task(kind: fn(WebhookTask) -> Task, webhook: &Webhook) -> Task {
     kind(WebhookTask {
         tenant_id: TENANT.into(),
         webhook_id: webhook.id.clone(),
+        settle: 0,
     })
 }
 
@@ -588,15 +590,19 @@ async fn a_recover_sends_the_failed_ones_of_its_window_again_in_order_a_page_at_
     tokio::time::sleep(Duration::from_millis(2)).await;
     let after = stored(&w, &wh, 1, DeliveryStatus::Failed).await;
     w.transport.script("a", &[200, 503]);
-    let recover = |after: Option<String>| {
+    let requested_at = crate::domain::now().timestamp_millis();
+    let recover = |after: Option<String>, settle: u8| {
         Task::Recover(RecoverTask {
             tenant_id: TENANT.into(),
             webhook_id: wh.id.clone(),
             since: since.timestamp_millis(),
             until: until.timestamp_millis(),
             after,
+            requested_at: Some(requested_at),
+            settle,
         })
     };
+    let recover = |after| recover(after, 0);
     assert!(w.deliver(vec![task("v-1", recover(None))]).await.is_empty());
     let oldest: Vec<String> = failed[..PAGE].iter().map(|d| d.event_id.clone()).collect();
     assert_eq!(w.transport.events(), oldest, "in order, one after another");
@@ -618,6 +624,20 @@ async fn a_recover_sends_the_failed_ones_of_its_window_again_in_order_a_page_at_
     assert!(w.deliver(vec![task("v-2", next)]).await.is_empty());
     assert_eq!(w.transport.events().len(), PAGE + 1);
     assert_eq!(w.transport.events().last(), Some(&failed[PAGE].event_id));
+    // Seemingly done: one settling pass a moment later reads the range again (for what
+    // the index did not show yet) and sends none of what this recover already tried.
+    let queued = w.queue.take(QueueName::Delivery);
+    let [(settling, wait)] = queued.as_slice() else {
+        panic!("one settling pass: {queued:?}")
+    };
+    assert_eq!(*wait, super::pages::SETTLE_WAIT);
+    assert!(matches!(settling, Task::Recover(t) if t.settle == 1 && t.after.is_none()));
+    assert!(
+        w.deliver(vec![task("v-3", settling.clone())])
+            .await
+            .is_empty()
+    );
+    assert_eq!(w.transport.events().len(), PAGE + 1, "nothing sent twice");
     assert!(w.queue.take(QueueName::Delivery).is_empty(), "done");
     for outside in [&before[0], &after[0]] {
         assert_eq!(record(&outside.id).attempts, 0, "outside the window");

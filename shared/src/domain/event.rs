@@ -87,9 +87,10 @@ impl Event {
 }
 
 impl crate::page::Weigh for Event {
-    /// Its data, plus room for the other fields.
+    /// Its data as Lambda sends it (escaped inside the response's body: every `"` and `\`
+    /// twice), plus room for the other fields.
     fn weight(&self) -> usize {
-        data_size(&self.data) + 512
+        crate::json::escaped_json_size(&self.data) + 1024
     }
 }
 
@@ -104,7 +105,7 @@ pub fn is_valid_source_id(id: &str) -> bool {
 
 /// The size of event data, serialised.
 pub fn data_size(data: &Map<String, Value>) -> usize {
-    serde_json::to_vec(data).map_or(usize::MAX, |v| v.len())
+    crate::json::json_size(data)
 }
 
 /// Checks event data: a JSON object of at most 200 KiB.

@@ -31,11 +31,12 @@ impl EventType {
 }
 
 impl crate::page::Weigh for EventType {
-    /// Its schema, plus room for the other fields.
+    /// Its schema as Lambda sends it (escaped inside the response's body), plus room for
+    /// the other fields.
     fn weight(&self) -> usize {
         self.schema
             .as_ref()
-            .map_or(0, crate::domain::validation::json_size)
+            .map_or(0, crate::json::escaped_json_size)
             + 2048
     }
 }

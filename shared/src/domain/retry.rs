@@ -17,8 +17,24 @@ pub const DEFAULT_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
 /// The most a wait is stretched at random, so that retries of many deliveries spread out.
 pub const MAX_JITTER: f64 = 0.2;
 
+/// SQS's longest delay on a message: the first hop of every wait.
+pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// The longest a received message is parked (its visibility timeout): SQS counts at most
+/// 12 hours from the receive, which happened a little before the park (a batch runs for
+/// at most the deliver function's 3 minutes).
+pub const MAX_PARK: Duration = Duration::from_secs(12 * 3600 - 5 * 60);
+
+/// The longest step a schedule may have: with its jitter, what the first delay and one
+/// park can hold.
+pub fn longest_parkable_step() -> Duration {
+    (MAX_QUEUE_DELAY + MAX_PARK).div_f64(1.0 + MAX_JITTER)
+}
+
 impl RetrySchedule {
-    /// Parses `5s,5m,30m,2h`: whole numbers with `ms`, `s`, `m`, `h` or `d`.
+    /// Parses `5s,5m,30m,2h`: whole numbers with `ms`, `s`, `m`, `h` or `d`. A step whose
+    /// jittered wait is longer than SQS can hold a message (its 15-minute delay, then 12
+    /// hours of visibility) is refused: such a retry could never be parked.
     pub fn parse(text: &str) -> Result<Self, String> {
         let waits = text
             .split(',')
@@ -26,6 +42,18 @@ impl RetrySchedule {
             .filter(|s| !s.is_empty())
             .map(parse_duration)
             .collect::<Result<Vec<_>, _>>()?;
+        let longest = longest_parkable_step();
+        if let Some((i, step)) = waits.iter().enumerate().find(|(_, w)| **w > longest) {
+            return Err(format!(
+                "step {} ({}) waits up to {} with its 20% jitter, longer than SQS can hold a \
+                 message (a 15-minute delay, then at most 12 hours hidden): the longest step \
+                 is {}",
+                i + 1,
+                crate::duration::format_duration(*step),
+                crate::duration::format_duration(step.mul_f64(1.0 + MAX_JITTER)),
+                crate::duration::format_duration(longest),
+            ));
+        }
         Ok(RetrySchedule(waits))
     }
 
@@ -105,6 +133,20 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn a_step_sqs_cannot_park_is_refused_naming_it() {
+        // The default's 10 h steps fit: 12 h jittered, 15 min of delay then 11 h 45 min.
+        assert!(RetrySchedule::parse(DEFAULT_SCHEDULE).is_ok());
+        assert!(RetrySchedule::parse("608m").is_ok());
+        let error = RetrySchedule::parse("5s,609m").unwrap_err();
+        assert!(error.contains("step 2 (10h9m)"), "{error}");
+        assert!(error.contains("the longest step is 10h8m20s"), "{error}");
+        assert!(RetrySchedule::parse("1d").is_err());
+        // Whatever a step, its longest jittered wait fits one delay and one park.
+        let longest = longest_parkable_step();
+        assert!(longest.mul_f64(1.0 + MAX_JITTER) <= MAX_QUEUE_DELAY + MAX_PARK);
+    }
+
+    #[test]
     fn the_default_schedule_is_the_specs() {
         let s = RetrySchedule::default();
         assert_eq!(s.max_attempts(), 8);
@@ -156,7 +198,9 @@ mod tests {
         for bad in ["18446744073709551615d", "366d", "9000000h"] {
             assert!(RetrySchedule::parse(bad).is_err(), "{bad}");
         }
-        assert!(RetrySchedule::parse("365d").is_ok());
+        // A year is a duration; no schedule may wait that long (SQS could not park it).
+        assert!(crate::duration::parse_duration("365d").is_ok());
+        assert!(RetrySchedule::parse("365d").is_err());
     }
 
     fn retry_after_values() -> impl Strategy<Value = String> {
@@ -200,9 +244,9 @@ mod tests {
 
     #[test]
     fn schedules_parse_units_and_refuse_nonsense() {
-        let s = RetrySchedule::parse("200ms, 1s,2m,1h,1d").unwrap();
+        let s = RetrySchedule::parse("200ms, 1s,2m,1h,10h").unwrap();
         assert_eq!(s.wait_after(1), Some(Duration::from_millis(200)));
-        assert_eq!(s.wait_after(5), Some(Duration::from_secs(86400)));
+        assert_eq!(s.wait_after(5), Some(Duration::from_secs(36000)));
         for bad in ["5x", "s", "-1s", "1.5s"] {
             assert!(RetrySchedule::parse(bad).is_err(), "{bad}");
         }

@@ -1,6 +1,7 @@
 //! Validation of what clients send: event type names, subscriptions, URLs, secrets,
 //! credentials and metadata. Each rule answers with the spec's error code.
 
+use crate::json::json_size;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
@@ -187,11 +188,6 @@ pub fn parse_metadata(value: Value) -> Checked<Map<String, Value>> {
         ));
     }
     Ok(map)
-}
-
-/// The size of a JSON value, serialised, in bytes.
-pub fn json_size(value: &impl serde::Serialize) -> usize {
-    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
 }
 
 /// Checks an event type's schema: a JSON object of at most 64 KiB that compiles as a JSON

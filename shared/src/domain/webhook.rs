@@ -236,10 +236,10 @@ impl Webhook {
 }
 
 impl crate::page::Weigh for Webhook {
-    /// Its metadata and filter, plus room for the other fields and a subscription of 100
-    /// names.
+    /// Its metadata and filter as Lambda sends them (escaped inside the response's body),
+    /// plus room for the other fields and a subscription of 100 names.
     fn weight(&self) -> usize {
-        crate::domain::validation::json_size(&self.metadata) * 2
+        crate::json::escaped_json_size(&self.metadata)
             + self
                 .headers
                 .iter()
@@ -248,7 +248,7 @@ impl crate::page::Weigh for Webhook {
             + self
                 .filter
                 .as_ref()
-                .map_or(0, |f| f.as_json().to_string().len() * 2)
+                .map_or(0, |f| crate::json::escaped_json_size(f.as_json()))
             + self.events.iter().map(|e| e.len() + 3).sum::<usize>()
             + 4096
     }

@@ -47,6 +47,9 @@ pub struct EventTask {
     /// came in, whose id and time make its event's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// Read from a `redriven` task (never serialised: the task's kind says it).
+    #[serde(skip)]
+    pub redriven: bool,
 }
 
 /// The SQS message an ingest event first came in: an event without a source `id` takes its
@@ -72,6 +75,7 @@ impl EventTask {
             created_at: Some(crate::domain::format_time(event.created_at)),
             resend,
             origin: None,
+            redriven: false,
         }
     }
 }
@@ -97,6 +101,14 @@ pub struct RetryTask {
 pub struct WebhookTask {
     pub tenant_id: String,
     pub webhook_id: String,
+    /// The passes made after the work seemed done, a moment later, for what the index
+    /// had not shown yet (global secondary indexes are eventually consistent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub settle: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// A page of a webhook's failed deliveries to send again (`recover_webhook`): those created
@@ -110,13 +122,26 @@ pub struct RecoverTask {
     pub until: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// When the recover was asked (Unix milliseconds): a settling pass leaves alone what
+    /// was attempted since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<i64>,
+    /// As [`WebhookTask::settle`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub settle: u8,
 }
 
 /// Every message the deliver function reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Task {
+    /// Fan out an event the API stored (`event_id` set; a task for an event that is not
+    /// stored is dropped).
     Event(EventTask),
+    /// An ingest message brought back from the ingest dead-letter queue (by the sweeper or
+    /// `webhooks-admin redrive`): stored and fanned out as it would have been, resuming a
+    /// fan-out its first receipts began.
+    Redriven(EventTask),
     Retry(RetryTask),
     /// Send the buffered deliveries of a webhook that was unpaused, oldest first.
     Release(WebhookTask),
@@ -144,8 +169,15 @@ pub fn parse_ingest(body: &str) -> Result<EventTask, String> {
 pub fn parse_task(body: &str) -> Result<Task, String> {
     let value = Value::Object(json_object(body)?);
     let task = serde_json::from_value::<Task>(value).map_err(|e| format!("malformed task: {e}"))?;
-    if let Task::Event(event) = &task {
-        check_ingest(event)?;
+    match &task {
+        Task::Event(event) => {
+            check_ingest(event)?;
+            if event.event_id.is_none() {
+                return Err("an event task names no stored event (event_id)".into());
+            }
+        }
+        Task::Redriven(event) => check_ingest(event)?,
+        _ => {}
     }
     Ok(task)
 }
@@ -180,6 +212,7 @@ fn read_ingest(object: &Map<String, Value>) -> Result<EventTask, String> {
         created_at: None,
         resend: false,
         origin: None,
+        redriven: false,
     })
 }
 
@@ -270,10 +303,12 @@ mod tests {
             Task::Release(WebhookTask {
                 tenant_id: "t".into(),
                 webhook_id: "wh_x".into(),
+                settle: 0,
             }),
             Task::Cancel(WebhookTask {
                 tenant_id: "t".into(),
                 webhook_id: "wh_x".into(),
+                settle: 1,
             }),
             Task::Recover(RecoverTask {
                 tenant_id: "t".into(),
@@ -281,6 +316,8 @@ mod tests {
                 since: 1,
                 until: 2,
                 after: Some("dlv_x".into()),
+                requested_at: Some(2),
+                settle: 0,
             }),
             Task::Event(EventTask {
                 tenant_id: "t".into(),
@@ -291,6 +328,14 @@ mod tests {
                 created_at: Some("2026-01-01T00:00:00.000Z".into()),
                 resend: true,
                 origin: None,
+                redriven: false,
+            }),
+            Task::Redriven(EventTask {
+                origin: Some(Origin {
+                    message_id: "m-1".into(),
+                    sent_at: 1,
+                }),
+                ..parse_ingest(r#"{"tenant_id":"t","type":"a.b","data":{}}"#).unwrap()
             }),
         ];
         for task in tasks {
@@ -303,6 +348,10 @@ mod tests {
                     .contains("not accepted on the ingest queue")
             );
         }
+        // An event task must name the event the API stored: a task carrying an event's
+        // content without one is never the service's.
+        let forged = r#"{"kind":"event","tenant_id":"t","type":"a.b","data":{"n":1}}"#;
+        assert!(parse_task(forged).unwrap_err().contains("event_id"));
         let retry: Value = serde_json::to_value(Task::Retry(RetryTask {
             tenant_id: "t".into(),
             delivery_id: "d".into(),

@@ -1,9 +1,10 @@
 //! Bringing messages back from the dead-letter queues: what the scheduled sweeper does on
 //! its own and `webhooks-admin redrive` does by hand. Whatever a dead-letter message was,
 //! it comes back as a task on the delivery queue:
-//! - an ingest message as the event task it asked for, with its first message's id and
-//!   time when it names no source `id`, so the event it makes is the one its first
-//!   receipts made (every step of the fan-out is idempotent on that id);
+//! - an ingest message as a `redriven` task (never an event task, which names an event
+//!   the API stored), with its first message's id and time when it names no source `id`,
+//!   so the event it makes is the one its first receipts made (every step of the fan-out
+//!   is idempotent on that id);
 //! - a task as itself, an event task marked `resend` so the fan-out skips what was
 //!   recorded.
 //!
@@ -95,7 +96,7 @@ fn revive(queue: QueueName, letter: &DeadLetter) -> Result<Task, String> {
                     sent_at,
                 });
             }
-            Ok(Task::Event(event))
+            Ok(Task::Redriven(event))
         }
         QueueName::Delivery => {
             let mut task = parse_task(&letter.body)?;
@@ -126,10 +127,10 @@ mod tests {
 
     #[test]
     fn an_ingest_message_comes_back_as_the_event_its_first_receipts_made() {
-        let Decision::Move(Task::Event(event)) =
+        let Decision::Move(Task::Redriven(event)) =
             decide(QueueName::Ingest, &letter(EVENT), &Options::default())
         else {
-            panic!("moved as an event task");
+            panic!("moved as a redriven ingest message");
         };
         assert_eq!(
             event.origin,
@@ -140,10 +141,10 @@ mod tests {
         );
         // With a source id, that id is what makes it the same event.
         let with_id = r#"{"tenant_id":"acme","type":"a.b","data":{},"id":"order-1"}"#;
-        let Decision::Move(Task::Event(event)) =
+        let Decision::Move(Task::Redriven(event)) =
             decide(QueueName::Ingest, &letter(with_id), &Options::default())
         else {
-            panic!("moved as an event task");
+            panic!("moved as a redriven ingest message");
         };
         assert_eq!((event.id.as_deref(), event.origin), (Some("order-1"), None));
     }

@@ -13,9 +13,10 @@ use super::redrive::{self, DeadLetter, Decision, REASON_ATTRIBUTE, REDRIVES_ATTR
 use super::{QueueError, QueueName, Task, TaskQueue};
 
 /// SQS's longest `DelaySeconds`.
-pub const MAX_DELAY: Duration = Duration::from_secs(900);
-/// SQS's longest visibility timeout.
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+pub const MAX_DELAY: Duration = crate::domain::retry::MAX_QUEUE_DELAY;
+/// The longest park: SQS's 12 hours of visibility counted from the receive, less the time
+/// since it (a longer wait comes back early and parks again).
+use crate::domain::retry::MAX_PARK;
 
 /// The service's queues on SQS.
 #[derive(Clone, Debug)]
@@ -156,7 +157,7 @@ impl TaskQueue for SqsQueues {
             .change_message_visibility()
             .queue_url(self.url(queue))
             .receipt_handle(receipt_handle)
-            .visibility_timeout(wait.min(MAX_VISIBILITY).as_secs().max(1) as i32)
+            .visibility_timeout(wait.min(MAX_PARK).as_secs().max(1) as i32)
             .send()
             .await
             .map_err(queue_error)?;

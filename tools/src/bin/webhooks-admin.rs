@@ -4,13 +4,15 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shared::config::{Config, Mode, QueueUrls};
+use shared::config::{Config, Mode};
+use shared::delivery::sweep::{RedriveRequest, RedrivenByHand, redrive_by_hand};
 use shared::domain::api_key::Scope;
 use shared::domain::format_time;
-use shared::queue::sqs::SqsQueues;
-use shared::queue::{QueueName, TaskQueue, redrive};
 use shared::state::AppState;
+use tools::local::functions::Functions;
 use tools::local::settings::LocalSettings;
+use tools::local::stack::Provisioned;
+use tools::local::template::Template;
 
 #[derive(Parser)]
 #[command(
@@ -71,16 +73,68 @@ enum Command {
     },
     /// Bring the dead-letter queues' messages back (ingest and delivery) as tasks on the
     /// delivery queue, however often the sweeper already did. Messages rejected as never
-    /// processable stay unless --include-rejected. In AWS it
-    /// needs INGEST_QUEUE_URL, INGEST_DLQ_URL, DELIVERY_QUEUE_URL and DELIVERY_DLQ_URL (the
-    /// stack's outputs); locally it finds the local stack's queues.
+    /// processable stay unless --include-rejected. Only the service's roles may send to the
+    /// delivery queue (its queue policy), so this invokes the sweeper function to do it
+    /// (in AWS it needs lambda:InvokeFunction on it, and its name: the stack's
+    /// SweeperFunctionName output); locally it runs the sweeper's code as the sweeper's
+    /// own principal.
     Redrive {
         #[arg(long)]
         include_rejected: bool,
-        /// The delivery dead-letter queue (the DeliveryDeadLetterQueueUrl output).
-        #[arg(long, env = "DELIVERY_DLQ_URL")]
-        delivery_dlq_url: Option<String>,
+        /// The sweeper function (the SweeperFunctionName output).
+        #[arg(long, env = "SWEEPER_FUNCTION_NAME")]
+        sweeper_function: Option<String>,
     },
+}
+
+/// Locally: the sweeper's redrive, run here as the sweeper's own principal.
+async fn redrive_locally(
+    config: &Config,
+    request: &RedriveRequest,
+) -> Result<RedrivenByHand, String> {
+    let template = Template::built_in()?;
+    let provisioned = Provisioned::ensure(config.clone(), &template, &|_| {}).await?;
+    let sweeper = Functions::one(
+        &template,
+        &provisioned.config,
+        &provisioned.resolver,
+        "sweeper",
+    )
+    .await?;
+    redrive_by_hand(&sweeper, request)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// In AWS: the sweeper function, invoked with the redrive it is to make.
+async fn invoke_sweeper(
+    config: &Config,
+    function: &str,
+    request: &RedriveRequest,
+) -> Result<RedrivenByHand, String> {
+    let sdk = shared::state::sdk_config(config).await;
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let payload = serde_json::json!({ "redrive": request }).to_string();
+    let out = lambda
+        .invoke()
+        .function_name(function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "invoking {function}: {}",
+                aws_sdk_lambda::error::DisplayErrorContext(e)
+            )
+        })?;
+    let body = out.payload.map(|p| p.into_inner()).unwrap_or_default();
+    if let Some(error) = out.function_error {
+        return Err(format!(
+            "the sweeper failed ({error}): {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("the sweeper's answer: {e}"))
 }
 
 #[tokio::main]
@@ -176,74 +230,40 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Redrive {
             include_rejected,
-            delivery_dlq_url,
+            sweeper_function,
         } => {
-            let sqs = aws_sdk_sqs::Client::new(&shared::state::sdk_config(&state.config).await);
-            let urls = if cli.local {
-                let name = |id: &str| format!("{}-{id}", state.config.table_name);
-                let mut urls = Vec::new();
-                for id in [
-                    "IngestQueue",
-                    "IngestDeadLetterQueue",
-                    "DeliveryQueue",
-                    "DeliveryDeadLetterQueue",
-                ] {
-                    let url = sqs
-                        .get_queue_url()
-                        .queue_name(name(id))
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            format!(
-                                "no local queue {}: is `make run` running? ({})",
-                                name(id),
-                                aws_sdk_sqs::error::DisplayErrorContext(e)
-                            )
-                        })?
-                        .queue_url
-                        .unwrap_or_default();
-                    urls.push(url);
+            let request = RedriveRequest { include_rejected };
+            // Each round looks at up to a few thousand messages per queue; what it leaves
+            // is visible again for the next, which ends the redrive when it moves nothing.
+            let mut moved = [0usize; 2];
+            let kept = loop {
+                let done = if cli.local {
+                    redrive_locally(&state.config, &request).await?
+                } else {
+                    let name = sweeper_function.as_deref().ok_or(
+                        "redrive needs the sweeper function's name: --sweeper-function or \
+                         SWEEPER_FUNCTION_NAME (the stack's SweeperFunctionName output)",
+                    )?;
+                    invoke_sweeper(&state.config, name, &request).await?
+                };
+                let round = done.ingest.moved + done.delivery.moved;
+                moved[0] += done.ingest.moved;
+                moved[1] += done.delivery.moved;
+                eprintln!("{} brought back so far", moved[0] + moved[1]);
+                if round == 0 {
+                    break [done.ingest.kept, done.delivery.kept];
                 }
-                QueueUrls {
-                    ingest: urls[0].clone(),
-                    ingest_dlq: urls[1].clone(),
-                    delivery: urls[2].clone(),
-                    delivery_dlq: Some(urls[3].clone()),
-                }
-            } else {
-                let mut queues = state.config.queues.clone().ok_or(
-                    "redrive needs INGEST_QUEUE_URL, INGEST_DLQ_URL and DELIVERY_QUEUE_URL",
-                )?;
-                queues.delivery_dlq = Some(
-                    delivery_dlq_url
-                        .ok_or("redrive needs DELIVERY_DLQ_URL (or --delivery-dlq-url)")?,
-                );
-                queues
             };
-            let queues = SqsQueues::new(sqs, &urls);
-            let options = redrive::Options {
-                include_rejected,
-                automatic: false,
-                limit: usize::MAX,
-                delay: std::time::Duration::ZERO,
-            };
-            for (name, queue) in [
-                ("ingest", QueueName::Ingest),
-                ("delivery", QueueName::Delivery),
-            ] {
-                eprintln!("redriving the {name} dead-letter queue");
-                let done = queues
-                    .redrive(queue, &options, &|n| eprintln!("  {n} brought back so far"))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                println!("{name}: {} brought back to the delivery queue", done.moved);
-                if !done.kept.is_empty() {
+            for (i, name) in ["ingest", "delivery"].into_iter().enumerate() {
+                println!("{name}: {} brought back to the delivery queue", moved[i]);
+                if !kept[i].is_empty() {
                     println!(
-                        "{name}: {} left in the dead-letter queue, rejected as never processable \
-                         (--include-rejected brings back those that can be read now):",
-                        done.kept.len()
+                        "{name}: {} left in the dead-letter queue, rejected as never \
+                         processable (--include-rejected brings back those that can be read \
+                         now):",
+                        kept[i].len()
                     );
-                    for reason in done.kept {
+                    for reason in &kept[i] {
                         println!("  {reason}");
                     }
                 }

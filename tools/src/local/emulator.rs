@@ -22,6 +22,14 @@ pub fn default_server_path() -> PathBuf {
         .join("webhooks-emulator")
 }
 
+/// Where the emulator the local stack starts writes its log (each denied call among it).
+pub fn default_log_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("emulator.log")
+}
+
 impl Emulator {
     /// Starts the emulator on `127.0.0.1:port` and waits until it answers.
     pub fn start(server: &Path, port: u16) -> Result<Self, String> {
@@ -38,11 +46,29 @@ impl Emulator {
                  or point AWS_ENDPOINT_URL at an emulator that is already running"
             ));
         }
+        let log_path = default_log_path();
+        let log = log_path
+            .parent()
+            .map(std::fs::create_dir_all)
+            .and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)
+                    .ok()
+            });
+        let (out, err) = match log
+            .as_ref()
+            .and_then(|f| Some((f.try_clone().ok()?, f.try_clone().ok()?)))
+        {
+            Some((out, err)) => (Stdio::from(out), Stdio::from(err)),
+            None => (Stdio::null(), Stdio::null()),
+        };
         let child = Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .map_err(|e| format!("starting {}: {e}", server.display()))?;
         let mut emulator = Emulator {

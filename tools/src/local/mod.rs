@@ -3,7 +3,9 @@
 //! Lambda binary uses, with the authorizer in front.
 
 pub mod emulator;
+pub mod functions;
 pub mod pollers;
+pub mod principals;
 pub mod provision;
 pub mod server;
 pub mod settings;

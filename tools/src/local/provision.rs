@@ -230,26 +230,88 @@ pub async fn ensure_queues(
     Ok(created)
 }
 
+/// A KMS key made for the local stack: the alias the service names it by (KMS accepts an
+/// alias wherever a key id goes) and its ARN, which policies name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalKey {
+    pub alias: String,
+    pub arn: String,
+}
+
 /// Makes sure the template's KMS keys (the one that wraps the data keys sealing webhooks'
 /// secrets, the one that signs access tokens) exist in the emulator, each with its
 /// `KeySpec` and `KeyUsage`, under the alias `alias/<prefix>-<LogicalId>`, so a stack that
 /// restarts against the same emulator opens what it sealed and verifies what it signed
-/// before. Returns each key's alias by logical id; KMS accepts an alias wherever a key id
-/// goes.
+/// before. Returns each key by logical id.
 pub async fn ensure_kms_keys(
     client: &aws_sdk_kms::Client,
     template: &Template,
     prefix: &str,
-) -> Result<HashMap<String, String>, String> {
-    let mut aliases = HashMap::new();
+) -> Result<HashMap<String, LocalKey>, String> {
+    let mut keys = HashMap::new();
     for key in template.resources_of_type("AWS::KMS::Key") {
         let alias = format!("alias/{prefix}-{}", key.logical_id);
         if client.describe_key().key_id(&alias).send().await.is_err() {
             create_kms_key(client, &key, &alias).await?;
         }
-        aliases.insert(key.logical_id, alias);
+        let arn = client
+            .describe_key()
+            .key_id(&alias)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "reading the KMS key {alias}: {}",
+                    aws_sdk_kms::error::DisplayErrorContext(e)
+                )
+            })?
+            .key_metadata
+            .and_then(|m| m.arn)
+            .ok_or_else(|| format!("the emulator's KMS key {alias} has no ARN"))?;
+        keys.insert(key.logical_id, LocalKey { alias, arn });
     }
-    Ok(aliases)
+    Ok(keys)
+}
+
+/// Sets every queue policy the template declares (`AWS::SQS::QueuePolicy`), resolved to
+/// the local resources and principals, on its queues.
+pub async fn ensure_queue_policies(
+    client: &aws_sdk_sqs::Client,
+    template: &Template,
+    queues: &HashMap<String, LocalQueue>,
+    resolver: &super::principals::Resolver,
+) -> Result<usize, String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let mut set = 0;
+    for policy in template.resources_of_type("AWS::SQS::QueuePolicy") {
+        let document = resolver
+            .resolve(&policy.properties["PolicyDocument"])
+            .map_err(|e| format!("{}: {e}", policy.logical_id))?;
+        for queue in list(&policy.properties, "Queues") {
+            let id = queue
+                .get("!Ref")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("{}: Queues must be !Ref <Queue>", policy.logical_id))?;
+            let url = &queues
+                .get(id)
+                .ok_or_else(|| format!("{}: no queue {id}", policy.logical_id))?
+                .url;
+            client
+                .set_queue_attributes()
+                .queue_url(url)
+                .attributes(QueueAttributeName::Policy, document.to_string())
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "setting the policy of {id}: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    )
+                })?;
+            set += 1;
+        }
+    }
+    Ok(set)
 }
 
 async fn create_kms_key(

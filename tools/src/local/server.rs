@@ -1,11 +1,18 @@
-//! The local API server: routes from template.yaml, the authorizer in front, and each
-//! request turned into the API Gateway (HTTP API, payload 2.0) event Lambda would receive,
-//! then handed to the same handler the Lambda binary runs.
+//! The local API server, answering as API Gateway's HTTP API does for what template.yaml
+//! declares: its routes (exact paths before greedy ones, then the `$default` route, else
+//! the gateway's own 404), the authorizer's identity source (a request without it is
+//! answered 401 by the gateway, the authorizer never called) and its cache (the answer
+//! kept per identity for `ReauthorizeEvery`), the 10 MB request limit, and the 30 s
+//! integration timeout. Each request becomes the API Gateway (payload 2.0) event Lambda
+//! would receive, handed to the same handler the Lambda binary runs, as the function's own
+//! principal and under the function's `Timeout`; the answer is measured as Lambda measures
+//! it (the serialized invocation response, escapes included) against its 6 MB.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -15,16 +22,21 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use super::template::{HttpRoute, Template, match_path};
-use shared::api::error::{ApiError, ErrorCode};
-use shared::api::{self, AssetRoute, PublicRoute, Route, error_response};
-use shared::state::AppState;
+use super::functions::{Function, Functions};
+use super::settings::LocalSettings;
+use super::template::{AuthorizerSpec, DEFAULT_ROUTE, HttpRoute, Template, match_path};
+use shared::api::{self, AssetRoute, PublicRoute, Route};
 
 /// Lambda's limit on a synchronous invocation's payload, request and response alike.
-const MAX_LAMBDA_PAYLOAD: usize = 6 * 1024 * 1024;
+pub const MAX_LAMBDA_PAYLOAD: usize = 6 * 1024 * 1024;
+/// HTTP API's limit on a request's body.
+pub const MAX_GATEWAY_REQUEST: usize = 10 * 1024 * 1024;
+/// HTTP API's longest wait for an integration.
+pub const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What serves a template route: a handler behind the authorizer, or a public one.
 #[derive(Clone, Copy)]
@@ -34,17 +46,64 @@ enum Door {
     Asset(&'static AssetRoute),
 }
 
-/// The routes of the template, each joined to its registered handler.
+/// The authorizer's context for a route: what the route reads its caller from.
+type Context = serde_json::Map<String, Value>;
+
+/// The authorizer's answers, kept per identity source value as API Gateway keeps them.
+struct AuthorizerCache {
+    ttl: Duration,
+    answers: Mutex<HashMap<String, (Instant, Context)>>,
+}
+
+/// A route a request took: the route, its door, its path parameters.
+type Matched<'a> = (&'a HttpRoute, Door, Vec<(String, String)>);
+
+impl AuthorizerCache {
+    fn get(&self, identity: &str) -> Option<Context> {
+        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, context) = answers.get(identity)?;
+        (at.elapsed() < self.ttl).then(|| context.clone())
+    }
+
+    fn put(&self, identity: &str, context: &Context) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        answers.retain(|_, (at, _)| at.elapsed() < self.ttl);
+        answers.insert(identity.to_string(), (Instant::now(), context.clone()));
+    }
+}
+
+/// The routes of the template, each joined to its registered handler and its function.
 pub struct LocalApi {
-    state: Arc<AppState>,
+    functions: Functions,
     routes: Vec<(HttpRoute, Door)>,
+    authorizer: Option<AuthorizerSpec>,
+    cache: AuthorizerCache,
+}
+
+/// An answer API Gateway gives itself, in its own shape (`{"message": ...}`).
+fn gateway_answer(status: u16, message: &str) -> hyper::Response<Full<Bytes>> {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("apigw-requestid", ulid::Ulid::new().to_string())
+        .body(Full::new(Bytes::from(
+            json!({ "message": message }).to_string(),
+        )))
+        .expect("a status and static headers are always valid")
 }
 
 impl LocalApi {
-    /// Joins the template's routes to the handler registry; an error names any route whose
-    /// function has no handler.
-    pub fn new(state: Arc<AppState>, template: &Template) -> Result<Self, String> {
-        let routes = template
+    /// Joins the template's routes to the handler registry and the functions; an error
+    /// names any route whose function has no handler.
+    pub fn new(
+        functions: Functions,
+        template: &Template,
+        settings: &LocalSettings,
+    ) -> Result<Self, String> {
+        let mut routes = template
             .http_routes()?
             .into_iter()
             .map(|r| {
@@ -64,11 +123,30 @@ impl LocalApi {
                 }
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(LocalApi { state, routes })
+        // As HTTP API chooses: a full match, then a greedy path variable, then $default.
+        routes.sort_by_key(|(r, _)| match r.path.as_str() {
+            DEFAULT_ROUTE => 2,
+            path if path.contains("+}") => 1,
+            _ => 0,
+        });
+        let authorizer = template.authorizer()?;
+        let ttl = settings
+            .authorizer_cache_ttl
+            .or(authorizer.as_ref().map(|a| a.cache_ttl))
+            .unwrap_or_default();
+        Ok(LocalApi {
+            functions,
+            routes,
+            authorizer,
+            cache: AuthorizerCache {
+                ttl,
+                answers: Mutex::default(),
+            },
+        })
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
+    pub fn functions(&self) -> &Functions {
+        &self.functions
     }
 
     /// Serves connections from `listener` until `shutdown` completes.
@@ -94,73 +172,176 @@ impl LocalApi {
         }
     }
 
-    async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-        let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_LAMBDA_PAYLOAD).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
-                return to_hyper(error_response(&ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    "the request body is larger than 200 KiB",
-                )));
+    /// The route a request takes, with its path parameters.
+    fn route_of(&self, method: &str, path: &str) -> Option<Matched<'_>> {
+        self.routes.iter().find_map(|(r, door)| {
+            if r.path == DEFAULT_ROUTE {
+                return Some((r, *door, Vec::new()));
             }
-        };
-        let path = parts.uri.path();
-        let found = self.routes.iter().find_map(|(r, door)| {
-            (r.method == parts.method.as_str())
+            (r.method == method || r.method == "ANY")
                 .then(|| match_path(&r.path, path))
                 .flatten()
                 .map(|params| (r, *door, params))
-        });
-        let Some((route, door, params)) = found else {
-            return to_hyper(error_response(&ApiError::new(
-                ErrorCode::NotFound,
-                "no such route",
-            )));
+        })
+    }
+
+    async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_GATEWAY_REQUEST).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return gateway_answer(413, "Request Entity Too Large"),
         };
-        let authorization = parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        // The authorizer as Lambda runs it, in front of every route but the public ones: a
-        // storage or key failure defers the check to the route.
+        let Some((route, door, params)) = self.route_of(parts.method.as_str(), parts.uri.path())
+        else {
+            return gateway_answer(404, "Not Found");
+        };
+        let Ok(function) = self.functions.get(&route.function) else {
+            return gateway_answer(500, "Internal Server Error");
+        };
         let context = match door {
-            Door::Authorized(_) => {
-                shared::auth::authorizer_context(
-                    &*self.state.store,
-                    &self.state.tokens,
-                    authorization,
-                )
-                .await
-            }
-            Door::Public(_) | Door::Asset(_) => HashMap::new(),
+            Door::Authorized(_) => match self.authorize(&parts).await {
+                Ok(context) => context,
+                Err(answer) => return answer,
+            },
+            Door::Public(_) | Door::Asset(_) => serde_json::Map::new(),
         };
         let event = gateway_event(&parts, &body, route, params, context);
-        let request = match lambda_http::request::from_str(&event.to_string()) {
+        let event_text = event.to_string();
+        if event_text.len() > MAX_LAMBDA_PAYLOAD {
+            // Lambda refuses an invocation larger than its payload limit.
+            return gateway_answer(413, "Request Entity Too Large");
+        }
+        let request = match lambda_http::request::from_str(&event_text) {
             Ok(request) => request,
             Err(e) => {
                 tracing::error!(error = %e, "building the API Gateway event");
-                return to_hyper(error_response(&ApiError::internal()));
+                return gateway_answer(500, "Internal Server Error");
             }
         };
-        let response = match door {
-            Door::Authorized(handler) => api::dispatch(&self.state, handler, request).await,
-            Door::Public(handler) => api::dispatch_public(&self.state, handler, request).await,
-            Door::Asset(handler) => api::dispatch_asset(handler, &request),
+        let state = &function.state;
+        let run = async {
+            match door {
+                Door::Authorized(handler) => api::dispatch(state, handler, request).await,
+                Door::Public(handler) => api::dispatch_public(state, handler, request).await,
+                Door::Asset(handler) => api::dispatch_asset(handler, &request),
+            }
         };
-        let size = match response.body() {
-            lambda_http::Body::Text(text) => text.len(),
-            lambda_http::Body::Binary(data) => data.len(),
-            _ => 0,
+        let response = match invoke(function, run).await {
+            Ok(response) => response,
+            Err(answer) => return answer,
         };
-        if size > MAX_LAMBDA_PAYLOAD {
+        let serialized = invocation_response_size(&response);
+        if serialized > MAX_LAMBDA_PAYLOAD {
             // What Lambda does with a response past its limit: the invocation fails and API
             // Gateway answers 500.
-            tracing::error!(size, route = %route.function, "response larger than Lambda's 6 MB limit");
-            return to_hyper(error_response(&ApiError::internal()));
+            tracing::error!(
+                size = serialized,
+                route = %route.function,
+                "the serialized response is larger than Lambda's 6 MB limit"
+            );
+            return gateway_answer(500, "Internal Server Error");
         }
         to_hyper(response)
     }
+
+    /// The authorizer as API Gateway calls it: the gateway answers 401 itself when the
+    /// identity source is missing or empty; a cached answer is reused for its identity.
+    async fn authorize(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<Context, hyper::Response<Full<Bytes>>> {
+        let Some(authorizer) = &self.authorizer else {
+            return Ok(serde_json::Map::new());
+        };
+        let mut identity = Vec::new();
+        for name in &authorizer.identity_headers {
+            match parts.headers.get(name).and_then(|v| v.to_str().ok()) {
+                Some(value) if !value.trim().is_empty() => identity.push(value.to_string()),
+                _ => return Err(gateway_answer(401, "Unauthorized")),
+            }
+        }
+        let identity = identity.join(",");
+        if let Some(context) = self.cache.get(&identity) {
+            return Ok(context);
+        }
+        let function = self
+            .functions
+            .get("authorizer")
+            .map_err(|_| gateway_answer(500, "Internal Server Error"))?;
+        let mut request = ApiGatewayV2CustomAuthorizerV2Request::default();
+        request.headers = parts.headers.clone();
+        request.route_arn = Some(format!(
+            "arn:aws:execute-api:us-east-1:123456789012:local/$default/{}{}",
+            parts.method,
+            parts.uri.path()
+        ));
+        request.identity_source = Some(vec![identity.clone()]);
+        let state = &function.state;
+        let answer = invoke(function, async {
+            shared::auth::handle_authorizer_request(&*state.store, &state.tokens, request).await
+        })
+        .await?;
+        if !answer.is_authorized {
+            return Err(gateway_answer(403, "Forbidden"));
+        }
+        let context = match answer.context {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        self.cache.put(&identity, &context);
+        Ok(context)
+    }
+}
+
+/// Runs one invocation of `function` as Lambda would: past the function's `Timeout` it
+/// fails (API Gateway answers 500), and API Gateway waits at most 30 s (then 503).
+async fn invoke<T>(
+    function: &Function,
+    run: impl Future<Output = T>,
+) -> Result<T, hyper::Response<Full<Bytes>>> {
+    let limit = function.spec.timeout.min(INTEGRATION_TIMEOUT);
+    match tokio::time::timeout(limit, run).await {
+        Ok(answer) => Ok(answer),
+        Err(_) if function.spec.timeout <= INTEGRATION_TIMEOUT => {
+            tracing::error!(
+                function = %function.spec.binary,
+                timeout_s = function.spec.timeout.as_secs(),
+                "the invocation timed out, as Lambda would end it"
+            );
+            Err(gateway_answer(500, "Internal Server Error"))
+        }
+        Err(_) => Err(gateway_answer(503, "Service Unavailable")),
+    }
+}
+
+/// The length of the response as Lambda serializes it for API Gateway: a JSON object whose
+/// `body` is the body as a JSON string, so each `"` and `\` in it counts twice.
+pub fn invocation_response_size(response: &lambda_http::Response<lambda_http::Body>) -> usize {
+    let (body, base64) = match response.body() {
+        lambda_http::Body::Text(text) => (text.clone(), false),
+        lambda_http::Body::Binary(data) => (STANDARD.encode(data), true),
+        _ => (String::new(), false),
+    };
+    let headers: Context = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            )
+        })
+        .collect();
+    json!({
+        "statusCode": response.status().as_u16(),
+        "headers": headers,
+        "multiValueHeaders": {},
+        "body": body,
+        "isBase64Encoded": base64,
+        "cookies": [],
+    })
+    .to_string()
+    .len()
 }
 
 /// The event API Gateway's HTTP API sends a Lambda integration (payload format 2.0).
@@ -169,9 +350,9 @@ fn gateway_event(
     body: &Bytes,
     route: &HttpRoute,
     path_params: Vec<(String, String)>,
-    authorizer: HashMap<String, Value>,
+    authorizer: Context,
 ) -> Value {
-    let mut headers: serde_json::Map<String, Value> = serde_json::Map::new();
+    let mut headers: Context = serde_json::Map::new();
     for (name, value) in &parts.headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         match headers.get_mut(name.as_str()) {
@@ -187,7 +368,7 @@ fn gateway_event(
     // As API Gateway does: the scheme the client used (plain HTTP here).
     headers.insert("x-forwarded-proto".into(), Value::String("http".into()));
     let raw_query = parts.uri.query().unwrap_or("");
-    let mut query: serde_json::Map<String, Value> = serde_json::Map::new();
+    let mut query: Context = serde_json::Map::new();
     for (k, v) in url::form_urlencoded::parse(raw_query.as_bytes()) {
         match query.get_mut(k.as_ref()) {
             Some(Value::String(existing)) => {
@@ -203,7 +384,11 @@ fn gateway_event(
         Ok(text) => (text.to_string(), false),
         Err(_) => (STANDARD.encode(body), true),
     };
-    let route_key = format!("{} {}", route.method, route.path);
+    let route_key = if route.path == DEFAULT_ROUTE {
+        DEFAULT_ROUTE.to_string()
+    } else {
+        format!("{} {}", route.method, route.path)
+    };
     let now = chrono::Utc::now();
     json!({
         "version": "2.0",

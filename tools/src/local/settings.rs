@@ -36,6 +36,10 @@ pub struct LocalSettings {
     /// How often the local stack runs the sweeper (`LOCAL_SWEEP_INTERVAL`, default 60s, as
     /// the template's schedule runs it in AWS); `0s` turns it off.
     pub sweep_interval: Option<Duration>,
+    /// How long the local gateway keeps the authorizer's answer per Authorization header
+    /// (`AUTHORIZER_CACHE_TTL_SECONDS`, the template's `AuthorizerCacheTtlSeconds`);
+    /// unset keeps the template's default (60 s), as a stack deployed with defaults.
+    pub authorizer_cache_ttl: Option<Duration>,
 }
 
 impl Default for LocalSettings {
@@ -47,6 +51,7 @@ impl Default for LocalSettings {
             pollers: DEFAULT_LOCAL_POLLERS,
             visibility_timeout: None,
             sweep_interval: Some(DEFAULT_SWEEP_INTERVAL),
+            authorizer_cache_ttl: None,
         }
     }
 }
@@ -90,6 +95,18 @@ impl LocalSettings {
                     (!every.is_zero()).then_some(every)
                 }
                 None => defaults.sweep_interval,
+            },
+            authorizer_cache_ttl: match get("AUTHORIZER_CACHE_TTL_SECONDS") {
+                Some(text) => match text.trim().parse::<u64>() {
+                    Ok(seconds) if seconds <= 3600 => Some(Duration::from_secs(seconds)),
+                    _ => {
+                        return Err(ConfigError {
+                            variable: "AUTHORIZER_CACHE_TTL_SECONDS",
+                            reason: format!("expected 0 to 3600 seconds, got {text:?}"),
+                        });
+                    }
+                },
+                None => None,
             },
         })
     }
@@ -146,6 +163,7 @@ mod tests {
             ("PORT", "http"),
             ("EMULATOR_PORT", "70000"),
             ("LOCAL_SWEEP_INTERVAL", "soon"),
+            ("AUTHORIZER_CACHE_TTL_SECONDS", "3601"),
         ] {
             assert_eq!(
                 settings(&[(variable, value)]).unwrap_err().variable,

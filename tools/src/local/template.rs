@@ -20,6 +20,42 @@ pub struct HttpRoute {
 pub struct FunctionSpec {
     pub logical_id: String,
     pub binary: String,
+    /// Its `Timeout` (or the `Globals`' one; Lambda's default is 3 s): how long Lambda lets
+    /// one invocation run.
+    pub timeout: std::time::Duration,
+    /// The role it runs as: `Role: !GetAtt <Role>.Arn`, or the one SAM makes for it
+    /// (`<Function>Role`).
+    pub role: String,
+    /// Whether the role is the template's own (`Role`), not SAM's.
+    pub explicit_role: bool,
+}
+
+/// An SQS event source mapping: the queue (its logical id) and how batches are made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSourceSpec {
+    pub queue: String,
+    /// Most messages per invocation (`BatchSize`).
+    pub batch_size: usize,
+    /// How long the mapping gathers a batch before it invokes with fewer
+    /// (`MaximumBatchingWindowInSeconds`).
+    pub window: std::time::Duration,
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]`: the function names the messages
+    /// that failed; without it a failed invocation fails the whole batch.
+    pub reports_failures: bool,
+}
+
+/// The path of the HTTP API's `$default` route (an `HttpApi` event with no `Path` and no
+/// `Method`): whatever no other route matches.
+pub const DEFAULT_ROUTE: &str = "$default";
+
+/// The API's Lambda authorizer as the template declares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizerSpec {
+    /// The headers a request must carry for the authorizer to be called at all (its
+    /// identity source), lowercase.
+    pub identity_headers: Vec<String>,
+    /// How long API Gateway caches its answer per identity (`ReauthorizeEvery`).
+    pub cache_ttl: std::time::Duration,
 }
 
 /// A resource of the template: its logical id and properties, as JSON.
@@ -32,6 +68,8 @@ pub struct ResourceSpec {
 #[derive(Clone, Debug)]
 pub struct Template {
     resources: serde_json::Map<String, Value>,
+    parameters: serde_json::Map<String, Value>,
+    globals: Value,
 }
 
 impl Template {
@@ -51,7 +89,130 @@ impl Template {
             .and_then(Value::as_object)
             .cloned()
             .ok_or("template.yaml has no Resources")?;
-        Ok(Template { resources })
+        let parameters = json
+            .get("Parameters")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let globals = json.get("Globals").cloned().unwrap_or(Value::Null);
+        Ok(Template {
+            resources,
+            parameters,
+            globals,
+        })
+    }
+
+    /// A resource of the template, whole (`Type`, `Properties`, ...).
+    pub fn resource(&self, logical_id: &str) -> Option<&Value> {
+        self.resources.get(logical_id)
+    }
+
+    /// The names of the template's parameters.
+    pub fn parameter_names(&self) -> Vec<String> {
+        self.parameters.keys().cloned().collect()
+    }
+
+    /// A parameter's default, as text (CloudFormation hands every parameter over as text).
+    pub fn parameter_default(&self, name: &str) -> Option<String> {
+        match self.parameters.get(name)?.get("Default")? {
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// A number the template gives directly or as `!Ref <Parameter>` (its default).
+    fn number(&self, value: Option<&Value>) -> Option<u64> {
+        match value? {
+            Value::Number(n) => n.as_u64(),
+            Value::Object(o) => self
+                .parameter_default(o.get("!Ref")?.as_str()?)?
+                .parse()
+                .ok(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The API's Lambda authorizer (`HttpApi`'s `DefaultAuthorizer`), if it has one.
+    pub fn authorizer(&self) -> Result<Option<AuthorizerSpec>, String> {
+        let Some((_, api)) = self.of_type("AWS::Serverless::HttpApi").next() else {
+            return Ok(None);
+        };
+        let Some(auth) = api.pointer("/Properties/Auth") else {
+            return Ok(None);
+        };
+        let Some(name) = auth.get("DefaultAuthorizer").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let spec = auth
+            .pointer(&format!("/Authorizers/{name}"))
+            .ok_or_else(|| format!("template.yaml: the authorizer {name} is not declared"))?;
+        let identity_headers = spec
+            .pointer("/Identity/Headers")
+            .and_then(Value::as_array)
+            .map(|h| {
+                h.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_ascii_lowercase)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cache_ttl = self
+            .number(spec.pointer("/Identity/ReauthorizeEvery"))
+            .unwrap_or(300);
+        Ok(Some(AuthorizerSpec {
+            identity_headers,
+            cache_ttl: std::time::Duration::from_secs(cache_ttl),
+        }))
+    }
+
+    /// A function's own policy statements, as its role holds them: its `Policies`
+    /// documents (or, with an explicit `Role`, that role's), plus the managed policies SAM
+    /// attaches to a role it makes (basic execution, and the SQS poller's for an SQS
+    /// event). Still with the template's references (`!GetAtt`, `!Sub`) in them.
+    pub fn statements(&self, function: &FunctionSpec) -> Vec<Value> {
+        let mut statements = Vec::new();
+        let documents: Vec<Value> = if function.explicit_role {
+            self.resources
+                .get(&function.role)
+                .and_then(|r| r.pointer("/Properties/Policies"))
+                .and_then(Value::as_array)
+                .map(|policies| {
+                    policies
+                        .iter()
+                        .filter_map(|p| p.get("PolicyDocument").cloned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            let resource = &self.resources[&function.logical_id];
+            let mut documents: Vec<Value> = resource
+                .pointer("/Properties/Policies")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            documents.push(managed::basic_execution());
+            let polls_sqs = resource
+                .pointer("/Properties/Events")
+                .and_then(Value::as_object)
+                .is_some_and(|events| {
+                    events
+                        .values()
+                        .any(|e| e.get("Type").and_then(Value::as_str) == Some("SQS"))
+                });
+            if polls_sqs {
+                documents.push(managed::sqs_queue_execution());
+            }
+            documents
+        };
+        for document in documents {
+            match document.get("Statement") {
+                Some(Value::Array(list)) => statements.extend(list.iter().cloned()),
+                Some(one) => statements.push(one.clone()),
+                None => {}
+            }
+        }
+        statements
     }
 
     fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
@@ -62,6 +223,9 @@ impl Template {
 
     /// Every function with the binary its `BuildProperties` names.
     pub fn functions(&self) -> Result<Vec<FunctionSpec>, String> {
+        let default_timeout = self
+            .number(self.globals.pointer("/Function/Timeout"))
+            .unwrap_or(3);
         self.of_type("AWS::Serverless::Function")
             .map(|(id, r)| {
                 let binary = r
@@ -70,9 +234,21 @@ impl Template {
                     .ok_or_else(|| {
                         format!("function {id}: Metadata.BuildProperties.Binary is missing")
                     })?;
+                let timeout = self
+                    .number(r.pointer("/Properties/Timeout"))
+                    .unwrap_or(default_timeout);
+                let explicit = r.pointer("/Properties/Role");
+                let role = match explicit {
+                    Some(role) => get_att_target(role)
+                        .ok_or_else(|| format!("function {id}: Role must be !GetAtt <Role>.Arn"))?,
+                    None => format!("{id}Role"),
+                };
                 Ok(FunctionSpec {
                     logical_id: id.clone(),
                     binary: binary.to_string(),
+                    timeout: std::time::Duration::from_secs(timeout),
+                    role,
+                    explicit_role: explicit.is_some(),
                 })
             })
             .collect()
@@ -101,9 +277,15 @@ impl Template {
                 let authorizer = event
                     .pointer("/Properties/Auth/Authorizer")
                     .and_then(Value::as_str);
+                let has = |field: &str| event.pointer(&format!("/Properties/{field}")).is_some();
+                let (method, path) = if !has("Method") && !has("Path") {
+                    ("ANY".to_string(), DEFAULT_ROUTE.to_string())
+                } else {
+                    (text("Method")?.to_ascii_uppercase(), text("Path")?)
+                };
                 routes.push(HttpRoute {
-                    method: text("Method")?.to_ascii_uppercase(),
-                    path: text("Path")?,
+                    method,
+                    path,
                     function: function.binary.clone(),
                     public: authorizer == Some("NONE"),
                 });
@@ -112,8 +294,8 @@ impl Template {
         Ok(routes)
     }
 
-    /// The logical ids of the queues that trigger the function built from `binary`.
-    pub fn sqs_event_sources(&self, binary: &str) -> Result<Vec<String>, String> {
+    /// The SQS event source mappings of the function built from `binary`.
+    pub fn sqs_event_sources(&self, binary: &str) -> Result<Vec<EventSourceSpec>, String> {
         let function = self
             .functions()?
             .into_iter()
@@ -122,12 +304,44 @@ impl Template {
         let events = self.resources[&function.logical_id]
             .pointer("/Properties/Events")
             .and_then(Value::as_object);
-        Ok(events
+        events
             .into_iter()
             .flatten()
             .filter(|(_, e)| e.get("Type").and_then(Value::as_str) == Some("SQS"))
-            .filter_map(|(_, e)| e.pointer("/Properties/Queue").and_then(get_att_target))
-            .collect())
+            .map(|(name, e)| {
+                let queue = e
+                    .pointer("/Properties/Queue")
+                    .and_then(get_att_target)
+                    .ok_or_else(|| format!("{binary}.{name}: Queue must be !GetAtt <Queue>.Arn"))?;
+                let batch_size = self
+                    .number(e.pointer("/Properties/BatchSize"))
+                    .unwrap_or(10);
+                let window = self
+                    .number(e.pointer("/Properties/MaximumBatchingWindowInSeconds"))
+                    .unwrap_or(0);
+                let reports_failures = e
+                    .pointer("/Properties/FunctionResponseTypes")
+                    .and_then(Value::as_array)
+                    .is_some_and(|t| t.iter().any(|t| t == "ReportBatchItemFailures"));
+                if !(1..=10_000).contains(&batch_size) || (batch_size > 10 && window == 0) {
+                    return Err(format!(
+                        "{binary}.{name}: BatchSize {batch_size} cannot be served by SQS (1 to 10, \
+                         or up to 10,000 with a batching window)"
+                    ));
+                }
+                if window > 300 {
+                    return Err(format!(
+                        "{binary}.{name}: MaximumBatchingWindowInSeconds {window} is over SQS's 300"
+                    ));
+                }
+                Ok(EventSourceSpec {
+                    queue,
+                    batch_size: batch_size as usize,
+                    window: std::time::Duration::from_secs(window),
+                    reports_failures,
+                })
+            })
+            .collect()
     }
 
     /// Resources of one CloudFormation type (`AWS::DynamoDB::Table`, `AWS::SQS::Queue`).
@@ -138,6 +352,30 @@ impl Template {
                 properties: r.get("Properties").cloned().unwrap_or(Value::Null),
             })
             .collect()
+    }
+}
+
+/// The managed policies SAM attaches to the roles it makes, as AWS publishes them.
+mod managed {
+    use serde_json::{Value, json};
+
+    /// `AWSLambdaBasicExecutionRole`.
+    pub fn basic_execution() -> Value {
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": "*"
+        }]})
+    }
+
+    /// `AWSLambdaSQSQueueExecutionRole`: what an SQS event source mapping polls with.
+    pub fn sqs_queue_execution() -> Value {
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                       "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": "*"
+        }]})
     }
 }
 
@@ -407,6 +645,8 @@ mod tests {
             .http_routes()
             .unwrap()
             .into_iter()
+            // The $default route answers what no route matches: it is no route of the API.
+            .filter(|r| r.path != DEFAULT_ROUTE)
             .map(|r| (r.method, r.path))
             .collect();
         routed.sort();
@@ -427,6 +667,7 @@ mod tests {
         drain: std::collections::BTreeSet<String>,
         client_items: std::collections::BTreeSet<String>,
         token_key: std::collections::BTreeSet<String>,
+        poll: std::collections::BTreeSet<String>,
     }
 
     fn strings(value: Option<&Value>) -> Vec<String> {
@@ -464,13 +705,19 @@ mod tests {
     /// DynamoDB action without a partition condition, a Deny, an unknown service.
     fn granted(template: &Template, logical_id: &str) -> Result<Grants, String> {
         let mut grants = Grants::default();
-        let policies = template.resources[logical_id]
-            .pointer("/Properties/Policies")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for policy in policies {
-            for statement in policy["Statement"].as_array().into_iter().flatten() {
+        let function = template
+            .functions()?
+            .into_iter()
+            .find(|f| f.logical_id == logical_id)
+            .ok_or_else(|| format!("no function {logical_id}"))?;
+        {
+            for statement in &template.statements(&function) {
+                let actions = strings(statement.get("Action"));
+                if !actions.is_empty() && actions.iter().all(|a| a.starts_with("logs:")) {
+                    // Every function writes its own logs (SAM's basic execution role, or
+                    // the same two actions on its own group); they hold no tenant data.
+                    continue;
+                }
                 if statement["Effect"] != "Allow" {
                     return Err(format!("{logical_id}: a statement that is not Allow"));
                 }
@@ -511,6 +758,16 @@ mod tests {
                             ] =>
                     {
                         grants.drain.extend(resources)
+                    }
+                    Some("sqs")
+                        if actions
+                            == [
+                                "sqs:ReceiveMessage",
+                                "sqs:DeleteMessage",
+                                "sqs:GetQueueAttributes",
+                            ] =>
+                    {
+                        grants.poll.extend(resources)
                     }
                     Some("kms") if resources == ["SecretsKey"] => grants.secrets.extend(names),
                     Some("kms") if resources == ["TokenKey"] => grants.token_key.extend(names),
@@ -557,6 +814,7 @@ mod tests {
                 drain: list("drain"),
                 client_items: list("client_items"),
                 token_key: list("token_key"),
+                poll: list("poll"),
             };
             let got = granted(&template, &function.logical_id).unwrap();
             assert_eq!(got, want, "{}", function.binary);
@@ -580,7 +838,7 @@ mod tests {
                 function.binary
             );
         }
-        for function in ["get_me", "portal"] {
+        for function in ["get_me", "portal", "not_found"] {
             assert!(
                 expected[function].as_object().unwrap().is_empty(),
                 "{function} needs no access"

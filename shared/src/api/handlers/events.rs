@@ -86,18 +86,18 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
     let queues = crate::api::queues(state)?;
     let mut event = Event::new(call.tenant(), &event_type, data);
     event.source_id = source_id.clone();
-    let (event, resend) = match state
+    let event = match state
         .store
         .store_event(&event, source_id.as_deref(), state.expires_at())
         .await?
     {
-        Stored::New => (event, false),
-        // A repeated id answers with the first event, and queues it again: if that one's
-        // fan-out never finished (its queueing failed, say), this finishes it; the deliver
-        // function skips whatever was already recorded.
-        Stored::Repeat(first) => (first, true),
+        Stored::New => event,
+        // A repeated id answers with the first event and delivers nothing again, not even
+        // to a webhook created since (its first publish queued its fan-out, or was
+        // answered 503 and taken back).
+        Stored::Repeat(first) => return Ok(Reply::accepted(first.to_json())),
     };
-    let task = Task::Event(EventTask::stored(&event, resend));
+    let task = Task::Event(EventTask::stored(&event, false));
     // On the delivery queue, which only the service can write to: a producer allowed on
     // the ingest queue cannot forge a stored event's task.
     if let Err(e) = queues
@@ -105,9 +105,8 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
         .await
     {
         tracing::warn!(error = %e, "could not queue an event; answering 503");
-        // Nothing half-written: a new event that will not be delivered is taken back (a
-        // repeat stays: its first publish was answered 202).
-        if !resend && let Err(e) = state.store.forget_event(&event).await {
+        // Nothing half-written: a new event that will not be delivered is taken back.
+        if let Err(e) = state.store.forget_event(&event).await {
             tracing::error!(error = %e, event_id = %event.id, "could not take back an event that was not queued");
         }
         return Err(ApiError::unavailable());

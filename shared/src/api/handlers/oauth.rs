@@ -113,8 +113,8 @@ impl From<KeyError> for OAuthError {
                 tracing::warn!(reason = %why, "the signing key is unavailable; answering 503");
                 OAuthError::Unavailable
             }
-            KeyError::Invalid(why) => {
-                tracing::error!(reason = %why, "signing failed");
+            other => {
+                tracing::error!(error = %other, "signing failed");
                 OAuthError::ServerError
             }
         }

@@ -40,6 +40,8 @@ pub async fn recover_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         since: since.timestamp_millis(),
         until: until.timestamp_millis(),
         after: None,
+        requested_at: Some(crate::domain::now().timestamp_millis()),
+        settle: 0,
     });
     crate::api::queues(state)?
         .send(QueueName::Delivery, &[(task, Duration::ZERO)])

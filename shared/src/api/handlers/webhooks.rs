@@ -462,6 +462,7 @@ pub async fn delete_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     let cancel = Task::Cancel(WebhookTask {
         tenant_id: call.tenant().to_string(),
         webhook_id: id.clone(),
+        settle: 0,
     });
     queues
         .send(QueueName::Delivery, &[(cancel, CANCEL_DELAY)])
@@ -521,6 +522,7 @@ pub async fn unpause_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     let task = Task::Release(WebhookTask {
         tenant_id: webhook.tenant_id.clone(),
         webhook_id: webhook.id.clone(),
+        settle: 0,
     });
     queues
         .send(QueueName::Delivery, &[(task, Duration::ZERO)])

@@ -96,9 +96,16 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
                 WriteError::Condition(vec![THE_ITEM])
             } else if TRANSIENT_CODES.contains(&code) {
                 StoreError::Unavailable(code.to_string()).into()
-            } else {
-                let message = err.message().unwrap_or("");
+            } else if let Some(message) = err.message() {
                 StoreError::Other(format!("{code}: {message}")).into()
+            } else {
+                // No code to name (an answer that is not DynamoDB's): the whole error says
+                // what it was.
+                let status = err.raw_response().map(|r| r.status().as_u16());
+                StoreError::Other(format!(
+                    "an answer without an error code ({status:?}): {err:?}"
+                ))
+                .into()
             }
         }
     }

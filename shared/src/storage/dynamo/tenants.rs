@@ -47,8 +47,10 @@ impl KeyStore for DynamoStore {
         .map_err(WriteError::unexpected)
     }
 
+    /// A consistent read: a key used right after it is created must be found, or API
+    /// Gateway would keep the authorizer's "unknown" answer for its cache's TTL.
     async fn find_key_grant(&self, key_hash: &str) -> StoreResult<Option<KeyGrant>> {
-        self.get_as(api_key_lookup_key(key_hash), false).await
+        self.get_as(api_key_lookup_key(key_hash), true).await
     }
 
     async fn list_api_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKey>> {
