@@ -6,16 +6,19 @@ SAM_VENV := .venv-sam
 FUZZ_VENV := .venv-fuzz
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test bench load fuzz lint fmt emulator browser build template-lint sam-build clean
+.PHONY: run test bench smoke load fuzz lint fmt emulator browser build template-lint sam-build clean
 
 ## The whole service on 127.0.0.1:$${PORT:-3000}, with the local AWS emulator. Ctrl-C stops it.
 run: emulator
 	cargo build -p tools --bin webhooks-local
 	./target/debug/webhooks-local
 
-## Every test: unit, handler and end-to-end (against the emulator on a free port), the
-## portal's in headless Chromium (installed from Debian's packages when missing).
-test: emulator browser
+## Every test: the template as the SAM transform renders it (scripts/check-template), unit,
+## handler and end-to-end (against the emulator on a free port, every binary of functions/
+## invoked through a local Lambda Runtime API), the portal's in headless Chromium
+## (installed from Debian's packages when missing).
+test: emulator browser $(SAM_VENV)/bin/sam
+	$(SAM_VENV)/bin/python scripts/check-template
 	cargo build --workspace --bins --tests
 	rm -f target/e2e-service.log target/e2e-secrets.txt
 	./scripts/with-emulator cargo test --workspace -- --test-threads 8
@@ -25,6 +28,13 @@ test: emulator browser
 bench: emulator
 	cargo build --release --workspace --bins
 	./target/release/webhooks-bench
+
+## The whole path checked from outside: against a deployed stack with SMOKE_API_URL,
+## SMOKE_API_KEY and SMOKE_RECEIVER_URL (deploy with SmokeReceiver=true), else against a
+## local stack it starts.
+smoke: emulator
+	cargo build -p tools --bin webhooks-smoke
+	./target/debug/webhooks-smoke
 
 ## A bounded load run on loopback: 50 clients, 5,000 mixed requests; no 5xx, no lost delivery.
 load: emulator

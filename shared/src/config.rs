@@ -31,6 +31,10 @@ pub struct Config {
     pub aws_endpoint_url: Option<String>,
     /// The region for the local emulator when no region is configured (`AWS_REGION`).
     pub aws_region: Option<String>,
+    /// With `AWS_ENDPOINT_URL`: whom to act as on the emulator (`EMULATOR_ACCESS_KEY_ID` and
+    /// `EMULATOR_SECRET_ACCESS_KEY`: a function's own principal when a test runs its
+    /// binary); the emulator's administrator when unset. In AWS the default chain decides.
+    pub emulator_access_key: Option<AccessKey>,
     /// The SQS ingest queue (`INGEST_QUEUE_URL`), its dead-letter queue (`INGEST_DLQ_URL`)
     /// and the delivery queue (`DELIVERY_QUEUE_URL`). Set by the template in AWS and by the
     /// local stack locally.
@@ -57,6 +61,19 @@ pub struct Config {
     /// How long a webhook's deliveries may all fail before it is disabled
     /// (`AUTO_DISABLE_AFTER`, default `5d`).
     pub auto_disable_after: Duration,
+}
+
+/// An access key (the secret never shows in `Debug`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: String,
+}
+
+impl fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccessKey({}, ********)", self.id)
+    }
 }
 
 /// The queues' URLs.
@@ -155,6 +172,14 @@ impl Config {
             retention_days: parse_number("RETENTION_DAYS", get("RETENTION_DAYS"), 30)?,
             aws_endpoint_url: get("AWS_ENDPOINT_URL"),
             aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+            emulator_access_key: match (
+                get("AWS_ENDPOINT_URL"),
+                get("EMULATOR_ACCESS_KEY_ID"),
+                get("EMULATOR_SECRET_ACCESS_KEY"),
+            ) {
+                (Some(_), Some(id), Some(secret)) => Some(AccessKey { id, secret }),
+                _ => None,
+            },
             queues: match (
                 get("INGEST_QUEUE_URL"),
                 get("INGEST_DLQ_URL"),

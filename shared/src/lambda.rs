@@ -73,6 +73,21 @@ pub async fn serve_asset_route(route: &'static api::AssetRoute) -> Result<(), Er
     .await
 }
 
+/// Serves the smoke receiver behind its function URL (`make smoke`).
+pub async fn serve_smoke_receiver() -> Result<(), Error> {
+    init_tracing();
+    let config = Config::from_env(Mode::Lambda)?;
+    let sdk = crate::state::sdk_config(&config).await;
+    let log: &'static crate::smoke::SmokeLog = Box::leak(Box::new(crate::smoke::SmokeLog::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &config.table_name,
+    )));
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(crate::smoke::receive(log, req).await)
+    }))
+    .await
+}
+
 /// Serves the API Gateway Lambda authorizer.
 pub async fn serve_authorizer() -> Result<(), Error> {
     init_tracing();

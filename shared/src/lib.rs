@@ -37,6 +37,7 @@ pub mod portal;
 pub mod queue;
 pub mod secrets;
 pub mod signing;
+pub mod smoke;
 pub mod state;
 pub mod storage;
 pub mod tls;

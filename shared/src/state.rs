@@ -205,10 +205,18 @@ pub async fn sdk_config_as(config: &Config, credentials: Option<Credentials>) ->
             .aws_region
             .clone()
             .unwrap_or_else(|| "us-east-1".into());
+        let from_settings = config
+            .emulator_access_key
+            .as_ref()
+            .map(|key| Credentials::new(&key.id, &key.secret, None, None, "environment"));
         loader = loader
             .endpoint_url(endpoint)
             .region(Region::new(region))
-            .credentials_provider(credentials.unwrap_or_else(local_admin_credentials));
+            .credentials_provider(
+                credentials
+                    .or(from_settings)
+                    .unwrap_or_else(local_admin_credentials),
+            );
     }
     loader.load().await
 }

@@ -288,3 +288,19 @@ async fn webhooks_admin_redrive_moves_dead_letters_back() {
     let kept = stack.dead_letters(1, Duration::from_secs(10)).await;
     assert_eq!(kept[0].0, "{not json");
 }
+
+/// `make smoke` against the local stack: the whole path (a key, an event type, a webhook to
+/// the smoke receiver's function URL, an event, its signed delivery, its record), checked
+/// from outside by the `webhooks-smoke` binary that `make smoke` runs.
+#[tokio::test]
+async fn make_smoke_passes_against_the_local_stack() {
+    let output = Command::new(workspace_binary("webhooks-smoke"))
+        .env("AWS_ENDPOINT_URL", crate::utils::emulator_endpoint())
+        .env_remove("SMOKE_API_URL")
+        .stderr(service_log())
+        .output()
+        .unwrap();
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.starts_with("smoke: passed in "), "{text}");
+}

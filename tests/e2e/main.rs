@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod binaries;
 mod commands;
 mod consistency;
 mod controls;

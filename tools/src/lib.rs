@@ -5,6 +5,8 @@
 //!   template.yaml, the API server with the authorizer in front, the queue pollers that
 //!   drive `deliver`), used by `make run`, the end-to-end tests and the bench
 //! - [`admin`]: API key management for `webhooks-admin` and the local dev key
+//! - [`smoke`]: `make smoke`, the whole path checked against a stack from outside
 
 pub mod admin;
 pub mod local;
+pub mod smoke;

@@ -24,8 +24,9 @@ pub fn default_server_path() -> PathBuf {
 
 /// Where the emulator the local stack starts writes its log (each denied call among it).
 pub fn default_log_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize()
+        .unwrap_or(root)
         .join("target")
         .join("emulator.log")
 }

@@ -7,6 +7,7 @@ pub mod functions;
 pub mod pollers;
 pub mod principals;
 pub mod provision;
+pub mod runtime;
 pub mod server;
 pub mod settings;
 pub mod stack;

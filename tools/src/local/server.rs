@@ -47,7 +47,7 @@ enum Door {
 }
 
 /// The authorizer's context for a route: what the route reads its caller from.
-type Context = serde_json::Map<String, Value>;
+pub type Context = serde_json::Map<String, Value>;
 
 /// The authorizer's answers, kept per identity source value as API Gateway keeps them.
 struct AuthorizerCache {
@@ -75,12 +75,18 @@ impl AuthorizerCache {
     }
 }
 
+/// Where the local stack serves a function's URL (in AWS, a host of its own):
+/// `/_lambda-url/<binary>/...`.
+pub const FUNCTION_URL_PREFIX: &str = "/_lambda-url/";
+
 /// The routes of the template, each joined to its registered handler and its function.
 pub struct LocalApi {
     functions: Functions,
     routes: Vec<(HttpRoute, Door)>,
     authorizer: Option<AuthorizerSpec>,
     cache: AuthorizerCache,
+    /// The smoke receiver's log, behind its function URL (as its own principal).
+    smoke: Option<shared::smoke::SmokeLog>,
 }
 
 /// An answer API Gateway gives itself, in its own shape (`{"message": ...}`).
@@ -102,6 +108,7 @@ impl LocalApi {
         functions: Functions,
         template: &Template,
         settings: &LocalSettings,
+        smoke: Option<shared::smoke::SmokeLog>,
     ) -> Result<Self, String> {
         let mut routes = template
             .http_routes()?
@@ -142,6 +149,7 @@ impl LocalApi {
                 ttl,
                 answers: Mutex::default(),
             },
+            smoke,
         })
     }
 
@@ -191,6 +199,9 @@ impl LocalApi {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return gateway_answer(413, "Request Entity Too Large"),
         };
+        if let Some(rest) = parts.uri.path().strip_prefix(FUNCTION_URL_PREFIX) {
+            return self.function_url(&parts, &body, rest).await;
+        }
         let Some((route, door, params)) = self.route_of(parts.method.as_str(), parts.uri.path())
         else {
             return gateway_answer(404, "Not Found");
@@ -205,7 +216,14 @@ impl LocalApi {
             },
             Door::Public(_) | Door::Asset(_) => serde_json::Map::new(),
         };
-        let event = gateway_event(&parts, &body, route, params, context);
+        let request = GatewayRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body: &body,
+        };
+        let event = gateway_event(&request, route, params, context);
         let event_text = event.to_string();
         if event_text.len() > MAX_LAMBDA_PAYLOAD {
             // Lambda refuses an invocation larger than its payload limit.
@@ -242,6 +260,41 @@ impl LocalApi {
             return gateway_answer(500, "Internal Server Error");
         }
         to_hyper(response)
+    }
+
+    /// A request to a function's URL: the smoke receiver's, the only one.
+    async fn function_url(
+        &self,
+        parts: &http::request::Parts,
+        body: &Bytes,
+        rest: &str,
+    ) -> hyper::Response<Full<Bytes>> {
+        let (binary, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (Some(log), Ok(function)) = (&self.smoke, self.functions.get(binary)) else {
+            return gateway_answer(404, "Not Found");
+        };
+        let path = format!("/{path}");
+        let request = GatewayRequest {
+            method: parts.method.as_str(),
+            path: &path,
+            query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body,
+        };
+        let route = HttpRoute {
+            method: "ANY".into(),
+            path: DEFAULT_ROUTE.into(),
+            function: binary.to_string(),
+            public: true,
+        };
+        let event = gateway_event(&request, &route, Vec::new(), Context::new());
+        let Ok(request) = lambda_http::request::from_str(&event.to_string()) else {
+            return gateway_answer(500, "Internal Server Error");
+        };
+        match invoke(function, shared::smoke::receive(log, request)).await {
+            Ok(response) => to_hyper(response),
+            Err(answer) => answer,
+        }
     }
 
     /// The authorizer as API Gateway calls it: the gateway answers 401 itself when the
@@ -344,16 +397,24 @@ pub fn invocation_response_size(response: &lambda_http::Response<lambda_http::Bo
     .len()
 }
 
+/// A request as the gateway received it.
+pub struct GatewayRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a http::HeaderMap,
+    pub body: &'a [u8],
+}
+
 /// The event API Gateway's HTTP API sends a Lambda integration (payload format 2.0).
-fn gateway_event(
-    parts: &http::request::Parts,
-    body: &Bytes,
+pub fn gateway_event(
+    request: &GatewayRequest,
     route: &HttpRoute,
     path_params: Vec<(String, String)>,
     authorizer: Context,
 ) -> Value {
     let mut headers: Context = serde_json::Map::new();
-    for (name, value) in &parts.headers {
+    for (name, value) in request.headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         match headers.get_mut(name.as_str()) {
             Some(Value::String(existing)) => {
@@ -367,7 +428,7 @@ fn gateway_event(
     }
     // As API Gateway does: the scheme the client used (plain HTTP here).
     headers.insert("x-forwarded-proto".into(), Value::String("http".into()));
-    let raw_query = parts.uri.query().unwrap_or("");
+    let raw_query = request.query;
     let mut query: Context = serde_json::Map::new();
     for (k, v) in url::form_urlencoded::parse(raw_query.as_bytes()) {
         match query.get_mut(k.as_ref()) {
@@ -380,9 +441,9 @@ fn gateway_event(
             }
         }
     }
-    let (body, is_base64) = match std::str::from_utf8(body) {
+    let (body, is_base64) = match std::str::from_utf8(request.body) {
         Ok(text) => (text.to_string(), false),
-        Err(_) => (STANDARD.encode(body), true),
+        Err(_) => (STANDARD.encode(request.body), true),
     };
     let route_key = if route.path == DEFAULT_ROUTE {
         DEFAULT_ROUTE.to_string()
@@ -393,7 +454,7 @@ fn gateway_event(
     json!({
         "version": "2.0",
         "routeKey": route_key,
-        "rawPath": parts.uri.path(),
+        "rawPath": request.path,
         "rawQueryString": raw_query,
         "headers": headers,
         "queryStringParameters": if query.is_empty() { Value::Null } else { Value::Object(query) },
@@ -406,11 +467,11 @@ fn gateway_event(
             "domainName": "127.0.0.1",
             "domainPrefix": "local",
             "http": {
-                "method": parts.method.as_str(),
-                "path": parts.uri.path(),
+                "method": request.method,
+                "path": request.path,
                 "protocol": "HTTP/1.1",
                 "sourceIp": "127.0.0.1",
-                "userAgent": parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                "userAgent": request.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
             },
             "requestId": ulid::Ulid::new().to_string(),
             "routeKey": route_key,

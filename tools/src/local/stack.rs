@@ -106,8 +106,19 @@ impl LocalStack {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let smoke = match functions.get("smoke_receiver") {
+            Ok(receiver) => {
+                let sdk =
+                    shared::state::sdk_config_as(&config, receiver.state.credentials.clone()).await;
+                Some(shared::smoke::SmokeLog::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    &config.table_name,
+                ))
+            }
+            Err(_) => None,
+        };
         let admin = Arc::new(AppState::new(config).await);
-        let api = Arc::new(LocalApi::new(functions, &template, &settings)?);
+        let api = Arc::new(LocalApi::new(functions, &template, &settings, smoke)?);
         let port = settings.port;
         let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
             format!("cannot listen on 127.0.0.1:{port}: {e} (set PORT to another port)")

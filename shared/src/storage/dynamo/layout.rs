@@ -18,6 +18,7 @@
 //! | event | `T#<tenant>#EV#<shard>` | `EV#<id>` |
 //! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
 //! | delivery | `T#<tenant>#DL#<shard>` | `DL#<id>` (GSI2 while open: `T#<tenant>#WH#<webhook>#OPEN#<shard>` / id; once failed: `...#FAILED#<shard>` / id) |
+//! | a request the optional smoke receiver got (`make smoke`), for a day | `SMOKE#<token>` | `<ULID>` |
 //!
 //! Events spread over [`EVENT_SHARDS`] partitions per tenant and deliveries over
 //! [`DELIVERY_SHARDS`], by a hash of the event id: lists read every shard and merge them
@@ -31,7 +32,9 @@
 //! with `T#<tenant>`, so no query can reach another tenant's items whatever id it is given.
 //! The API key and client items are the exception: the authorizer finds a key by the
 //! SHA-256 of the secret itself, the token endpoint a client by the id it presents, and the
-//! admin command a key record by its id; no other route reads them.
+//! admin command a key record by its id; no other route reads them. The smoke receiver's
+//! items (`SMOKE#`, deployed only when the template's `SmokeReceiver` asks) hold no
+//! tenant's data.
 //!
 //! Events, source keys and deliveries carry `expires_at` (Unix seconds) for the table's TTL.
 //! No other module spells a key: they ask this one for keys, key ranges and item kinds.
@@ -201,6 +204,12 @@ pub fn tenant_keys_gsi_pk(tenant_id: &str) -> String {
 /// The primary key of an item.
 pub fn key(pk: String, sk: impl Into<String>) -> Item {
     HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk.into()))])
+}
+
+/// The partition of the requests the smoke receiver got at one unguessable path: only the
+/// smoke receiver reads or writes it (no tenant's data).
+pub fn smoke_pk(token: &str) -> String {
+    format!("SMOKE#{token}")
 }
 
 pub fn client_pk(client_id: &str) -> String {
