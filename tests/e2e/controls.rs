@@ -193,6 +193,21 @@ async fn custom_headers_go_with_every_attempt_and_the_authorization_one_is_kept_
         ("ops", token)
     );
 
+    // A new value through an update (the portal's settings form sends headers) is sealed
+    // anew, with the update function's own KMS permission, and sent from then on.
+    let renewed = "Bearer x-renewed-42";
+    crate::utils::remember_secret(renewed);
+    client
+        .patch(&path, json!({"headers": {"Authorization": renewed}}))
+        .await
+        .assert_status(200);
+    client
+        .post(&format!("{path}/test"), json!({"event": "order.paid"}))
+        .await
+        .assert_status(200);
+    let got = receiver.wait_for("h", 5, WAIT).await;
+    assert_eq!(got[4].header("authorization"), renewed);
+
     // Basic auth and an authorization header exclude each other, both ways.
     client
         .put(
