@@ -20,5 +20,6 @@ mod oauth;
 mod portal;
 mod receiver;
 mod storage_faults;
+mod trust;
 mod utils;
 mod webhooks;

@@ -352,13 +352,29 @@ async fn invoke<T>(
     function: &Function,
     run: impl Future<Output = T>,
 ) -> Result<T, hyper::Response<Full<Bytes>>> {
-    let limit = function.spec.timeout.min(INTEGRATION_TIMEOUT);
-    match tokio::time::timeout(limit, run).await {
+    within_limits(
+        &function.spec.binary,
+        function.spec.timeout,
+        INTEGRATION_TIMEOUT,
+        run,
+    )
+    .await
+}
+
+/// `run` under a function's `timeout` and the gateway's `integration` timeout: the first
+/// to pass ends it, as a 500 (Lambda failed the invocation) or a 503 (the gateway gave up).
+async fn within_limits<T>(
+    binary: &str,
+    timeout: Duration,
+    integration: Duration,
+    run: impl Future<Output = T>,
+) -> Result<T, hyper::Response<Full<Bytes>>> {
+    match tokio::time::timeout(timeout.min(integration), run).await {
         Ok(answer) => Ok(answer),
-        Err(_) if function.spec.timeout <= INTEGRATION_TIMEOUT => {
+        Err(_) if timeout <= integration => {
             tracing::error!(
-                function = %function.spec.binary,
-                timeout_s = function.spec.timeout.as_secs(),
+                function = binary,
+                timeout_s = timeout.as_secs(),
                 "the invocation timed out, as Lambda would end it"
             );
             Err(gateway_answer(500, "Internal Server Error"))
@@ -494,4 +510,44 @@ fn to_hyper(response: lambda_http::Response<lambda_http::Body>) -> hyper::Respon
         _ => Bytes::new(),
     };
     hyper::Response::from_parts(parts, Full::new(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn status_of(timeout_ms: u64, integration_ms: u64, runs_ms: u64) -> u16 {
+        let run = tokio::time::sleep(Duration::from_millis(runs_ms));
+        match within_limits(
+            "f",
+            Duration::from_millis(timeout_ms),
+            Duration::from_millis(integration_ms),
+            run,
+        )
+        .await
+        {
+            Ok(()) => 200,
+            Err(answer) => answer.status().as_u16(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_function_past_its_timeout_is_500_and_past_the_gateways_503() {
+        assert_eq!(status_of(100, 300, 10).await, 200);
+        // Lambda ends the invocation first: API Gateway answers 500.
+        assert_eq!(status_of(50, 300, 200).await, 500);
+        // A function allowed longer than the integration: the gateway gives up with 503.
+        assert_eq!(status_of(500, 50, 200).await, 503);
+    }
+
+    #[test]
+    fn a_response_is_measured_with_its_body_escaped_as_lambda_sends_it() {
+        let body = "\"\"\"\"".repeat(100);
+        let response = lambda_http::Response::builder()
+            .status(200)
+            .body(lambda_http::Body::Text(body.clone()))
+            .unwrap();
+        let size = invocation_response_size(&response);
+        assert!(size >= 2 * body.len(), "{size}");
+    }
 }
