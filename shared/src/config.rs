@@ -322,8 +322,11 @@ mod tests {
         let e = config(Mode::Local, &[("RETRY_SCHEDULE", "5 minutes")]).unwrap_err();
         assert_eq!(e.variable, "RETRY_SCHEDULE");
         // A step SQS could not park (11 h, jittered to 13 h 12 min) stops the start.
-        let e = config(Mode::Lambda, &[("TABLE_NAME", "t"), ("RETRY_SCHEDULE", "5s,11h")])
-            .unwrap_err();
+        let e = config(
+            Mode::Lambda,
+            &[("TABLE_NAME", "t"), ("RETRY_SCHEDULE", "5s,11h")],
+        )
+        .unwrap_err();
         assert_eq!(e.variable, "RETRY_SCHEDULE");
         assert!(e.reason.contains("step 2 (11h)"), "{}", e.reason);
         let e = config(Mode::Local, &[("INGEST_QUEUE_URL", "http://q")]).unwrap_err();
