@@ -39,6 +39,7 @@ arguments (`-H 127.0.0.1 -p 4566`).
 """
 
 import argparse
+from collections.abc import Mapping
 import fnmatch
 import json
 import logging
@@ -58,7 +59,8 @@ from moto.iam import access_control
 from moto.iam.models import iam_backends
 from moto.kms.models import kms_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from moto.sqs.models import SQSBackend, sqs_backends
+from moto.sqs.models import Queue, SQSBackend, sqs_backends
+from moto.core.utils import camelcase_to_underscores
 from moto.utilities.utils import get_partition
 from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
@@ -147,6 +149,63 @@ def _atomic_call_action(self):
 
 
 DynamoHandler.call_action = _atomic_call_action
+
+
+# moto's server picks the backend of each request under one lock, and for that lists moto's
+# modules on disk (a directory walk per request): every request of every thread queued
+# behind the walk. The backend of a host never changes: it is remembered.
+_backend_for_host = DomainDispatcherApplication.get_backend_for_host
+_backends = {}
+
+
+def _remembered_backend_for_host(self, host):
+    if host not in _backends:
+        _backends[host] = _backend_for_host(self, host)
+    return _backends[host]
+
+
+DomainDispatcherApplication.get_backend_for_host = _remembered_backend_for_host
+
+
+class _LazyAttributes(Mapping):
+    """A queue's attributes, each computed when asked: moto computes all of them (counting
+    every message of the queue) to read one, on every message sent."""
+
+    def __init__(self, queue):
+        self._queue = queue
+
+    def _names(self):
+        q = self._queue
+        names = list(q.BASE_ATTRIBUTES)
+        if q.fifo_queue:
+            names += q.FIFO_ATTRIBUTES
+        if q.kms_master_key_id:
+            names += q.KMS_ATTRIBUTES
+        if q.policy:
+            names.append("Policy")
+        if q.redrive_policy:
+            names.append("RedrivePolicy")
+        return names
+
+    def __getitem__(self, name):
+        q = self._queue
+        if name not in self._names():
+            raise KeyError(name)
+        if name == "Policy":
+            return q.policy
+        if name == "RedrivePolicy":
+            return json.dumps(q.redrive_policy)
+        value = getattr(q, camelcase_to_underscores(name))
+        return str(value).lower() if isinstance(value, bool) else value
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self):
+        return len(self._names())
+
+
+Queue.attributes = property(_LazyAttributes)
 
 
 def _within_retention(self, queue_name, message):

@@ -603,6 +603,12 @@ async fn orchestrate() -> Result<(), String> {
     });
     let mut figures = figures;
     figures["oauth_tokens"] = oauth_figures;
+    let limit = &oauth["tenant_rate_limit"];
+    let limit_units = limit["write_units_per_admitted_request"]
+        .as_f64()
+        .unwrap_or(0.0);
+    figures["tenant_rate_limit_units_per_request"] = json!(round(limit_units, 3));
+    figures["tenant_rate_limit"] = limit.clone();
     let path = target_dir().join("bench.json");
     std::fs::write(
         &path,
@@ -667,6 +673,21 @@ async fn orchestrate() -> Result<(), String> {
         "OAuth2 access token issued (USD per million)",
         format!("{usd_per_million_tokens:.2}"),
         format!("KMS Sign {oauth_kms:.2}, read units {oauth_read_units:.2} per token"),
+        "",
+    );
+    row(
+        "per-tenant API rate limit, write units per request",
+        format!("{limit_units:.2}"),
+        format!(
+            "{:.2} write requests per admitted request, {:.2} per refused one; ${:.3} per million requests",
+            limit["write_requests_per_admitted_request"]
+                .as_f64()
+                .unwrap_or(0.0),
+            limit["write_requests_per_request_over_the_limit"]
+                .as_f64()
+                .unwrap_or(0.0),
+            limit_units * prices::DYNAMODB_WRITE_UNIT * 1e6
+        ),
         "",
     );
     row(

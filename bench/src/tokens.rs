@@ -144,5 +144,48 @@ pub async fn run_tokens(endpoint: &str) -> Result<Value, String> {
         "emulator_wall_ms_per_token": wall_ms,
         "verify_cpu_us_per_token": verify_us,
         "token_bytes": first.len(),
+        "tenant_rate_limit": rate_limit_cost(&state, &meter).await,
     }))
+}
+
+/// Requests admitted and refused by the per-tenant API rate limit (its conditional writes
+/// on the emulator, counted at the client) while a tenant calls at once.
+const LIMITED_REQUESTS: usize = 200;
+
+/// What the per-tenant API rate limit costs a request: its conditional writes (a failed
+/// condition is billed as a write too), admitted and refused.
+async fn rate_limit_cost(state: &AppState, meter: &AwsMeter) -> Value {
+    let mut admitted_state = state.clone();
+    let mut admitted_config = state.config.clone();
+    admitted_config.tenant_rate_limit = Some(1_000_000);
+    admitted_state.config = admitted_config;
+    meter.reset();
+    for _ in 0..LIMITED_REQUESTS {
+        let _ = shared::api::limits::admit(&admitted_state, "bench-admitted").await;
+    }
+    let admitted = meter.counts();
+    // A tenant limited to 5 a second calling 200 times at once: 10 admitted, the rest
+    // refused (each after both writes failed their conditions).
+    let mut limited_state = state.clone();
+    let mut limited_config = state.config.clone();
+    limited_config.tenant_rate_limit = Some(5);
+    limited_state.config = limited_config;
+    meter.reset();
+    let mut refused = 0usize;
+    for _ in 0..LIMITED_REQUESTS {
+        if shared::api::limits::admit(&limited_state, "bench-limited")
+            .await
+            .is_err()
+        {
+            refused += 1;
+        }
+    }
+    let limited = meter.counts();
+    let per = |n: f64| n / LIMITED_REQUESTS as f64;
+    json!({
+        "write_requests_per_admitted_request": per(admitted.ddb_write_requests as f64),
+        "write_units_per_admitted_request": per(admitted.ddb_write_units),
+        "write_requests_per_request_over_the_limit": per(limited.ddb_write_requests as f64),
+        "refused_of_200": refused,
+    })
 }

@@ -61,6 +61,9 @@ pub struct Config {
     /// How long a webhook's deliveries may all fail before it is disabled
     /// (`AUTO_DISABLE_AFTER`, default `5d`).
     pub auto_disable_after: Duration,
+    /// API requests a second each tenant may make, bursts of twice that, across every
+    /// instance (`TENANT_RATE_LIMIT`, default 50; `0`: no limit).
+    pub tenant_rate_limit: Option<u32>,
 }
 
 /// An access key (the secret never shows in `Debug`).
@@ -90,6 +93,9 @@ pub struct QueueUrls {
 /// How long a message brought back from a dead-letter queue waits, unless `SWEEP_MARGIN`
 /// says otherwise.
 pub const DEFAULT_SWEEP_MARGIN: Duration = Duration::from_secs(15 * 60);
+
+/// SPEC §6: API requests a second per tenant, unless `TENANT_RATE_LIMIT` says otherwise.
+pub const DEFAULT_TENANT_RATE_LIMIT: u32 = 50;
 
 /// SPEC: a webhook whose deliveries have all failed for 5 days is disabled.
 pub const DEFAULT_AUTO_DISABLE_AFTER: Duration = Duration::from_secs(5 * 86400);
@@ -230,6 +236,19 @@ impl Config {
                     reason: format!("expected one duration like 15m, got {text:?}"),
                 })?,
                 None => DEFAULT_SWEEP_MARGIN,
+            },
+            tenant_rate_limit: match get("TENANT_RATE_LIMIT") {
+                Some(text) => match text.trim().parse::<u32>() {
+                    Ok(0) => None,
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        return Err(ConfigError {
+                            variable: "TENANT_RATE_LIMIT",
+                            reason: format!("expected a whole number (0: no limit), got {text:?}"),
+                        });
+                    }
+                },
+                None => Some(DEFAULT_TENANT_RATE_LIMIT),
             },
             auto_disable_after: match get("AUTO_DISABLE_AFTER") {
                 Some(text) => parse_duration(text.trim()).map_err(|_| ConfigError {

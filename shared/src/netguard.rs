@@ -3,7 +3,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use url::{Host, Url};
@@ -53,10 +52,14 @@ static FORBIDDEN_V6: LazyLock<Vec<Ipv6Net>> = LazyLock::new(|| {
 pub fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_forbidden_v4(v4),
-        IpAddr::V6(v6) => match embedded_v4(v6) {
-            Some(v4) => is_forbidden_v4(v4),
-            None => FORBIDDEN_V6.iter().any(|net| net.contains(&v6)),
-        },
+        IpAddr::V6(v6) => {
+            let embedded = embedded_v4(v6);
+            if embedded.is_empty() {
+                FORBIDDEN_V6.iter().any(|net| net.contains(&v6))
+            } else {
+                embedded.into_iter().any(is_forbidden_v4)
+            }
+        }
     }
 }
 
@@ -64,29 +67,29 @@ fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
     FORBIDDEN_V4.iter().any(|net| net.contains(&ip))
 }
 
-/// The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`),
-/// NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`) address: each reaches that IPv4 host.
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+/// The IPv4 addresses an IPv6 address reaches, whatever form embeds them: IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), IPv4-translated (SIIT,
+/// `::ffff:0:a.b.c.d`), NAT64 well-known and local-use (`64:ff9b::/96`, `64:ff9b:1::/48`,
+/// the IPv4 in the low 32 bits), 6to4 (`2002::/16`, bits 16 to 48) and Teredo (`2001::/32`:
+/// the server in bits 32 to 64, the client, inverted, in the low 32 bits).
+fn embedded_v4(ip: Ipv6Addr) -> Vec<Ipv4Addr> {
     let s = ip.segments();
-    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return Some(v4);
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    let low = v4(s[6], s[7]);
+    if let Some(mapped) = ip.to_ipv4_mapped() {
+        return vec![mapped];
     }
-    if s[..6] == [0, 0, 0, 0, 0, 0] && !matches!(s[6..], [0, 0] | [0, 1]) {
-        return Some(low);
+    match s {
+        [0, 0, 0, 0, 0, 0, hi, lo] if !matches!((hi, lo), (0, 0) | (0, 1)) => vec![low],
+        [0, 0, 0, 0, 0xffff, 0, _, _] => vec![low],
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => vec![low],
+        [0x64, 0xff9b, 1, ..] => vec![low],
+        [0x2002, hi, lo, ..] => vec![v4(hi, lo)],
+        [0x2001, 0, server_hi, server_lo, ..] => {
+            vec![v4(server_hi, server_lo), v4(!s[6], !s[7])]
+        }
+        _ => Vec::new(),
     }
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return Some(low);
-    }
-    if s[0] == 0x2002 {
-        return Some(Ipv4Addr::new(
-            (s[1] >> 8) as u8,
-            s[1] as u8,
-            (s[2] >> 8) as u8,
-            s[2] as u8,
-        ));
-    }
-    None
 }
 
 /// Why a URL's target is refused.
@@ -96,31 +99,19 @@ pub enum TargetRefusal {
     ForbiddenAddress,
 }
 
-/// How long registration waits for DNS before accepting the host unresolved.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Checks a URL's host at registration: an IP literal or `localhost` is judged at once; a
-/// name is resolved and refused if any address it resolves to is forbidden. A name that
-/// does not resolve (yet) is accepted: delivery checks again.
-pub async fn check_registration_target(url: &Url) -> Result<(), TargetRefusal> {
-    let host = match url.host() {
-        Some(Host::Ipv4(ip)) => return verdict(is_forbidden(IpAddr::V4(ip))),
-        Some(Host::Ipv6(ip)) => return verdict(is_forbidden(IpAddr::V6(ip))),
-        Some(Host::Domain(name)) => name.trim_end_matches('.').to_ascii_lowercase(),
-        None => return Err(TargetRefusal::ForbiddenAddress),
-    };
-    if host == "localhost" || host.ends_with(".localhost") {
-        return Err(TargetRefusal::ForbiddenAddress);
-    }
-    let port = url.port_or_known_default().unwrap_or(443);
-    let lookup = tokio::net::lookup_host((host.as_str(), port));
-    match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
-        Ok(Ok(addresses)) => {
-            let forbidden = addresses.into_iter().any(|a| is_forbidden(a.ip()));
-            verdict(forbidden)
+/// Checks a URL's host at registration, without DNS: an IP literal (in any spelling: the
+/// URL parser normalises them) or `localhost` is judged at once; any other name is
+/// accepted, whatever it resolves to, and checked before every delivery. Registration asks
+/// no DNS, so it cannot tell a tenant which names resolve to private addresses.
+pub fn check_registration_target(url: &Url) -> Result<(), TargetRefusal> {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => verdict(is_forbidden(IpAddr::V4(ip))),
+        Some(Host::Ipv6(ip)) => verdict(is_forbidden(IpAddr::V6(ip))),
+        Some(Host::Domain(name)) => {
+            let host = name.trim_end_matches('.').to_ascii_lowercase();
+            verdict(host == "localhost" || host.ends_with(".localhost"))
         }
-        // Unresolvable or slow: accepted now, checked again before every delivery.
-        Ok(Err(_)) | Err(_) => Ok(()),
+        None => Err(TargetRefusal::ForbiddenAddress),
     }
 }
 
@@ -165,6 +156,12 @@ mod tests {
             "::127.0.0.1",
             "64:ff9b::10.0.0.1",
             "2002:a9fe:a9fe::1",
+            // NAT64 local-use, SIIT and Teredo forms of private addresses.
+            "64:ff9b:1::a00:1",
+            "::ffff:0:a00:1",
+            "::ffff:0:7f00:1",
+            "2001:0:a00:1::1",
+            "2001:0:808:808::f5ff:fffe",
         ] {
             assert!(forbidden(ip), "{ip} should be forbidden");
         }
@@ -179,13 +176,15 @@ mod tests {
             "100.128.0.1",
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
+            "64:ff9b:1::808:808",
+            "2001:0:808:808::f7f7:f7f7",
         ] {
             assert!(!forbidden(ip), "{ip} should be allowed");
         }
     }
 
-    #[tokio::test]
-    async fn literal_hosts_in_every_spelling_are_judged_without_dns() {
+    #[test]
+    fn literal_hosts_in_every_spelling_are_judged_without_dns() {
         for url in [
             "https://127.0.0.1/x",
             "https://2130706433/x",
@@ -199,13 +198,24 @@ mod tests {
         ] {
             let url = Url::parse(url).unwrap();
             assert_eq!(
-                check_registration_target(&url).await,
+                check_registration_target(&url),
                 Err(TargetRefusal::ForbiddenAddress),
                 "{url}"
             );
         }
         let public = Url::parse("https://93.184.216.34/hooks").unwrap();
-        assert_eq!(check_registration_target(&public).await, Ok(()));
+        assert_eq!(check_registration_target(&public), Ok(()));
+        // Names are never resolved at registration: one that resolves to a private address
+        // reads the same as one that does not resolve (delivery refuses both).
+        for name in [
+            "https://internal.example.invalid/x",
+            "https://example.com/x",
+        ] {
+            assert_eq!(
+                check_registration_target(&Url::parse(name).unwrap()),
+                Ok(())
+            );
+        }
     }
 }
 
@@ -227,6 +237,10 @@ mod properties {
             if raw > 1 {
                 prop_assert_eq!(is_forbidden(IpAddr::V6(v4.to_ipv6_compatible())), verdict);
             }
+            let local_nat64 = Ipv6Addr::from((0x0064_ff9b_0001_u128 << 80) | u128::from(raw));
+            prop_assert_eq!(is_forbidden(IpAddr::V6(local_nat64)), verdict);
+            let siit = Ipv6Addr::from((0xffff_0000_u128 << 32) | u128::from(raw));
+            prop_assert_eq!(is_forbidden(IpAddr::V6(siit)), verdict);
         }
 
         /// Whatever the host's spelling (decimal, hex, octal, dotted), the URL parser
@@ -242,9 +256,8 @@ mod properties {
                 _ => format!("https://0{host:o}/x"),
             };
             let url = Url::parse(&text).unwrap();
-            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
             prop_assert_eq!(
-                runtime.block_on(check_registration_target(&url)),
+                check_registration_target(&url),
                 Err(TargetRefusal::ForbiddenAddress),
                 "{}", text
             );

@@ -42,6 +42,42 @@ impl Budget {
     }
 }
 
+/// Cuts a page whose items grew heavier once filled in (an event type's schema read for
+/// the page alone) back to the page budget, continuing from the cut: after the last item
+/// kept (walking forward), or before the first (walking back).
+pub fn fit_budget<T: Weigh>(
+    page: &mut Page<T>,
+    request: &PageRequest,
+    sort_key: impl Fn(&T) -> &str,
+) {
+    let mut budget = Budget::default();
+    let backward = matches!(request.position, Position::Before(_));
+    let keep = if backward {
+        page.data
+            .iter()
+            .rev()
+            .take_while(|i| budget.take(*i, request.limit))
+            .count()
+    } else {
+        page.data
+            .iter()
+            .take_while(|i| budget.take(*i, request.limit))
+            .count()
+    };
+    if keep == page.data.len() {
+        return;
+    }
+    if backward {
+        page.data.drain(..page.data.len() - keep);
+        page.has_previous_page = true;
+    } else {
+        page.data.truncate(keep);
+        page.has_next_page = true;
+    }
+    page.start_key = page.data.first().map(|i| sort_key(i).to_string());
+    page.end_key = page.data.last().map(|i| sort_key(i).to_string());
+}
+
 /// Where a page starts, relative to a cursor. Lists run newest first, so `After` pages
 /// towards older items and `Before` towards newer ones.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -42,6 +42,8 @@ pub struct AppState {
     /// the function's role). The local stack's pollers receive as it, as the function's
     /// event source mapping does with its role.
     pub credentials: Option<Credentials>,
+    /// What this instance saw last of each tenant's API rate limit.
+    pub limit_hints: Arc<crate::api::limits::LimitHints>,
 }
 
 /// How a state's AWS clients connect, besides the settings: whom they act as locally, and
@@ -118,6 +120,7 @@ impl AppState {
             tokens: Arc::new(tokens),
             config,
             credentials,
+            limit_hints: Arc::default(),
         }
     }
 

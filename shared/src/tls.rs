@@ -16,8 +16,13 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// A plain reqwest client (tools, tests, benchmarks), built on the same TLS stack.
+/// A plain reqwest client (tools, tests, benchmarks), built on the same TLS stack, which
+/// never goes through a proxy from the environment (everything it calls is on loopback or
+/// named by the operator).
 pub fn http_client() -> reqwest::Client {
     install_crypto_provider();
-    reqwest::Client::new()
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a client with no proxy builds")
 }

@@ -15,6 +15,7 @@ mod event_types;
 mod fairness;
 mod faults;
 mod hardening;
+mod hostile;
 mod listing;
 mod oauth;
 mod portal;

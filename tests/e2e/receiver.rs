@@ -18,8 +18,20 @@ pub enum Answer {
     WithHeaders(u16, Vec<(&'static str, String)>),
     /// Waits, then answers with the status.
     Slow(Duration, u16),
+    /// Answers the status and headers at once, then trickles the body a byte at a time
+    /// for this long.
+    Trickle(Duration, u16),
     /// Drops the connection without answering.
     Reset,
+}
+
+/// The receiver's answers' body: whole, or trickled.
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn whole(bytes: &'static [u8]) -> Body {
+    Full::new(Bytes::from_static(bytes))
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// One request as received.
@@ -152,7 +164,7 @@ fn normalise(path: &str) -> String {
 async fn answer(
     inner: Arc<Mutex<Inner>>,
     req: hyper::Request<hyper::body::Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
+) -> Result<hyper::Response<Body>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -188,6 +200,21 @@ async fn answer(
             tokio::time::sleep(delay).await;
             (status, vec![])
         }
+        Answer::Trickle(duration, status) => {
+            finish(&inner);
+            let until = Instant::now() + duration;
+            let bytes = futures::stream::unfold((), move |()| async move {
+                if Instant::now() >= until {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Some((Ok(hyper::body::Frame::data(Bytes::from_static(b"."))), ()))
+            });
+            return Ok(hyper::Response::builder()
+                .status(status)
+                .body(http_body_util::StreamBody::new(bytes).boxed())
+                .unwrap());
+        }
         Answer::Reset => {
             finish(&inner);
             return Err(std::io::Error::other("dropping the connection"));
@@ -198,7 +225,5 @@ async fn answer(
     for (name, value) in headers {
         response = response.header(name, value);
     }
-    Ok(response
-        .body(Full::new(Bytes::from_static(b"received")))
-        .unwrap())
+    Ok(response.body(whole(b"received")).unwrap())
 }

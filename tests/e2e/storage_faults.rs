@@ -1,7 +1,7 @@
 //! Storage under pressure: concurrent creates against the uniqueness and limit conditions,
 //! and DynamoDB throttling (answered by a fault-injecting proxy in front of the emulator).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
@@ -117,6 +117,8 @@ pub struct ThrottlingProxy {
     pub endpoint: String,
     rule: Arc<Mutex<Rule>>,
     answered: Arc<Mutex<usize>>,
+    /// Bytes of DynamoDB's answers passed on, by operation.
+    read: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl ThrottlingProxy {
@@ -125,22 +127,25 @@ impl ThrottlingProxy {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let rule: Arc<Mutex<Rule>> = Arc::default();
         let answered: Arc<Mutex<usize>> = Arc::default();
+        let read: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let upstream = emulator_endpoint();
         let http = shared::tls::http_client();
-        let (t, a) = (Arc::clone(&rule), Arc::clone(&answered));
+        let (t, a, r) = (Arc::clone(&rule), Arc::clone(&answered), Arc::clone(&read));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (t, a, upstream, http) = (
+                let (t, a, r, upstream, http) = (
                     Arc::clone(&t),
                     Arc::clone(&a),
+                    Arc::clone(&r),
                     upstream.clone(),
                     http.clone(),
                 );
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (t, a, upstream, http) = (
+                        let (t, a, r, upstream, http) = (
                             Arc::clone(&t),
                             Arc::clone(&a),
+                            Arc::clone(&r),
                             upstream.clone(),
                             http.clone(),
                         );
@@ -184,6 +189,10 @@ impl ThrottlingProxy {
                                 }
                             }
                             let bytes = reply.bytes().await.unwrap();
+                            if let Some(operation) = target.strip_prefix("DynamoDB_20120810.") {
+                                *r.lock().unwrap().entry(operation.to_string()).or_default() +=
+                                    bytes.len();
+                            }
                             Ok(response.body(Full::new(bytes)).unwrap())
                         }
                     });
@@ -197,7 +206,15 @@ impl ThrottlingProxy {
             endpoint,
             rule,
             answered,
+            read,
         }
+    }
+
+    /// Bytes DynamoDB answered since the last call (every operation), and forgets them.
+    pub fn take_bytes_read(&self) -> usize {
+        std::mem::take(&mut *self.read.lock().unwrap())
+            .values()
+            .sum()
     }
 
     /// Throttles every call of these operations (and nothing else).

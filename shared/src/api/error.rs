@@ -113,6 +113,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
+    /// `Retry-After` seconds, when not the code's own.
+    retry_after: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -123,7 +125,14 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
+    }
+
+    /// Says when to come back (`Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Names the request field at fault.
@@ -175,8 +184,10 @@ impl ApiError {
 
     /// `Retry-After` seconds for the codes that carry it.
     pub fn retry_after(&self) -> Option<u64> {
-        matches!(self.code, ErrorCode::Unavailable | ErrorCode::RateLimited)
-            .then_some(RETRY_AFTER_SECONDS)
+        self.retry_after.or_else(|| {
+            matches!(self.code, ErrorCode::Unavailable | ErrorCode::RateLimited)
+                .then_some(RETRY_AFTER_SECONDS)
+        })
     }
 
     pub fn body(&self) -> serde_json::Value {
@@ -215,6 +226,7 @@ impl From<Invalid> for ApiError {
             code,
             message: invalid.message,
             field: invalid.field,
+            retry_after: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod limits;
 pub mod pagination;
 pub mod request;
 
@@ -349,6 +350,7 @@ pub async fn dispatch(state: &AppState, route: &Route, req: Request) -> Response
                 AuthContext::from_request(&req)?
             };
             tracing::Span::current().record("tenant_id", auth.tenant_id.as_str());
+            limits::admit(state, &auth.tenant_id).await?;
             if let Some(scope) = route.scope {
                 auth.require(scope)?;
             }

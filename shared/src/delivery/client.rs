@@ -142,11 +142,29 @@ pub trait Transport: Send + Sync {
     async fn probe_tls(&self, url: &str) -> Result<(), String>;
 }
 
+/// An answer slower than this counts against its webhook as no answer does (its breaker):
+/// a receiver that holds each request for seconds holds the deliver function's concurrency
+/// as surely as one that never answers.
+pub const SLOW_ANSWER: Duration = Duration::from_secs(5);
+/// How long the response body may take once the headers are in (its first 64 KiB are
+/// read, then the connection goes back to the pool).
+pub const BODY_DEADLINE: Duration = Duration::from_secs(2);
+
 /// The result of one request: the attempt to record, and the receiver's `Retry-After`.
 #[derive(Debug)]
 pub struct Sent {
     pub attempt: Attempt,
     pub retry_after: Option<Duration>,
+    /// An answer came, but slowly: after [`SLOW_ANSWER`], or with a body still trickling
+    /// at [`BODY_DEADLINE`].
+    pub slow: bool,
+}
+
+impl Sent {
+    /// Whether the receiver answered, and in time: what its breaker counts.
+    pub fn answered_in_time(&self) -> bool {
+        self.attempt.status_code.is_some() && !self.slow
+    }
 }
 
 impl DeliveryClient {
@@ -158,7 +176,10 @@ impl DeliveryClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(USER_AGENT)
             .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // Never a proxy from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY): it,
+            // not the guarded resolver, would resolve the target.
+            .no_proxy();
         builder = match policy {
             TargetPolicy::PublicOnly => builder.dns_resolver(Arc::new(GuardedResolver)),
             TargetPolicy::LoopbackOnly => builder.dns_resolver(Arc::new(LoopbackResolver)),
@@ -230,6 +251,7 @@ impl Transport for DeliveryClient {
                 response_excerpt: None,
             },
             retry_after: None,
+            slow: false,
         };
         let url = match outgoing.url {
             Ok(url) => url,
@@ -262,16 +284,21 @@ impl Transport for DeliveryClient {
                     .and_then(|v| parse_retry_after(v, at));
                 let mut body = Vec::new();
                 let mut read_error = None;
-                while body.len() < MAX_BODY_READ {
-                    match response.chunk().await {
-                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                        Ok(None) => break,
-                        Err(e) => {
-                            read_error = Some(describe(&e));
-                            break;
+                let read = async {
+                    while body.len() < MAX_BODY_READ {
+                        match response.chunk().await {
+                            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                            Ok(None) => break,
+                            Err(e) => {
+                                read_error = Some(describe(&e));
+                                break;
+                            }
                         }
                     }
-                }
+                };
+                // A body that trickles is cut off: the status decided the attempt.
+                let cut = tokio::time::timeout(BODY_DEADLINE, read).await.is_err();
+                let response_time = elapsed(started);
                 let error = match (status, read_error) {
                     (200..=299, None) => None,
                     (300..=399, _) => Some(format!("redirect ({status}) not followed")),
@@ -282,11 +309,12 @@ impl Transport for DeliveryClient {
                     attempt: Attempt {
                         at,
                         status_code: Some(status),
-                        response_time: elapsed(started),
+                        response_time,
                         error,
                         response_excerpt: excerpt(&body),
                     },
                     retry_after,
+                    slow: cut || Duration::from_millis(response_time) >= SLOW_ANSWER,
                 }
             }
             Err(e) => Sent {
@@ -298,6 +326,7 @@ impl Transport for DeliveryClient {
                     response_excerpt: None,
                 },
                 retry_after: None,
+                slow: false,
             },
         }
     }

@@ -296,6 +296,7 @@ mod tests {
                 response_excerpt: None,
             },
             retry_after: retry_after.map(Duration::from_secs),
+            slow: false,
         }
     }
 

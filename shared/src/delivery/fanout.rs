@@ -36,6 +36,9 @@ use crate::storage::{RECORDS_PER_WRITE, Saved, StoreError, Stored, TenantView};
 
 /// Requests in flight at once in one invocation.
 pub const MAX_IN_FLIGHT: usize = 256;
+/// The fewest requests in flight a tenant may have in one invocation, however many tenants
+/// share its batch: each gets an equal share of [`MAX_IN_FLIGHT`], at least this.
+pub const MIN_TENANT_SHARE: usize = 16;
 /// Record writes in flight at once during a fan-out.
 pub const PARALLEL_RECORD_WRITES: usize = 8;
 
@@ -184,19 +187,23 @@ async fn claim<'m>(
     }
     // From a source on the ingest queue: checked against its type's schema, as the API
     // checks what it stores; data that does not match goes to the dead-letter queue.
+    // The check runs on a blocking thread under its budget, so a costly one never holds
+    // the batch's other work; its reason names a path and a rule, never the data.
     if let Some(sort_key) = view.schemas.get(&task.event_type)
         && let Some(schema) = state
             .warm
             .schema(&*state.store, &task.tenant_id, &task.event_type, sort_key)
             .await?
-        && let Err(mismatch) = schema.check(&serde_json::Value::Object(task.data.clone()))
     {
-        let reason = format!(
-            "data does not match the schema of {}: {mismatch}",
-            task.event_type
-        );
-        reject(queues, message.body(), &reason).await?;
-        return Ok(None);
+        let data = serde_json::Value::Object(task.data.clone());
+        if let (_, Err(mismatch)) = schema.check_within_budget(data).await {
+            let reason = format!(
+                "data does not match the schema of {}: {mismatch}",
+                task.event_type
+            );
+            reject(queues, message.body(), &reason).await?;
+            return Ok(None);
+        }
     }
     // With its `id`, the source key makes a repeat of
     // the source event land on the first; without, the event's id is made from the SQS
@@ -367,13 +374,33 @@ async fn dispatch_and_record<'a>(
             .iter()
             .map(move |d| async move { (i, state.store.buffer_delivery(d, expires).await) })
     }));
+    // No tenant holds more than its share of the invocation's requests in flight, and the
+    // tenants' requests take turns, so a tenant with many slow endpoints cannot keep
+    // another's first attempts waiting behind its own.
+    let pending = interleave_by_tenant(pending);
+    let tenants: std::collections::HashSet<&str> = pending
+        .iter()
+        .map(|p| p.webhook.tenant_id.as_str())
+        .collect();
+    let share = (MAX_IN_FLIGHT / tenants.len().max(1)).max(MIN_TENANT_SHARE);
+    let shares: HashMap<&str, tokio::sync::Semaphore> = tenants
+        .into_iter()
+        .map(|tenant| (tenant, tokio::sync::Semaphore::new(share)))
+        .collect();
     let produce = async {
         let mut tried: TriedByWebhook<'a> = HashMap::new();
         // Futures collected first: a lazily mapped stream trips the compiler's Send check
         // inside spawned tasks (the local stack's pollers).
+        let shares = &shares;
         let requests: Vec<_> = pending
             .into_iter()
-            .map(|p| dispatch(state, plans, p))
+            .map(|p| async move {
+                let _slot = match shares.get(p.webhook.tenant_id.as_str()) {
+                    Some(share) => share.acquire().await.ok(),
+                    None => None,
+                };
+                dispatch(state, plans, p).await
+            })
             .collect();
         let mut sending = futures::stream::iter(requests).buffer_unordered(MAX_IN_FLIGHT);
         while let Some((webhook, attempt, done)) = sending.next().await {
@@ -420,6 +447,31 @@ async fn dispatch_and_record<'a>(
         }
     }
     (tried, unfinished)
+}
+
+/// The dispatches of a batch, the tenants taking turns (each tenant's in their order).
+fn interleave_by_tenant<'a, 't>(
+    pending: Vec<PendingDispatch<'a, 't>>,
+) -> Vec<PendingDispatch<'a, 't>> {
+    let mut queues: Vec<(&'a str, std::collections::VecDeque<PendingDispatch<'a, 't>>)> =
+        Vec::new();
+    for p in pending {
+        let tenant = p.webhook.tenant_id.as_str();
+        match queues.iter_mut().find(|(t, _)| *t == tenant) {
+            Some((_, queue)) => queue.push_back(p),
+            None => queues.push((tenant, std::collections::VecDeque::from([p]))),
+        }
+    }
+    let mut turns = Vec::new();
+    while !queues.is_empty() {
+        for (_, queue) in &mut queues {
+            if let Some(p) = queue.pop_front() {
+                turns.push(p);
+            }
+        }
+        queues.retain(|(_, queue)| !queue.is_empty());
+    }
+    turns
 }
 
 /// Sends one pending dispatch and decides what follows it; or, when the webhook's breaker
@@ -474,7 +526,7 @@ async fn dispatch<'a>(
         },
     )
     .await;
-    permit.report(sent.attempt.status_code.is_some());
+    permit.report(sent.answered_in_time());
     let tried = Tried::from(&sent.attempt);
     delivery.created_at = sent.attempt.at;
     let verdict = decide::after_attempt(

@@ -273,7 +273,7 @@ async fn send_in_order(
             },
         )
         .await;
-        permit.report(sent.attempt.status_code.is_some());
+        permit.report(sent.answered_in_time());
         tried.push(Tried::from(&sent.attempt));
         let verdict = decide::after_attempt(
             &state.config.retry_schedule,

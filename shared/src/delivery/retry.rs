@@ -80,7 +80,7 @@ pub(super) async fn retry(
         return hold_back(queues, task, hold).await;
     }
     let sent = send_event(state, &webhook, &event, task.attempt).await?;
-    permit.report(sent.attempt.status_code.is_some());
+    permit.report(sent.answered_in_time());
     let tried = Tried::from(&sent.attempt);
     let verdict = decide::after_attempt(
         &state.config.retry_schedule,

@@ -8,8 +8,10 @@ pub mod event_type;
 pub mod filter;
 pub mod headers;
 pub mod invalid;
+pub mod rate_limit;
 pub mod retry;
 pub mod schema;
+pub mod schema_cost;
 pub mod validation;
 pub mod webhook;
 

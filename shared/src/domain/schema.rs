@@ -15,6 +15,10 @@ use serde_json::Value;
 /// The only draft accepted (a `$schema` naming another is refused).
 pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 
+/// The longest an event's data may take to check against its type's schema (what the step
+/// budget, [`MAX_CHECK_EVALUATIONS`], cannot see: an evaluation's own cost).
+pub const CHECK_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Where a schema is compiled from: a name nothing else resolves to.
 const LOCATION: &str = "https://schema.invalid/event-type.json";
 
@@ -22,7 +26,14 @@ const LOCATION: &str = "https://schema.invalid/event-type.json";
 pub struct Schema {
     schemas: Schemas,
     index: SchemaIndex,
+    /// Its worst-case cost (`schema_cost`): how many subschema evaluations a value may take.
+    cost: super::schema_cost::Cost,
 }
+
+/// The most subschema evaluations one event's check may take, counted before it starts:
+/// the values of the data times the schema's worst-case evaluations a value. A check past
+/// it is not run at all.
+pub const MAX_CHECK_EVALUATIONS: u64 = 20_000_000;
 
 impl std::fmt::Debug for Schema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,8 +65,9 @@ impl UrlLoader for NoLoader {
 }
 
 impl Schema {
-    /// Compiles a schema, checking it against the draft's meta-schema; the error says what
-    /// is wrong, for a 422 `INVALID_SCHEMA`.
+    /// Compiles a schema, checking it against the draft's meta-schema and bounding its
+    /// worst-case validation cost (`schema_cost`); the error says what is wrong, for a 422
+    /// `INVALID_SCHEMA`.
     pub fn compile(schema: &Value) -> Result<Schema, String> {
         if let Some(draft) = schema.get("$schema")
             && draft.as_str().map(|d| d.trim_end_matches('#')) != Some(DRAFT_2020_12)
@@ -72,7 +84,68 @@ impl Schema {
         let index = compiler
             .compile(LOCATION, &mut schemas)
             .map_err(|e| format!("{e:#}").replace(LOCATION, "schema"))?;
-        Ok(Schema { schemas, index })
+        let cost = super::schema_cost::bound(schema)?;
+        Ok(Schema {
+            schemas,
+            index,
+            cost,
+        })
+    }
+
+    /// Whether checking `data` may take more evaluations than a check may: the step
+    /// budget, known before the check starts.
+    fn over_budget(&self, data: &Value) -> bool {
+        fn values(v: &Value) -> u64 {
+            match v {
+                Value::Array(items) => 1 + items.iter().map(values).sum::<u64>(),
+                Value::Object(map) => 1 + map.values().map(values).sum::<u64>(),
+                _ => 1,
+            }
+        }
+        values(data).saturating_mul(self.cost.per_value) > MAX_CHECK_EVALUATIONS
+    }
+
+    /// Checks an event's data as [`Schema::check`] does, on a blocking thread (never one of
+    /// the async threads a batch's other work runs on) and within [`CHECK_BUDGET`]: data
+    /// whose check takes longer is refused as if it did not match. Hands the data back.
+    pub async fn check_within_budget(
+        self: Arc<Self>,
+        data: Value,
+    ) -> (Value, Result<(), Mismatch>) {
+        if self.over_budget(&data) {
+            // Refused before any work: the step budget.
+            let reason = format!(
+                "is too costly to check against the schema (more than {MAX_CHECK_EVALUATIONS} \
+                 subschema evaluations: a check's budget)"
+            );
+            return (
+                data,
+                Err(Mismatch {
+                    path: "data".into(),
+                    reason,
+                }),
+            );
+        }
+        let (done, answer) = tokio::sync::oneshot::channel();
+        // The check is not cut short (a thread cannot be); the schema's cost bound keeps
+        // it finite, and the budget keeps the caller from waiting on it.
+        tokio::task::spawn_blocking(move || {
+            let outcome = self.check(&data);
+            let _ = done.send((data, outcome));
+        });
+        match tokio::time::timeout(CHECK_BUDGET, answer).await {
+            Ok(Ok(answer)) => answer,
+            _ => (
+                Value::Null,
+                Err(Mismatch {
+                    path: "data".into(),
+                    reason: format!(
+                        "could not be checked against the schema within its budget ({} ms)",
+                        CHECK_BUDGET.as_millis()
+                    ),
+                }),
+            ),
+        }
     }
 
     /// Checks an event's data; the first mismatch in document order if it does not match.
@@ -96,8 +169,55 @@ impl Schema {
         }
         Err(Mismatch {
             path,
-            reason: leaf.kind.to_string(),
+            reason: rule(&leaf.kind),
         })
+    }
+}
+
+/// The rule a value broke, in the schema's own terms: never the event's data (no value, no
+/// property name of the data), so a reason can be logged and kept with a dead letter.
+fn rule(kind: &boon::ErrorKind) -> String {
+    use boon::ErrorKind as K;
+    match kind {
+        K::Type { want, .. } => {
+            let want: Vec<String> = want.iter().map(|t| t.to_string()).collect();
+            format!("must be of type {}", want.join(" or "))
+        }
+        K::Enum { .. } => "must be one of the schema's enum values".into(),
+        K::Const { .. } => "must equal the schema's const".into(),
+        K::Format { want, .. } => format!("must be a valid {want}"),
+        K::MinProperties { want, .. } => format!("must have at least {want} properties"),
+        K::MaxProperties { want, .. } => format!("must have at most {want} properties"),
+        K::AdditionalProperties { .. } => "has properties the schema does not allow".into(),
+        K::Required { want } => format!("misses required properties {want:?}"),
+        K::Dependency { prop, missing } | K::DependentRequired { prop, missing } => {
+            format!("with {prop:?}, misses {missing:?}")
+        }
+        K::MinItems { want, .. } => format!("must have at least {want} items"),
+        K::MaxItems { want, .. } => format!("must have at most {want} items"),
+        K::Contains => "must contain an item the schema's contains allows".into(),
+        K::MinContains { want, .. } => format!("must contain at least {want} such items"),
+        K::MaxContains { want, .. } => format!("must contain at most {want} such items"),
+        K::UniqueItems { .. } => "must have unique items".into(),
+        K::AdditionalItems { .. } => "has more items than the schema allows".into(),
+        K::MinLength { want, .. } => format!("must be at least {want} characters long"),
+        K::MaxLength { want, .. } => format!("must be at most {want} characters long"),
+        K::Pattern { want, .. } => format!("must match the pattern {want:?}"),
+        K::Minimum { want, .. } => format!("must be >= {want}"),
+        K::Maximum { want, .. } => format!("must be <= {want}"),
+        K::ExclusiveMinimum { want, .. } => format!("must be > {want}"),
+        K::ExclusiveMaximum { want, .. } => format!("must be < {want}"),
+        K::MultipleOf { want, .. } => format!("must be a multiple of {want}"),
+        K::FalseSchema => "is not allowed by the schema".into(),
+        K::PropertyName { .. } => "has a property name the schema's propertyNames refuses".into(),
+        K::ContentEncoding { want, .. } => format!("must be {want}-encoded"),
+        K::ContentMediaType { want, .. } => format!("must be {want}"),
+        K::ContentSchema => "its content does not match the schema's contentSchema".into(),
+        K::Not => "must not match the schema's not".into(),
+        K::OneOf(_) => "must match exactly one of the schema's oneOf".into(),
+        K::AnyOf => "must match one of the schema's anyOf".into(),
+        K::AllOf => "must match all of the schema's allOf".into(),
+        _ => "does not match the schema".into(),
     }
 }
 
@@ -173,12 +293,17 @@ mod tests {
             .check(&json!({"amount": -1, "items": []}))
             .unwrap_err();
         assert_eq!(wrong.path, "data.amount");
-        assert_eq!(wrong.to_string(), "data.amount: must be >=0, but got -1");
+        // The rule, in the schema's terms; never the value that broke it.
+        assert_eq!(wrong.to_string(), "data.amount: must be >= 0");
         let deep = schema
             .check(&json!({"amount": 1, "items": [{"sku": "a"}, {}]}))
             .unwrap_err();
         assert_eq!(deep.path, "data.items.1");
         assert!(deep.reason.contains("sku"), "{deep}");
+        let secret = schema
+            .check(&json!({"amount": "TOPSECRET", "items": []}))
+            .unwrap_err();
+        assert!(!secret.to_string().contains("TOPSECRET"), "{secret}");
         let missing = schema.check(&json!({})).unwrap_err();
         assert_eq!(missing.path, "data");
     }

@@ -11,14 +11,15 @@ use serde_json::Value;
 
 use super::{
     CatalogEntry, CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError,
-    DeliveryFilter, DeliveryStore, EventFilter, EventStore, FailedRange, Health, KeyStore, Saved,
-    StoreError, StoreResult, Stored, TenantView, WebhookStore,
+    DeliveryFilter, DeliveryStore, EventFilter, EventStore, FailedRange, Health, KeyStore,
+    LimitStore, Saved, StoreError, StoreResult, Stored, TenantView, WebhookStore,
 };
 use crate::domain::api_key::{ApiKey, KeyGrant};
 use crate::domain::client::OAuthClient;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
+use crate::domain::rate_limit::{Admission, RateLimit, admit};
 use crate::domain::webhook::Webhook;
 use crate::page::{Page, PageRequest, paginate};
 
@@ -40,6 +41,7 @@ struct Tables {
     health: HashMap<Key, Health>,
     versions: HashMap<String, u64>,
     send_slots: HashMap<(Key, i64, u32), u32>,
+    rate_tats: HashMap<String, i64>,
 }
 
 impl Tables {
@@ -209,7 +211,25 @@ impl CatalogStore for MemoryStore {
             .event_types
             .iter()
             .filter(|((t, _), _)| t == tenant_id)
-            .map(|(_, et)| et.clone())
+            .map(|(_, et)| EventType {
+                schema: None,
+                ..et.clone()
+            })
+            .collect())
+    }
+
+    async fn event_type_schemas(
+        &self,
+        tenant_id: &str,
+        names: &[&str],
+    ) -> StoreResult<HashMap<String, Value>> {
+        let t = self.tables()?;
+        Ok(names
+            .iter()
+            .filter_map(|name| {
+                let et = t.event_types.get(&key(tenant_id, name))?;
+                Some((et.name.clone(), et.schema.clone()?))
+            })
             .collect())
     }
 
@@ -464,6 +484,24 @@ impl EventStore for MemoryStore {
             .map(|(_, e)| e.clone())
             .collect();
         Ok(paginate(events, |e| e.id.as_str(), request))
+    }
+}
+
+#[async_trait]
+impl LimitStore for MemoryStore {
+    async fn admit_request(
+        &self,
+        tenant_id: &str,
+        limit: &RateLimit,
+        now: i64,
+        _hint: Option<i64>,
+    ) -> StoreResult<Admission> {
+        let mut t = self.tables()?;
+        let admission = admit(limit, t.rate_tats.get(tenant_id).copied(), now);
+        if let Admission::Admitted { tat } = admission {
+            t.rate_tats.insert(tenant_id.to_string(), tat);
+        }
+        Ok(admission)
     }
 }
 

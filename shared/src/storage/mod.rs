@@ -17,6 +17,7 @@ use crate::domain::client::OAuthClient;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
+use crate::domain::rate_limit::{Admission, RateLimit};
 use crate::domain::webhook::Webhook;
 use crate::page::{Page, PageRequest};
 
@@ -210,8 +211,15 @@ pub trait CatalogStore: Send + Sync {
         et: &EventType,
         max_event_types: u32,
     ) -> Result<(), CreateEventTypeError>;
-    /// The catalogue with the schemas, in no particular order.
+    /// The catalogue without the schemas (up to 1,000 of 64 KiB each), in no particular
+    /// order: what a subscription is checked against, and what a list pages through.
     async fn list_event_types(&self, tenant_id: &str) -> StoreResult<Vec<EventType>>;
+    /// The schemas of these event types (those that have one), for a page of the list.
+    async fn event_type_schemas(
+        &self,
+        tenant_id: &str,
+        names: &[&str],
+    ) -> StoreResult<HashMap<String, Value>>;
     /// The catalogue's entry for this type, read consistently; `None` if it has none.
     async fn event_type_entry(
         &self,
@@ -367,7 +375,29 @@ pub trait DeliveryStore: Send + Sync {
 /// Delivery records written per request (DynamoDB's BatchWriteItem limit).
 pub const RECORDS_PER_WRITE: usize = 25;
 
-/// Everything the service stores.
-pub trait Store: KeyStore + CatalogStore + WebhookStore + EventStore + DeliveryStore {}
+/// The per-tenant API rate limit's state (`domain::rate_limit`): one small item per tenant,
+/// shared by every instance.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    /// Admits one API request of `tenant_id` at `now` (Unix microseconds), or says how long
+    /// to wait: one conditional write, two when `hint` (the TAT this instance saw last)
+    /// guessed wrong which of the two to try.
+    async fn admit_request(
+        &self,
+        tenant_id: &str,
+        limit: &RateLimit,
+        now: i64,
+        hint: Option<i64>,
+    ) -> StoreResult<Admission>;
+}
 
-impl<T: KeyStore + CatalogStore + WebhookStore + EventStore + DeliveryStore> Store for T {}
+/// Everything the service stores.
+pub trait Store:
+    KeyStore + CatalogStore + WebhookStore + EventStore + DeliveryStore + LimitStore
+{
+}
+
+impl<T: KeyStore + CatalogStore + WebhookStore + EventStore + DeliveryStore + LimitStore> Store
+    for T
+{
+}

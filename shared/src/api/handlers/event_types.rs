@@ -21,11 +21,23 @@ fn cursor_scope(call: &Call) -> CursorScope<'_> {
     }
 }
 
+/// The catalogue, a page at a time: the names of the whole catalogue (small), then the
+/// schemas of the page's types alone, and the page cut short where its schemas would take
+/// it past a list answer's budget.
 pub async fn list_event_types(state: &AppState, call: Call) -> ApiResult<Reply> {
     let scope = cursor_scope(&call);
     let request = page_request(&call, scope)?;
     let all = state.store.list_event_types(call.tenant()).await?;
-    let page = paginate(all, |et| et.sort_key.as_str(), &request);
+    let mut page = paginate(all, |et| et.sort_key.as_str(), &request);
+    let names: Vec<&str> = page.data.iter().map(|et| et.name.as_str()).collect();
+    let mut schemas = state
+        .store
+        .event_type_schemas(call.tenant(), &names)
+        .await?;
+    for et in &mut page.data {
+        et.schema = schemas.remove(&et.name);
+    }
+    crate::page::fit_budget(&mut page, &request, |et| et.sort_key.as_str());
     Ok(Reply::ok(page_json(&page, scope, EventType::to_json)))
 }
 

@@ -70,8 +70,9 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
             .schema(&*state.store, call.tenant(), &event_type, &entry.sort_key)
             .await?
     {
+        // On a blocking thread, within the check's budget (see domain::schema).
         let object = Value::Object(std::mem::take(&mut data));
-        let checked = schema.check(&object);
+        let (object, checked) = schema.check_within_budget(object).await;
         if let Value::Object(map) = object {
             data = map;
         }

@@ -170,7 +170,7 @@ fn set_status(wh: &mut Webhook, status: WebhookStatus) {
 async fn check_url(state: &AppState, text: &str) -> ApiResult<String> {
     let allow_insecure = state.config.allow_insecure_targets;
     let url = parse_webhook_url(text, allow_insecure)?;
-    if !allow_insecure && netguard::check_registration_target(&url).await.is_err() {
+    if !allow_insecure && netguard::check_registration_target(&url).is_err() {
         return Err(ApiError::new(
             ErrorCode::InvalidUrl,
             "url points to a private, loopback, link-local or reserved address",
@@ -330,10 +330,11 @@ pub async fn list_webhooks(state: &AppState, call: Call) -> ApiResult<Reply> {
     for wh in page.data.iter().filter(|_| show_auth) {
         revealed.push((wh.id.clone(), Revealed::open(state, wh).await?));
     }
-    Ok(Reply::ok(page_json(&page, scope, |wh| {
+    let reply = Reply::ok(page_json(&page, scope, |wh| {
         let opened = revealed.iter().find(|(id, _)| *id == wh.id);
         Revealed::show(opened.map(|(_, r)| r), wh.to_json())
-    })))
+    }));
+    Ok(if show_auth { reply.no_store() } else { reply })
 }
 
 /// What `show_authentication=true` shows of a webhook: its Basic password and its
@@ -411,7 +412,8 @@ pub async fn create_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         Ok(()) => {
             let mut out = webhook.to_json();
             out["secret"] = json!(clear_secret.as_str());
-            Ok(Reply::created(out))
+            // The answer carries the full secret: no cache may keep it.
+            Ok(Reply::created(out).no_store())
         }
         Err(CreateWebhookError::DuplicateUrl) => Err(duplicate_url()),
         Err(CreateWebhookError::LimitReached) => Err(ApiError::new(
@@ -433,10 +435,8 @@ pub async fn get_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         true => Some(Revealed::open(state, &webhook).await?),
         false => None,
     };
-    Ok(Reply::ok(Revealed::show(
-        revealed.as_ref(),
-        webhook.to_json(),
-    )))
+    let reply = Reply::ok(Revealed::show(revealed.as_ref(), webhook.to_json()));
+    Ok(if show_auth { reply.no_store() } else { reply })
 }
 
 pub async fn update_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
@@ -544,7 +544,7 @@ pub async fn get_webhook_secret(state: &AppState, call: Call) -> ApiResult<Reply
     let id = webhook_id(&call)?;
     let webhook = load(state, call.tenant(), &id).await?;
     let secret = state.sealer.secret(&webhook).await?;
-    Ok(Reply::ok(json!({"secret": secret.as_str()})))
+    Ok(Reply::ok(json!({"secret": secret.as_str()})).no_store())
 }
 
 pub async fn rotate_webhook_secret(state: &AppState, call: Call) -> ApiResult<Reply> {
@@ -561,7 +561,8 @@ pub async fn rotate_webhook_secret(state: &AppState, call: Call) -> ApiResult<Re
         return Ok(Reply::ok(json!({
             "secret": secret.as_str(),
             "previous_expires_at": current.previous_expires_at.map(format_time),
-        })));
+        }))
+        .no_store());
     }
     let expires_at = now() + ROTATION_OVERLAP;
     let webhook = modify(state, call.tenant(), &id, |wh| {
@@ -574,5 +575,6 @@ pub async fn rotate_webhook_secret(state: &AppState, call: Call) -> ApiResult<Re
     Ok(Reply::ok(json!({
         "secret": secret.as_str(),
         "previous_expires_at": webhook.previous_expires_at.map(format_time),
-    })))
+    }))
+    .no_store())
 }

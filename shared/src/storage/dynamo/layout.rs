@@ -19,6 +19,7 @@
 //! | source idempotency key | `T#<tenant>#SRC#<source id>` | `SRC` |
 //! | delivery | `T#<tenant>#DL#<shard>` | `DL#<id>` (GSI2 while open: `T#<tenant>#WH#<webhook>#OPEN#<shard>` / id; once failed: `...#FAILED#<shard>` / id) |
 //! | a request the optional smoke receiver got (`make smoke`), for a day | `SMOKE#<token>` | `<ULID>` |
+//! | a tenant's API rate limit (its theoretical arrival time) | `RL#<tenant>` | `API` |
 //!
 //! Events spread over [`EVENT_SHARDS`] partitions per tenant and deliveries over
 //! [`DELIVERY_SHARDS`], by a hash of the event id: lists read every shard and merge them
@@ -32,7 +33,8 @@
 //! with `T#<tenant>`, so no query can reach another tenant's items whatever id it is given.
 //! The API key and client items are the exception: the authorizer finds a key by the
 //! SHA-256 of the secret itself, the token endpoint a client by the id it presents, and the
-//! admin command a key record by its id; no other route reads them. The smoke receiver's
+//! admin command a key record by its id; no other route reads them. A tenant's API rate
+//! limit (`RL#<tenant>`) is its own partition, which every route writes. The smoke receiver's
 //! items (`SMOKE#`, deployed only when the template's `SmokeReceiver` asks) hold no
 //! tenant's data.
 //!
@@ -205,6 +207,13 @@ pub fn tenant_keys_gsi_pk(tenant_id: &str) -> String {
 pub fn key(pk: String, sk: impl Into<String>) -> Item {
     HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk.into()))])
 }
+
+/// A tenant's API rate-limit state: its own partition, apart from the tenant's data, so
+/// every route may write it (and no read route may write the tenant's data).
+pub fn api_rate_key(tenant_id: &str) -> Item {
+    key(format!("RL#{tenant_id}"), "API")
+}
+pub const RATE_TAT: &str = "tat";
 
 /// The partition of the requests the smoke receiver got at one unguessable path: only the
 /// smoke receiver reads or writes it (no tenant's data).

@@ -5,6 +5,7 @@
 
 pub mod items;
 pub mod layout;
+mod limits;
 mod lists;
 mod records;
 mod tenants;

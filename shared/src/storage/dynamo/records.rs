@@ -185,7 +185,7 @@ impl DynamoStore {
     }
 
     /// Reads up to 100 keys at once, retrying what DynamoDB leaves unprocessed.
-    async fn batch_get(&self, mut keys: Vec<Item>) -> StoreResult<Vec<Item>> {
+    pub(super) async fn batch_get(&self, mut keys: Vec<Item>) -> StoreResult<Vec<Item>> {
         let mut found = Vec::new();
         for _ in 0..BATCH_ATTEMPTS {
             let request = KeysAndAttributes::builder()

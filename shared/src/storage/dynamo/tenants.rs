@@ -19,7 +19,7 @@ use super::items::{
 use super::layout::{
     self, EVENT_TYPES_COUNTER, GSI1, Item, TenantItem, VERSION_ATTR, WEBHOOKS_COUNTER,
     api_key_lookup_key, api_key_record_key, client_key, counter_key, event_type_key, health_key,
-    health_pk, n, s, schema_key, schemas_pk, tenant_clients_gsi_pk, tenant_keys_gsi_pk, tenant_pk,
+    health_pk, n, s, schema_key, tenant_clients_gsi_pk, tenant_keys_gsi_pk, tenant_pk,
     url_guard_key, version_key, webhook_key,
 };
 use super::{DynamoStore, Transaction, WriteError, classify};
@@ -177,20 +177,27 @@ impl CatalogStore for DynamoStore {
     }
 
     async fn list_event_types(&self, tenant_id: &str) -> StoreResult<Vec<EventType>> {
-        let (mut types, schemas) = tokio::try_join!(
-            self.query_prefix_as::<EventType>(tenant_pk(tenant_id), layout::EVENT_TYPE_SK_PREFIX),
-            self.query_all(
-                self.query()
-                    .key_condition_expression("PK = :pk")
-                    .expression_attribute_values(":pk", s(schemas_pk(tenant_id)))
-            ),
-        )?;
-        let mut schemas: HashMap<String, Value> =
-            schemas.iter().map(schema_of).collect::<Result<_, _>>()?;
-        for et in &mut types {
-            et.schema = schemas.remove(&et.name);
+        self.query_prefix_as::<EventType>(tenant_pk(tenant_id), layout::EVENT_TYPE_SK_PREFIX)
+            .await
+    }
+
+    async fn event_type_schemas(
+        &self,
+        tenant_id: &str,
+        names: &[&str],
+    ) -> StoreResult<HashMap<String, Value>> {
+        let mut schemas = HashMap::new();
+        for chunk in names.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|name| schema_key(tenant_id, name))
+                .collect();
+            for item in self.batch_get(keys).await? {
+                let (name, schema) = schema_of(&item)?;
+                schemas.insert(name, schema);
+            }
         }
-        Ok(types)
+        Ok(schemas)
     }
 
     async fn event_type_entry(
