@@ -17,15 +17,15 @@ run: emulator
 ## handler and end-to-end (against the emulator on a free port, every binary of functions/
 ## invoked through a local Lambda Runtime API), the portal's in headless Chromium
 ## (installed from Debian's packages when missing). The fairness tests, which time one
-## tenant's deliveries while another floods, run last on an emulator of their own, so that
-## they measure the deliver function's scheduling rather than the emulator's throughput
-## with eight other tests on two cores.
+## tenant's deliveries while another floods, run last, one at a time, on an emulator of
+## their own, so that they measure the deliver function's scheduling rather than the
+## emulator's throughput (one Python process) with other tests on two cores.
 test: emulator browser $(SAM_VENV)/bin/sam
 	$(SAM_VENV)/bin/python scripts/check-template
 	cargo build --workspace --bins --tests
 	rm -f target/e2e-service.log target/e2e-secrets.txt
 	./scripts/with-emulator cargo test --workspace -- --test-threads 8 --skip fairness::
-	./scripts/with-emulator cargo test -p e2e --test e2e -- --test-threads 2 fairness::
+	./scripts/with-emulator cargo test -p e2e --test e2e -- --test-threads 1 fairness::
 	./scripts/check-logs
 
 ## The benchmarks of SPEC §8 on release builds: prints a table, writes target/bench.json.
