@@ -13,7 +13,8 @@ run: emulator
 	cargo build -p tools --bin webhooks-local
 	./target/debug/webhooks-local
 
-## Every test: the template as the SAM transform renders it (scripts/check-template), unit,
+## Every test: the docs' links (scripts/check-docs), the template as the SAM transform
+## renders it (scripts/check-template), unit,
 ## handler and end-to-end (against the emulator on a free port, every binary of functions/
 ## invoked through a local Lambda Runtime API), the portal's in headless Chromium
 ## (installed from Debian's packages when missing). The fairness tests, which time one
@@ -21,6 +22,7 @@ run: emulator
 ## their own, so that they measure the deliver function's scheduling rather than the
 ## emulator's throughput (one Python process) with other tests on two cores.
 test: emulator browser $(SAM_VENV)/bin/sam
+	scripts/check-docs
 	$(SAM_VENV)/bin/python scripts/check-template
 	cargo build --workspace --bins --tests
 	rm -f target/e2e-service.log target/e2e-secrets.txt
