@@ -67,7 +67,7 @@ pub async fn authorize(
     if looks_like_token(credential) {
         return match tokens.verify(credential).await {
             Ok(claims) => {
-                tracing::info!(client_id = %claims.client_id, tenant_id = %claims.tenant_id, "access token accepted");
+                tracing::debug!(client_id = %claims.client_id, tenant_id = %claims.tenant_id, "access token accepted");
                 let mut context = grant_context(claims.tenant_id, claims.client_id, claims.scope);
                 context.insert(CONTEXT_EXPIRES_AT.to_string(), Value::from(claims.exp));
                 Ok(context)
@@ -83,7 +83,7 @@ pub async fn authorize(
         tracing::info!("unknown API key");
         return Ok(HashMap::new());
     };
-    tracing::info!(key_id = %grant.key_id, tenant_id = %grant.tenant_id, "API key accepted");
+    tracing::debug!(key_id = %grant.key_id, tenant_id = %grant.tenant_id, "API key accepted");
     Ok(grant_context(
         grant.tenant_id,
         grant.key_id,

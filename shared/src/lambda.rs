@@ -29,6 +29,54 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// `make run`'s logs: the same JSON lines on stderr (without the readable ones), and the
+/// readable lines of [`crate::activity`] (one per API request and per delivery attempt)
+/// on stdout, each as `HH:MM:SS.mmm <line>`.
+pub fn init_local_tracing() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let json = tracing_subscriber::fmt::layer()
+        .json()
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .with_filter(
+            log_filter(std::env::var("RUST_LOG").ok().as_deref())
+                .with_target(crate::activity::TARGET, LevelFilter::OFF),
+        );
+    let plain = tracing_subscriber::fmt::layer()
+        .event_format(Plain)
+        .with_writer(std::io::stdout)
+        .with_filter(Targets::new().with_target(crate::activity::TARGET, LevelFilter::DEBUG));
+    let _ = tracing_subscriber::registry()
+        .with(json)
+        .with(plain)
+        .try_init();
+}
+
+/// A readable line: the local time and the event's message, no level, target or spans.
+struct Plain;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "{} ", chrono::Local::now().format("%H:%M:%S%.3f"))?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
 /// `RUST_LOG` as a level (`warn`) or a list of `target=level` with an optional default
 /// (`shared::delivery=debug,info`); unset or unreadable means `info`.
 pub fn log_filter(setting: Option<&str>) -> tracing_subscriber::filter::Targets {

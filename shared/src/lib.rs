@@ -22,6 +22,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod activity;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -21,24 +21,37 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `make run`'s binary with an emulator of its own on `emulator_port`, serving on
+/// `api_port` with `dev_key`; its standard output piped.
+fn local_stack(api_port: u16, emulator_port: u16, dev_key: &str) -> Command {
+    let mut command = Command::new(workspace_binary("webhooks-local"));
+    command
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("TABLE_NAME")
+        .env("PORT", api_port.to_string())
+        .env("EMULATOR_PORT", emulator_port.to_string())
+        .env("DEV_API_KEY", dev_key)
+        .stdout(Stdio::piped())
+        .stderr(service_log())
+        .stdin(Stdio::null());
+    command
+}
+
+/// A dev key for a local stack, known to the log check.
+fn dev_key() -> String {
+    let key = format!("whk_e2e_{}", ulid::Ulid::new());
+    remember_secret(&key);
+    key
+}
+
 fn listening(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
 }
 
 #[tokio::test]
 async fn the_local_stack_starts_its_emulator_prints_url_and_key_and_stops_on_ctrl_c() {
-    let (api_port, emulator_port) = (free_port(), free_port());
-    let dev_key = format!("whk_e2e_{}", ulid::Ulid::new());
-    remember_secret(&dev_key);
-    let mut child = Command::new(workspace_binary("webhooks-local"))
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("TABLE_NAME")
-        .env("PORT", api_port.to_string())
-        .env("EMULATOR_PORT", emulator_port.to_string())
-        .env("DEV_API_KEY", &dev_key)
-        .stdout(Stdio::piped())
-        .stderr(service_log())
-        .stdin(Stdio::null())
+    let (api_port, emulator_port, dev_key) = (free_port(), free_port(), dev_key());
+    let mut child = local_stack(api_port, emulator_port, &dev_key)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -303,4 +316,112 @@ async fn make_smoke_passes_against_the_local_stack() {
     let text = stdout(&output);
     assert!(output.status.success(), "{text}");
     assert!(text.starts_with("smoke: passed in "), "{text}");
+}
+
+/// The README's walk-through, as a newcomer runs it: `make run` (here its binary, with its
+/// own emulator and the short retry schedule the README suggests), then the README's
+/// commands verbatim as one script, against a receiver that fails every POST. Meanwhile
+/// `make run` prints one readable line per API request and per delivery attempt.
+#[tokio::test]
+async fn the_readme_walkthrough_runs_as_written_and_make_run_shows_each_request_and_attempt() {
+    let (api_port, emulator_port, dev_key) = (free_port(), free_port(), dev_key());
+    let mut child = local_stack(api_port, emulator_port, &dev_key)
+        .env_remove("RUST_LOG")
+        .env("RETRY_SCHEDULE", "2s,2s")
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = std::sync::Arc::clone(&printed);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !printed.lock().unwrap().iter().any(|l| l == &dev_key) {
+        assert!(Instant::now() < deadline, "no banner within 120 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let receiver = crate::receiver::Receiver::start().await;
+    receiver.default("hooks", crate::receiver::Answer::Status(501));
+    let script = walkthrough();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let mut bash = Command::new("bash");
+    bash.args(["-euo", "pipefail", "-c", &script])
+        .env("DEV_API_KEY", &dev_key)
+        .env("API", &api)
+        .env("RECEIVER", receiver.url("hooks"));
+    // Off the runtime's thread: the receiver answers on it meanwhile.
+    let run = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::task::spawn_blocking(move || bash.output()),
+    )
+    .await
+    .expect("the walk-through finished within 90 s")
+    .unwrap()
+    .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "the walk-through failed: {}\n{out}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // It ended where it says: the delivery failed after its schedule and the manual retry,
+    // the webhook active again.
+    let get = |path: &str| {
+        let (url, key) = (format!("{api}{path}"), dev_key.clone());
+        async move {
+            let answer = shared::tls::http_client()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            answer.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let webhooks = get("/v1/webhooks").await;
+    assert_eq!(webhooks["data"][0]["status"], "active", "{webhooks}");
+    let failed = get("/v1/deliveries?status=failed").await;
+    assert_eq!(
+        failed["data"][0]["attempts"], 4,
+        "three automatic, one by hand: {failed}"
+    );
+
+    // make run's readable lines: each request, each attempt with what follows.
+    let lines = printed.lock().unwrap().clone();
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    assert!(
+        has("request  POST /v1/events -> 202 tenant dev"),
+        "{lines:#?}"
+    );
+    assert!(has("request  GET /v1/me -> 200 tenant dev"), "{lines:#?}");
+    assert!(
+        has("user.created") && has(" #1 -> 501 in ") && has("; pending, next attempt at "),
+        "{lines:#?}"
+    );
+    assert!(has(" #3 -> 501 in ") && has("; failed"), "{lines:#?}");
+    let with_key: Vec<&String> = lines.iter().filter(|l| l.contains(&dev_key)).collect();
+    assert_eq!(with_key, [&dev_key], "the key appears only in the banner");
+}
+
+/// The README's walk-through: the `sh` block after its `<!-- walkthrough -->` marker.
+fn walkthrough() -> String {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let (_, after) = readme
+        .split_once("<!-- walkthrough -->")
+        .expect("the README marks its walk-through");
+    let (_, block) = after
+        .split_once("```sh\n")
+        .expect("a sh block follows the marker");
+    let (script, _) = block.split_once("\n```").expect("the block ends");
+    script.to_string()
 }

@@ -37,9 +37,16 @@ fn assert_signed(request: &Received, secret: &str) {
         .unwrap()
         .verify(&request.body, &request.headers)
         .unwrap_or_else(|e| panic!("Standard Webhooks verification failed: {e:?}"));
+    assert_eq!(
+        request.header("x-webhook-signature"),
+        hex_hmac(request, secret)
+    );
+}
+
+/// The simple scheme's signature: hex HMAC-SHA256 of the body, keyed by the whole secret.
+fn hex_hmac(request: &Received, secret: &str) -> String {
     let mac = hmac_sha256::HMAC::mac(&request.body, secret.as_bytes());
-    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(request.header("x-webhook-signature"), hex);
+    mac.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test]
@@ -74,6 +81,13 @@ async fn events_reach_every_matching_webhook_signed_and_shaped_as_documented() {
         assert_eq!(request.header("webhook-id"), id(&event));
         assert_eq!(request.header("x-webhook-event"), "user.created");
         assert_eq!(request.header("x-webhook-attempt"), "1");
+        assert!(
+            request
+                .headers
+                .get("x-webhook-signature-previous")
+                .is_none()
+        );
+        assert!(request.headers.get("x-webhook-test").is_none());
         assert_eq!(request.header("content-type"), "application/json");
         assert!(
             request.header("user-agent").contains("webhooks"),
@@ -677,6 +691,11 @@ async fn during_a_rotation_both_secrets_sign() {
         .unwrap()
         .verify(&got[0].body, &got[0].headers)
         .unwrap();
+    // And so does one of the simple scheme: the old secret's hex signature has its header.
+    assert_eq!(
+        got[0].header("x-webhook-signature-previous"),
+        hex_hmac(&got[0], old)
+    );
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ mod faults;
 mod hardening;
 mod hostile;
 mod listing;
+mod newcomer;
 mod oauth;
 mod portal;
 mod receiver;

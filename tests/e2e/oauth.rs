@@ -72,6 +72,14 @@ impl TokenReply {
     }
 }
 
+/// An access token of a new client of `tenant` holding `scopes` (a comma list).
+pub(crate) async fn access_token(stack: &Stack, tenant: &str, scopes: &str) -> String {
+    let (client_id, secret) = create_client(stack, tenant, scopes);
+    token_request(stack, Some((&client_id, &secret)), &[GRANT], FORM)
+        .await
+        .token()
+}
+
 /// Posts a form to the token endpoint, with HTTP Basic credentials if given.
 pub(crate) async fn token_request(
     stack: &Stack,

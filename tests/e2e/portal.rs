@@ -627,16 +627,8 @@ async fn read_only_sessions_change_nothing_and_bad_links_show_a_clear_page() {
         .await
         .assert_error(403, "FORBIDDEN");
     // A session opened with an access token ends when the token does, not a day later.
-    let (client_id, secret) =
-        crate::oauth::create_client(&stack, &tenant.tenant, "webhooks:read,webhooks:write");
-    let access = crate::oauth::token_request(
-        &stack,
-        Some((&client_id, &secret)),
-        &[crate::oauth::GRANT],
-        crate::oauth::FORM,
-    )
-    .await
-    .token();
+    let access =
+        crate::oauth::access_token(&stack, &tenant.tenant, "webhooks:read,webhooks:write").await;
     let token_exp = crate::oauth::part_of(&access, 1)["exp"].as_i64().unwrap();
     let from_token = session(
         &stack.client(&tenant.tenant, Some(access)),

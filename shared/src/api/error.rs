@@ -156,10 +156,27 @@ impl ApiError {
         )
     }
 
-    pub fn forbidden(scope: &str) -> Self {
+    /// 401 naming the credential the caller sent (`authorization`, the header), or asking
+    /// for one.
+    pub fn unauthorized_for(authorization: Option<&str>) -> Self {
+        let message = match crate::auth::bearer_key(authorization) {
+            None => {
+                "a valid API key or access token is required: Authorization: Bearer <credential>"
+            }
+            Some(credential) if crate::tokens::looks_like_token(credential) => {
+                "this access token or portal session is not valid: malformed, expired or not issued by this service"
+            }
+            Some(_) => "this API key is not valid: unknown or revoked",
+        };
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// 403: the caller's `credential` ("API key", "access token", "portal session") lacks
+    /// `scope`.
+    pub fn forbidden(credential: &str, scope: &str) -> Self {
         Self::new(
             ErrorCode::Forbidden,
-            format!("this API key lacks the {scope} scope"),
+            format!("this {credential} lacks the {scope} scope"),
         )
     }
 

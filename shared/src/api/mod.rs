@@ -340,12 +340,10 @@ pub async fn dispatch(state: &AppState, route: &Route, req: Request) -> Response
             } else if AuthContext::deferred(&req) {
                 // The authorizer could not read storage: check the key here, and answer
                 // 503 with Retry-After (never a denial) while storage is still down.
-                let header = req
-                    .headers()
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok());
+                let header = request::authorization(&req);
                 let context = crate::auth::authorize(&*state.store, &state.tokens, header).await?;
-                AuthContext::from_fields(&context)?
+                AuthContext::from_fields(&context)
+                    .map_err(|_| ApiError::unauthorized_for(header))?
             } else {
                 AuthContext::from_request(&req)?
             };

@@ -35,11 +35,24 @@ pub struct AuthContext {
 }
 
 impl AuthContext {
-    /// Reads the authorizer's context from the request; 401 when it found no valid key.
+    /// Reads the authorizer's context from the request; 401 (naming the credential sent)
+    /// when it found no valid one.
     pub fn from_request(req: &Request) -> ApiResult<Self> {
         authorizer_fields(req)
             .map(Self::from_fields)
             .unwrap_or_else(|| Err(ApiError::unauthorized()))
+            .map_err(|_| ApiError::unauthorized_for(authorization(req)))
+    }
+
+    /// What the caller authenticated with, as its messages name it.
+    pub fn credential(&self) -> &'static str {
+        if crate::api::handlers::portal::is_portal_session(&self.key_id) {
+            "portal session"
+        } else if self.expires_at.is_some() {
+            "access token"
+        } else {
+            "API key"
+        }
     }
 
     /// Reads an authorizer context: the tenant, key id and scopes; 401 when absent.
@@ -85,14 +98,21 @@ impl AuthContext {
         self.scopes.contains(&scope)
     }
 
-    /// 403 unless the key carries `scope`.
+    /// 403 unless the credential carries `scope`.
     pub fn require(&self, scope: Scope) -> ApiResult<()> {
         if self.has(scope) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(scope.as_str()))
+            Err(ApiError::forbidden(self.credential(), scope.as_str()))
         }
     }
+}
+
+/// The request's `Authorization` header.
+pub fn authorization(req: &Request) -> Option<&str> {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
 }
 
 fn authorizer_fields(req: &Request) -> Option<&HashMap<String, Value>> {
@@ -264,23 +284,32 @@ impl JsonObject {
         }
     }
 
+    /// Refuses, before anything is read, a field not in `known`: a typo (`event` for
+    /// `events`) is named as unknown, not reported as the required field it misses.
+    /// `context` prefixes nested field names.
+    pub fn allow(&self, known: &[&str], context: &str) -> ApiResult<()> {
+        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(unknown) => Err(unknown_field(context, unknown)),
+        }
+    }
+
     /// Refuses whatever fields are left; `context` prefixes nested field names.
     pub fn finish(self, context: &str) -> ApiResult<()> {
         match self.0.keys().next() {
             None => Ok(()),
-            Some(unknown) => {
-                let field = if context.is_empty() {
-                    unknown.clone()
-                } else {
-                    format!("{context}.{unknown}")
-                };
-                Err(ApiError::invalid_field(
-                    &field,
-                    format!("unknown field {field}"),
-                ))
-            }
+            Some(unknown) => Err(unknown_field(context, unknown)),
         }
     }
+}
+
+fn unknown_field(context: &str, name: &str) -> ApiError {
+    let field = if context.is_empty() {
+        name.to_string()
+    } else {
+        format!("{context}.{name}")
+    };
+    ApiError::invalid_field(&field, format!("unknown field {field}"))
 }
 
 #[cfg(test)]

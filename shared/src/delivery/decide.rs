@@ -29,6 +29,9 @@ pub enum Verdict {
         at: DateTime<Utc>,
         wait: Duration,
     },
+    /// A retry by hand of a pending delivery failed: it keeps its automatic retries, the
+    /// next one due as before (its retry task is queued already).
+    StillScheduled,
 }
 
 /// Who made an attempt: the pipeline follows a failure with the schedule's next attempt;
@@ -63,32 +66,51 @@ pub fn after_attempt(
     }
 }
 
-/// Records attempt `number` and its verdict on the delivery; returns the retry task to
-/// queue (with its delay), if another attempt follows.
+/// What follows a retry by hand of a delivery that was `previous`: final, except that a
+/// pending delivery whose attempt fails keeps its automatic retries (a `410 Gone` still
+/// ends them), and a failed one stays failed.
+pub fn after_manual_retry(previous: DeliveryStatus, sent: &Sent) -> Verdict {
+    if sent.attempt.succeeded() {
+        Verdict::Succeeded
+    } else if previous == DeliveryStatus::Pending && sent.attempt.status_code != Some(410) {
+        Verdict::StillScheduled
+    } else {
+        Verdict::Failed
+    }
+}
+
+/// Records attempt `number` (made `by` the pipeline or by hand) and its verdict on the
+/// delivery; returns the retry task to queue (with its delay), if another attempt follows.
+/// A task numbers the automatic attempt it makes.
 pub fn record(
     delivery: &mut Delivery,
     number: u32,
     sent: Sent,
     verdict: Verdict,
+    by: Attempted,
 ) -> Option<(Task, Duration)> {
     let (status, next_at) = match verdict {
         Verdict::Succeeded => (DeliveryStatus::Succeeded, None),
         Verdict::Failed => (DeliveryStatus::Failed, None),
         Verdict::RetryAt { at, .. } => (DeliveryStatus::Pending, Some(at)),
+        Verdict::StillScheduled => (DeliveryStatus::Pending, delivery.next_attempt_at),
     };
     delivery.record(number, sent.attempt, status, next_at);
+    if by == Attempted::ByHand {
+        delivery.manual_attempts += 1;
+    }
     match verdict {
         Verdict::RetryAt { at, wait } => Some((
             Task::Retry(RetryTask {
                 tenant_id: delivery.tenant_id.clone(),
                 delivery_id: delivery.id.clone(),
                 webhook_id: Some(delivery.webhook_id.clone()),
-                attempt: number + 1,
+                attempt: delivery.automatic_attempts() + 1,
                 not_before: at.timestamp_millis(),
             }),
             wait,
         )),
-        Verdict::Succeeded | Verdict::Failed => None,
+        Verdict::Succeeded | Verdict::Failed | Verdict::StillScheduled => None,
     }
 }
 
@@ -111,7 +133,7 @@ pub fn defer(
             tenant_id: delivery.tenant_id.clone(),
             delivery_id: delivery.id.clone(),
             webhook_id: Some(delivery.webhook_id.clone()),
-            attempt: delivery.attempts + 1,
+            attempt: delivery.automatic_attempts() + 1,
             not_before: at.timestamp_millis(),
         }),
         wait,
@@ -169,7 +191,7 @@ pub enum RetryStep {
 pub fn retry_step(delivery: &Delivery, task_attempt: u32, webhook: Option<&Webhook>) -> RetryStep {
     // Only a pending delivery waits for a retry task: a buffered one is the release's to
     // send, in order, and a closed one is done.
-    if delivery.attempts >= task_attempt || delivery.status != DeliveryStatus::Pending {
+    if delivery.automatic_attempts() >= task_attempt || delivery.status != DeliveryStatus::Pending {
         return RetryStep::Drop;
     }
     match webhook.map(|wh| wh.status) {
@@ -387,7 +409,7 @@ mod tests {
         let mut d = delivery();
         let failed = sent(Some(500), None);
         let verdict = after_attempt(&schedule(), 1, &failed, 0.0, Attempted::Automatically);
-        let (task, delay) = record(&mut d, 1, failed, verdict).unwrap();
+        let (task, delay) = record(&mut d, 1, failed, verdict, Attempted::Automatically).unwrap();
         assert_eq!(d.status, DeliveryStatus::Pending);
         assert_eq!(d.attempts, 1);
         let Task::Retry(retry) = task else { panic!() };
@@ -398,10 +420,53 @@ mod tests {
         );
         assert_eq!(delay, Duration::from_secs(10));
         let ok = sent(Some(200), None);
-        assert!(record(&mut d, 2, ok, Verdict::Succeeded).is_none());
+        assert!(record(&mut d, 2, ok, Verdict::Succeeded, Attempted::Automatically).is_none());
         assert_eq!(
             (d.status, d.next_attempt_at),
             (DeliveryStatus::Succeeded, None)
+        );
+    }
+
+    #[test]
+    fn a_failed_retry_by_hand_keeps_the_automatic_schedule_and_its_numbering() {
+        let mut d = delivery();
+        let failed = sent(Some(500), None);
+        let verdict = after_attempt(&schedule(), 1, &failed, 0.0, Attempted::Automatically);
+        record(&mut d, 1, failed, verdict, Attempted::Automatically).unwrap();
+        let scheduled = d.next_attempt_at;
+        let again = sent(Some(500), None);
+        let verdict = after_manual_retry(DeliveryStatus::Pending, &again);
+        assert_eq!(verdict, Verdict::StillScheduled);
+        assert!(record(&mut d, 2, again, verdict, Attempted::ByHand).is_none());
+        assert_eq!(
+            (d.status, d.next_attempt_at),
+            (DeliveryStatus::Pending, scheduled)
+        );
+        assert_eq!(
+            (d.attempts, d.manual_attempts, d.automatic_attempts()),
+            (2, 1, 1)
+        );
+        let hold = Hold {
+            wait: Duration::from_secs(1),
+            spread: Duration::ZERO,
+        };
+        let (task, _) = defer(&mut d, hold, 0.0, crate::domain::now());
+        let Task::Retry(retry) = task else { panic!() };
+        assert_eq!(
+            retry.attempt, 2,
+            "the next automatic attempt is still the second"
+        );
+        assert_eq!(
+            after_manual_retry(DeliveryStatus::Failed, &sent(Some(500), None)),
+            Verdict::Failed
+        );
+        assert_eq!(
+            after_manual_retry(DeliveryStatus::Pending, &sent(Some(410), None)),
+            Verdict::Failed
+        );
+        assert_eq!(
+            after_manual_retry(DeliveryStatus::Failed, &sent(Some(204), None)),
+            Verdict::Succeeded
         );
     }
 

@@ -205,34 +205,44 @@ async fn claim<'m>(
             return Ok(None);
         }
     }
-    // With its `id`, the source key makes a repeat of
-    // the source event land on the first; without, the event's id is made from the SQS
-    // message (its first message, when it came back from the dead-letter queue), so a
-    // repeat of the message is a repeat of the event.
+    // Each message makes one event: its id derived from the SQS message (its first
+    // message, when it came back from the dead-letter queue), so every receipt of the
+    // message makes the same event. With its `id`, the source key makes a repeat of the
+    // source event land on the first, and the ids tell the two apart: the same message
+    // again (a receipt after one that stopped midway, or a redrive) resumes the fan-out;
+    // another message repeating the source id delivers nothing, not even to a webhook
+    // created since.
     let origin = task.origin.clone().or_else(|| message.origin());
-    let (event, key) = match (&task.id, origin) {
-        (Some(id), _) => {
-            let mut event = Event::new(&task.tenant_id, &task.event_type, task.data.clone());
-            event.source_id = Some(id.clone());
-            (event, Some(id.clone()))
-        }
-        (None, Some(origin)) => {
+    let (event, key) = match &origin {
+        Some(origin) => {
             let sent_at = chrono::DateTime::from_timestamp_millis(origin.sent_at)
                 .unwrap_or_else(crate::domain::now);
-            let event = Event::from_message(
+            let mut event = Event::from_message(
                 &task.tenant_id,
                 &task.event_type,
                 task.data.clone(),
                 &origin.message_id,
                 sent_at,
             );
-            (event, None)
+            event.source_id = task.id.clone();
+            (event, task.id.clone())
         }
-        // No time on the message (never from SQS itself): its id is the key.
-        (None, None) => (
-            Event::new(&task.tenant_id, &task.event_type, task.data.clone()),
-            Some(format!("sqs:{}", message.id())),
-        ),
+        // No time on the message (never from SQS itself): the source key, else the
+        // message's id, is the key; only the same message again resumes.
+        None => {
+            let mut event = Event::new(&task.tenant_id, &task.event_type, task.data.clone());
+            event.source_id = task.id.clone();
+            let key = task
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("sqs:{}", message.id()));
+            (event, Some(key))
+        }
+    };
+    let known_origin = origin.is_some();
+    let same_message = |first: &Event| match known_origin {
+        true => first.id == event.id,
+        false => task.id.is_none() || message.receive_count() > 1,
     };
     match state
         .store
@@ -242,9 +252,7 @@ async fn claim<'m>(
         Stored::New => claimed(event, false),
         // The same message again (its first receipt may have stopped midway), or a message
         // brought back from the dead-letter queue: the fan-out resumes.
-        Stored::Repeat(first) if task.redriven || message.receive_count() > 1 => {
-            claimed(first, true)
-        }
+        Stored::Repeat(first) if same_message(&first) => claimed(first, true),
         // Another message repeating an event's source id: delivered once, never again.
         Stored::Repeat(first) => {
             tracing::info!(event_id = %first.id, "a repeated source id: nothing delivered again");
@@ -523,6 +531,7 @@ async fn dispatch<'a>(
             event_type: &event.event_type,
             body: plan.body.clone(),
             number: 1,
+            test: false,
         },
     )
     .await;
@@ -536,8 +545,9 @@ async fn dispatch<'a>(
         random_share(),
         Attempted::Automatically,
     );
-    let retry = decide::record(&mut delivery, 1, sent, verdict);
+    let retry = decide::record(&mut delivery, 1, sent, verdict, Attempted::Automatically);
     metrics::attempted(&delivery);
+    crate::activity::attempted(&delivery);
     let done = CompletedDispatch {
         plan: pending.plan,
         delivery,

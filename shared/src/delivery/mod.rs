@@ -187,10 +187,10 @@ pub async fn deliver_batch(state: &AppState, batch: SqsEvent) -> SqsBatchRespons
             Ok(task) => {
                 let span = record_span(&message_id, Some(&task));
                 match task {
-                    Task::Event(task) => events.push((Message { record, task }, span)),
-                    Task::Redriven(mut task) => {
-                        task.redriven = true;
-                        events.push((Message { record, task }, span));
+                    // A redriven message carries the message it first came in: its event
+                    // is that message's.
+                    Task::Event(task) | Task::Redriven(task) => {
+                        events.push((Message { record, task }, span))
                     }
                     Task::Retry(task) => retries.push((Message { record, task }, span)),
                     page @ (Task::Release(_) | Task::Cancel(_) | Task::Recover(_)) => {

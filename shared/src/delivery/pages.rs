@@ -270,23 +270,26 @@ async fn send_in_order(
                 event_type: &event.event_type,
                 body: Bytes::from(event.payload()),
                 number,
+                test: false,
             },
         )
         .await;
         permit.report(sent.answered_in_time());
         tried.push(Tried::from(&sent.attempt));
+        // The schedule counts only its own attempts.
         let verdict = decide::after_attempt(
             &state.config.retry_schedule,
-            number,
+            delivery.automatic_attempts() + 1,
             &sent,
             random_share(),
             by,
         );
-        if let Some(next) = decide::record(&mut delivery, number, sent, verdict) {
+        if let Some(next) = decide::record(&mut delivery, number, sent, verdict, by) {
             queues.send(QueueName::Delivery, &[next]).await?;
             metrics::retries_queued(1);
         }
         metrics::attempted(&delivery);
+        crate::activity::attempted(&delivery);
         store
             .save_delivery(&delivery, number, from, state.expires_at())
             .await?;

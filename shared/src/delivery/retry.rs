@@ -53,18 +53,21 @@ pub(super) async fn retry(
         .find(|wh| wh.id == delivery.webhook_id)
         .cloned();
     let step = decide::retry_step(&delivery, task.attempt, webhook.as_ref());
+    // The task numbers the schedule's attempt; the attempt's own number counts those made
+    // by hand too.
+    let number = delivery.attempts + 1;
     let webhook = match (step, webhook) {
         (RetryStep::Attempt, Some(webhook)) => webhook,
         (RetryStep::Close(status), _) => {
             close(&mut delivery, status);
-            save(state, &delivery, task.attempt).await?;
+            save(state, &delivery, number).await?;
             return Ok(Handled::Done);
         }
         (RetryStep::Drop | RetryStep::Attempt, _) => return Ok(Handled::Done),
     };
     let Some(event) = store.get_event(&task.tenant_id, &delivery.event_id).await? else {
         close(&mut delivery, DeliveryStatus::Failed);
-        save(state, &delivery, task.attempt).await?;
+        save(state, &delivery, number).await?;
         return Ok(Handled::Done);
     };
     let permit = match early {
@@ -79,7 +82,7 @@ pub(super) async fn retry(
         drop(permit);
         return hold_back(queues, task, hold).await;
     }
-    let sent = send_event(state, &webhook, &event, task.attempt).await?;
+    let sent = send_event(state, &webhook, &event, number).await?;
     permit.report(sent.answered_in_time());
     let tried = Tried::from(&sent.attempt);
     let verdict = decide::after_attempt(
@@ -89,12 +92,19 @@ pub(super) async fn retry(
         random_share(),
         Attempted::Automatically,
     );
-    if let Some(next) = decide::record(&mut delivery, task.attempt, sent, verdict) {
+    if let Some(next) = decide::record(
+        &mut delivery,
+        number,
+        sent,
+        verdict,
+        Attempted::Automatically,
+    ) {
         queues.send(QueueName::Delivery, &[next]).await?;
         metrics::retries_queued(1);
     }
     metrics::attempted(&delivery);
-    save(state, &delivery, task.attempt).await?;
+    crate::activity::attempted(&delivery);
+    save(state, &delivery, number).await?;
     health::note(
         &*state.store,
         &state.warm.health,

@@ -12,7 +12,8 @@ use crate::signing::{hex_signature, standard_signature_header};
 
 /// The headers of one attempt of `event` at `now`, signed with a webhook's `credentials`:
 /// its id, timestamp, both signatures (the Standard Webhooks one under every secret in
-/// force), type and attempt.
+/// force; during a rotation's overlap the simple one under the previous secret too, in
+/// `X-Webhook-Signature-Previous`), type and attempt.
 pub fn signed_headers(
     credentials: &Credentials,
     event_id: &str,
@@ -22,13 +23,14 @@ pub fn signed_headers(
     now: DateTime<Utc>,
 ) -> Vec<(&'static str, String)> {
     let timestamp = now.timestamp();
+    let previous = credentials
+        .previous
+        .as_ref()
+        .filter(|(_, until)| *until > now)
+        .map(|(previous, _)| previous);
     let mut secrets = vec![&credentials.secret];
-    if let Some((previous, until)) = &credentials.previous
-        && *until > now
-    {
-        secrets.push(previous);
-    }
-    vec![
+    secrets.extend(previous);
+    let mut headers = vec![
         ("webhook-id", event_id.to_string()),
         ("webhook-timestamp", timestamp.to_string()),
         (
@@ -41,7 +43,14 @@ pub fn signed_headers(
         ),
         ("x-webhook-event", event_type.to_string()),
         ("x-webhook-attempt", attempt.to_string()),
-    ]
+    ];
+    if let Some(previous) = previous {
+        headers.push((
+            "x-webhook-signature-previous",
+            hex_signature(previous, body),
+        ));
+    }
+    headers
 }
 
 /// One attempt to make: which event, to which webhook (its credentials in the clear) at
@@ -53,11 +62,13 @@ pub struct Attempting<'a> {
     pub event_type: &'a str,
     pub body: Bytes,
     pub number: u32,
+    /// A test delivery (`POST .../test`): marked `X-Webhook-Test: true`.
+    pub test: bool,
 }
 
 /// Signs and sends one attempt.
 pub async fn send_attempt(transport: &dyn Transport, attempt: Attempting<'_>) -> Sent {
-    let headers = signed_headers(
+    let mut headers = signed_headers(
         attempt.credentials,
         attempt.event_id,
         attempt.event_type,
@@ -65,6 +76,9 @@ pub async fn send_attempt(transport: &dyn Transport, attempt: Attempting<'_>) ->
         attempt.number,
         Utc::now(),
     );
+    if attempt.test {
+        headers.push(("x-webhook-test", "true".to_string()));
+    }
     transport
         .send(Outgoing {
             url: attempt.target,
@@ -87,6 +101,25 @@ pub async fn send_event(
     event: &Event,
     number: u32,
 ) -> Result<Sent, KeyError> {
+    open_and_send(state, webhook, event, number, false).await
+}
+
+/// As [`send_event`], a test event that is not stored, marked `X-Webhook-Test: true`.
+pub async fn send_test_event(
+    state: &crate::state::AppState,
+    webhook: &Webhook,
+    event: &Event,
+) -> Result<Sent, KeyError> {
+    open_and_send(state, webhook, event, 1, true).await
+}
+
+async fn open_and_send(
+    state: &crate::state::AppState,
+    webhook: &Webhook,
+    event: &Event,
+    number: u32,
+    test: bool,
+) -> Result<Sent, KeyError> {
     let credentials = state.sealer.credentials(webhook).await?;
     let target = parse_target(&webhook.url);
     Ok(send_attempt(
@@ -98,6 +131,7 @@ pub async fn send_event(
             event_type: &event.event_type,
             body: Bytes::from(event.payload()),
             number,
+            test,
         },
     )
     .await)

@@ -100,7 +100,11 @@ pub struct Delivery {
     pub webhook_id: String,
     pub event_type: String,
     pub status: DeliveryStatus,
+    /// Every attempt made, automatic and by hand (the `X-Webhook-Attempt` of the last).
     pub attempts: u32,
+    /// Of those, the ones made by hand (a retry or a recover): they leave the automatic
+    /// schedule where it was, so it counts only the others.
+    pub manual_attempts: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -126,6 +130,7 @@ impl Delivery {
             event_type: event_type.to_string(),
             status,
             attempts: 0,
+            manual_attempts: 0,
             created_at: at,
             updated_at: at,
             next_attempt_at: None,
@@ -135,6 +140,12 @@ impl Delivery {
 
     pub fn last_attempt(&self) -> Option<&Attempt> {
         self.attempt_log.last()
+    }
+
+    /// The attempts the automatic schedule made: its position, and what a retry task
+    /// numbers (a task whose number is made already is a duplicate).
+    pub fn automatic_attempts(&self) -> u32 {
+        self.attempts.saturating_sub(self.manual_attempts)
     }
 
     /// Records an attempt (numbered `attempt`) and what follows it.

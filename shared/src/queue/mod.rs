@@ -47,9 +47,6 @@ pub struct EventTask {
     /// came in, whose id and time make its event's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
-    /// Read from a `redriven` task (never serialised: the task's kind says it).
-    #[serde(skip)]
-    pub redriven: bool,
 }
 
 /// The SQS message an ingest event first came in: an event without a source `id` takes its
@@ -75,7 +72,6 @@ impl EventTask {
             created_at: Some(crate::domain::format_time(event.created_at)),
             resend,
             origin: None,
-            redriven: false,
         }
     }
 }
@@ -89,8 +85,9 @@ pub struct RetryTask {
     /// read (absent from tasks queued before this field was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_id: Option<String>,
-    /// The attempt this task makes (1-based). A task whose attempt was already made is a
-    /// duplicate and is dropped.
+    /// The automatic attempt this task makes (1-based; attempts by hand are not counted,
+    /// so a failed retry by hand leaves the task valid). A task whose attempt was already
+    /// made is a duplicate and is dropped.
     pub attempt: u32,
     /// Unix milliseconds before which the attempt must not be made.
     pub not_before: i64,
@@ -212,7 +209,6 @@ fn read_ingest(object: &Map<String, Value>) -> Result<EventTask, String> {
         created_at: None,
         resend: false,
         origin: None,
-        redriven: false,
     })
 }
 
@@ -328,7 +324,6 @@ mod tests {
                 created_at: Some("2026-01-01T00:00:00.000Z".into()),
                 resend: true,
                 origin: None,
-                redriven: false,
             }),
             Task::Redriven(EventTask {
                 origin: Some(Origin {

@@ -12,7 +12,7 @@ const DEV_TENANT: &str = "dev";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::lambda::init_tracing();
+    shared::lambda::init_local_tracing();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

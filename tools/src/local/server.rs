@@ -169,7 +169,7 @@ impl LocalApi {
                     tokio::spawn(async move {
                         let service = service_fn(move |req| {
                             let api = Arc::clone(&api);
-                            async move { Ok::<_, Infallible>(api.handle(req).await) }
+                            async move { Ok::<_, Infallible>(api.answer(req).await) }
                         });
                         let _ = http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
@@ -193,7 +193,28 @@ impl LocalApi {
         })
     }
 
-    async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    /// Answers a request, and describes it in one readable line (`make run` prints it).
+    async fn answer(&self, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+        let started = std::time::Instant::now();
+        let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+        let mut tenant = None;
+        let response = self.handle(req, &mut tenant).await;
+        shared::activity::request(
+            &method,
+            &path,
+            response.status().as_u16(),
+            tenant.as_deref(),
+            started.elapsed().as_millis(),
+        );
+        response
+    }
+
+    /// Answers a request; `tenant` is set to the caller's when the authorizer found one.
+    async fn handle(
+        &self,
+        req: hyper::Request<Incoming>,
+        tenant: &mut Option<String>,
+    ) -> hyper::Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_GATEWAY_REQUEST).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -211,7 +232,13 @@ impl LocalApi {
         };
         let context = match door {
             Door::Authorized(_) => match self.authorize(&parts).await {
-                Ok(context) => context,
+                Ok(context) => {
+                    *tenant = context
+                        .get(shared::api::request::CONTEXT_TENANT_ID)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string);
+                    context
+                }
                 Err(answer) => return answer,
             },
             Door::Public(_) | Door::Asset(_) => serde_json::Map::new(),

@@ -9,7 +9,7 @@ use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::pagination::{CursorScope, page_json, page_request};
 use crate::api::request::Call;
 use crate::delivery::decide::{self, Attempted};
-use crate::delivery::send::send_event;
+use crate::delivery::send::{send_event, send_test_event};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::{Event, check_data};
 use crate::domain::format_time;
@@ -90,8 +90,9 @@ pub async fn get_delivery(state: &AppState, call: Call) -> ApiResult<Reply> {
     Ok(Reply::ok(delivery.to_json(true)))
 }
 
-/// Sends the delivery again now, whatever its status, and records the attempt. The
-/// outcome is final: a failed manual retry schedules no automatic ones.
+/// Sends the delivery again now, whatever its status, and records the attempt. A success
+/// ends it; if the attempt fails, a pending delivery keeps its automatic retries (its next
+/// one due as before) and any other ends `failed`.
 pub async fn retry_delivery(state: &AppState, call: Call) -> ApiResult<Reply> {
     let mut delivery = load(state, &call).await?;
     let webhook = state
@@ -117,15 +118,9 @@ pub async fn retry_delivery(state: &AppState, call: Call) -> ApiResult<Reply> {
     let previous = delivery.status;
     let attempt = delivery.attempts + 1;
     let sent = send_event(state, &webhook, &event, attempt).await?;
-    // The same decision as the pipeline's, made by hand: final whichever way it went.
-    let verdict = decide::after_attempt(
-        &state.config.retry_schedule,
-        attempt,
-        &sent,
-        0.0,
-        Attempted::ByHand,
-    );
-    decide::record(&mut delivery, attempt, sent, verdict);
+    let verdict = decide::after_manual_retry(previous, &sent);
+    decide::record(&mut delivery, attempt, sent, verdict, Attempted::ByHand);
+    crate::activity::attempted(&delivery);
     match state
         .store
         .save_delivery(&delivery, attempt, previous, state.expires_at())
@@ -146,6 +141,7 @@ pub async fn test_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         return Err(ApiError::webhook_not_found());
     }
     let mut body = call.body()?;
+    body.allow(&["event", "data"], "")?;
     let event_type = body.require_string("event")?;
     let data = body
         .take("data")
@@ -165,7 +161,7 @@ pub async fn test_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         ));
     }
     let event = Event::new(call.tenant(), &event_type, data);
-    let sent = send_event(state, &webhook, &event, 1).await?;
+    let sent = send_test_event(state, &webhook, &event).await?;
     let attempt = sent.attempt;
     let success = attempt.succeeded();
     let message = match (&attempt.status_code, &attempt.error) {

@@ -43,6 +43,7 @@ pub async fn list_event_types(state: &AppState, call: Call) -> ApiResult<Reply> 
 
 pub async fn create_event_type(state: &AppState, call: Call) -> ApiResult<Reply> {
     let mut body = call.body()?;
+    body.allow(&["name", "description", "schema"], "")?;
     let name = body.require_string("name")?;
     let description = body.take_string("description")?.unwrap_or_default();
     let schema = body.take("schema");

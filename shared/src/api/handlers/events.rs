@@ -34,6 +34,7 @@ pub fn time_field(field: &str, text: &str) -> ApiResult<DateTime<Utc>> {
 
 pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
     let mut body = call.body()?;
+    body.allow(&["type", "data", "id"], "")?;
     let event_type = body.require_string("type")?;
     let data = body
         .take("data")

@@ -21,6 +21,7 @@ use crate::state::AppState;
 pub async fn recover_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     let id = webhook_id(&call)?;
     let mut body = call.body()?;
+    body.allow(&["since", "until"], "")?;
     let since = body.require_string("since")?;
     let until = body.take_string("until")?;
     body.finish("")?;

@@ -68,6 +68,19 @@ struct WebhookFields {
 }
 
 impl WebhookFields {
+    /// The fields a create or an update may set.
+    const NAMES: &[&str] = &[
+        "name",
+        "description",
+        "url",
+        "events",
+        "status",
+        "metadata",
+        "headers",
+        "rate_limit",
+        "filter",
+    ];
+
     fn read(body: &mut JsonObject) -> ApiResult<Self> {
         let nullable =
             |body: &mut JsonObject, field: &str, max: usize| -> ApiResult<Option<Option<String>>> {
@@ -196,6 +209,7 @@ async fn check_subscription(
 }
 
 fn read_auth(mut auth: JsonObject) -> ApiResult<BasicAuth> {
+    auth.allow(&["username", "password"], "auth")?;
     let username = auth
         .take_string("username")
         .map_err(|e| e.with_field("auth.username"))?
@@ -374,6 +388,8 @@ impl Revealed {
 
 pub async fn create_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     let mut body = call.body()?;
+    let only_on_create = ["auth", "secret", "verify_tls"];
+    body.allow(&[WebhookFields::NAMES, &only_on_create].concat(), "")?;
     if !body.has("url") {
         return Err(ApiError::invalid_field("url", "url is required"));
     }
@@ -442,6 +458,7 @@ pub async fn get_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
 pub async fn update_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
     let id = webhook_id(&call)?;
     let mut body = call.body()?;
+    body.allow(WebhookFields::NAMES, "")?;
     let mut fields = WebhookFields::read(&mut body)?;
     body.finish("")?;
     // 404 before validation: another tenant's id must not learn what would be refused.

@@ -566,6 +566,10 @@ pub fn delivery_item(d: &Delivery, expires_at: i64) -> Item {
         .string("event_type", &d.event_type)
         .string("status", d.status.as_str())
         .set("attempts", n(d.attempts))
+        .opt_number(
+            "manual_attempts",
+            (d.manual_attempts > 0).then_some(d.manual_attempts),
+        )
         .time("created_at", d.created_at)
         .time("updated_at", d.updated_at)
         .opt_time("next_attempt_at", d.next_attempt_at)
@@ -611,6 +615,7 @@ impl TryFrom<&Item> for Delivery {
                 .ok_or_else(|| Attrs::error("status", "unknown status"))?,
             attempts: u32::try_from(a.number("attempts")?)
                 .map_err(|_| Attrs::error("attempts", "too large"))?,
+            manual_attempts: a.opt_number("manual_attempts")?.unwrap_or(0),
             created_at: a.time("created_at")?,
             updated_at: a.time("updated_at")?,
             next_attempt_at: a.opt_time("next_attempt_at")?,
