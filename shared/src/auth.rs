@@ -10,7 +10,7 @@
 //! An API key is looked up by its SHA-256 (one read); an access token is verified offline
 //! against the signing key's public half, read from KMS once per process (see `tokens`).
 //! When storage or the public key cannot be read, the authorizer fails soft: its context
-//! says so ([`CONTEXT_DEFERRED`]) and the route checks the credential itself, answering 503
+//! says so ([`AuthorizerContext::deferred`]) and the route checks the credential itself, answering 503
 //! `UNAVAILABLE` with `Retry-After` while it still cannot. A cached answer is therefore
 //! never a denial of a valid credential, and never a bare 500.
 
@@ -19,12 +19,9 @@ use std::collections::HashMap;
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
 };
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::api::error::ApiError;
-use crate::api::request::{
-    CONTEXT_DEFERRED, CONTEXT_EXPIRES_AT, CONTEXT_KEY_ID, CONTEXT_SCOPES, CONTEXT_TENANT_ID,
-};
 use crate::domain::api_key::{Scope, hash_key};
 use crate::secrets::KeyError;
 use crate::storage::{KeyStore, StoreError};
@@ -46,12 +43,81 @@ pub enum Unchecked {
     Keys(#[from] KeyError),
 }
 
-impl From<Unchecked> for ApiError {
-    fn from(e: Unchecked) -> ApiError {
-        match e {
-            Unchecked::Store(e) => e.into(),
-            Unchecked::Keys(e) => e.into(),
+/// What the authorizer hands every route, as API Gateway passes it on (string and number
+/// values): the grant it found; nothing, for no valid credential; or that it could not
+/// check the credential now. Written by the authorizer, read back by the routes
+/// (`api::request::AuthContext`), in this one shape.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizerContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// The API key's id, or the OAuth2 client's (or portal session's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Space-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
+    /// An access token's expiry (Unix seconds): API Gateway may cache the authorizer's
+    /// answer past it, so the route checks it too. A number, or its text should a gateway
+    /// pass context values as strings.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number_or_text"
+    )]
+    pub expires_at: Option<i64>,
+    /// Storage or the public key could not be read: the route checks the credential itself.
+    #[serde(
+        default,
+        rename = "auth_deferred",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub deferred: bool,
+}
+
+impl AuthorizerContext {
+    fn grant(tenant_id: String, key_id: String, scopes: String) -> Self {
+        AuthorizerContext {
+            tenant_id: Some(tenant_id),
+            key_id: Some(key_id),
+            scopes: Some(scopes),
+            ..Self::default()
         }
+    }
+
+    fn deferred() -> Self {
+        AuthorizerContext {
+            deferred: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether it names no caller (and defers nothing).
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Reads the context a route was handed. What cannot be read (an expiry that is not a
+    /// number, say) names no caller.
+    pub fn from_fields(fields: &HashMap<String, Value>) -> Self {
+        let object = Value::Object(fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        serde_json::from_value(object).unwrap_or_default()
+    }
+
+    /// As API Gateway's simple response carries it.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|_| Value::Object(Default::default()))
+    }
+}
+
+fn number_or_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => text.parse().map(Some).map_err(serde::de::Error::custom),
+        Some(other) => other
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom("an expiry is a whole number")),
     }
 }
 
@@ -60,45 +126,36 @@ pub async fn authorize(
     store: &dyn KeyStore,
     tokens: &Tokens,
     authorization: Option<&str>,
-) -> Result<HashMap<String, Value>, Unchecked> {
+) -> Result<AuthorizerContext, Unchecked> {
     let Some(credential) = bearer_key(authorization) else {
-        return Ok(HashMap::new());
+        return Ok(AuthorizerContext::default());
     };
     if looks_like_token(credential) {
         return match tokens.verify(credential).await {
             Ok(claims) => {
                 tracing::debug!(client_id = %claims.client_id, tenant_id = %claims.tenant_id, "access token accepted");
-                let mut context = grant_context(claims.tenant_id, claims.client_id, claims.scope);
-                context.insert(CONTEXT_EXPIRES_AT.to_string(), Value::from(claims.exp));
+                let mut context =
+                    AuthorizerContext::grant(claims.tenant_id, claims.client_id, claims.scope);
+                context.expires_at = Some(claims.exp);
                 Ok(context)
             }
             Err(VerifyError::Rejected(why)) => {
                 tracing::info!(reason = %why, "access token rejected");
-                Ok(HashMap::new())
+                Ok(AuthorizerContext::default())
             }
             Err(VerifyError::Keys(e)) => Err(e.into()),
         };
     }
     let Some(grant) = store.find_key_grant(&hash_key(credential)).await? else {
         tracing::info!("unknown API key");
-        return Ok(HashMap::new());
+        return Ok(AuthorizerContext::default());
     };
     tracing::debug!(key_id = %grant.key_id, tenant_id = %grant.tenant_id, "API key accepted");
-    Ok(grant_context(
+    Ok(AuthorizerContext::grant(
         grant.tenant_id,
         grant.key_id,
         Scope::join(&grant.scopes),
     ))
-}
-
-/// The context a route reads a caller from: tenant, key (or client) id, space-separated
-/// scopes.
-fn grant_context(tenant_id: String, key_id: String, scopes: String) -> HashMap<String, Value> {
-    HashMap::from([
-        (CONTEXT_TENANT_ID.to_string(), Value::from(tenant_id)),
-        (CONTEXT_KEY_ID.to_string(), Value::from(key_id)),
-        (CONTEXT_SCOPES.to_string(), Value::from(scopes)),
-    ])
 }
 
 /// The authorizer's context for an Authorization header: the credential's grant, nothing
@@ -108,12 +165,12 @@ pub async fn authorizer_context(
     store: &dyn KeyStore,
     tokens: &Tokens,
     authorization: Option<&str>,
-) -> HashMap<String, Value> {
+) -> AuthorizerContext {
     match authorize(store, tokens, authorization).await {
         Ok(context) => context,
         Err(e) => {
             tracing::warn!(error = %e, "authorizer: cannot check the credential now; the route checks it");
-            HashMap::from([(CONTEXT_DEFERRED.to_string(), Value::from(true))])
+            AuthorizerContext::deferred()
         }
     }
 }
@@ -131,7 +188,7 @@ pub async fn handle_authorizer_request(
     let context = authorizer_context(store, tokens, header).await;
     let mut response = ApiGatewayV2CustomAuthorizerSimpleResponse::default();
     response.is_authorized = true;
-    response.context = Value::Object(context.into_iter().collect());
+    response.context = context.to_value();
     response
 }
 
@@ -168,10 +225,20 @@ mod tests {
         store.fail_next(10);
         let header = format!("Bearer {}", issued.token);
         let context = authorizer_context(&store, &tokens, Some(&header)).await;
-        assert_eq!(context[CONTEXT_TENANT_ID], "acme");
-        assert_eq!(context[CONTEXT_KEY_ID], "cli_01J0000000000000000000000A");
-        assert_eq!(context[CONTEXT_SCOPES], "events:read");
-        assert_eq!(context[CONTEXT_EXPIRES_AT], issued.claims.exp);
+        assert_eq!(context.tenant_id.as_deref(), Some("acme"));
+        assert_eq!(
+            context.key_id.as_deref(),
+            Some("cli_01J0000000000000000000000A")
+        );
+        assert_eq!(context.scopes.as_deref(), Some("events:read"));
+        assert_eq!(context.expires_at, Some(issued.claims.exp));
+        // As API Gateway passes it on, and back.
+        let value = context.to_value();
+        assert_eq!(value["tenant_id"], "acme");
+        assert_eq!(value["expires_at"], issued.claims.exp);
+        assert!(value.get("auth_deferred").is_none());
+        let fields: HashMap<String, Value> = serde_json::from_value(value).unwrap();
+        assert_eq!(AuthorizerContext::from_fields(&fields), context);
         let mut tampered = issued.token.clone();
         tampered.pop();
         tampered.push(if issued.token.ends_with('A') {
@@ -188,7 +255,8 @@ mod tests {
         // Without the public key, a token's check is deferred, never denied.
         let header = format!("Bearer {}", issued.token);
         let deferred = authorizer_context(&store, &no_tokens(), Some(&header)).await;
-        assert_eq!(deferred.get(CONTEXT_DEFERRED), Some(&Value::from(true)));
+        assert!(deferred.deferred);
+        assert_eq!(deferred.to_value()["auth_deferred"], true);
     }
 
     #[tokio::test]
@@ -201,14 +269,12 @@ mod tests {
         store.put_api_key(&record).await.unwrap();
         let header = format!("Bearer {key}");
         let ok = authorizer_context(&store, &tokens, Some(&header)).await;
-        assert_eq!(ok[CONTEXT_TENANT_ID], "acme");
+        assert_eq!(ok.tenant_id.as_deref(), Some("acme"));
         store.fail_next(1);
         let deferred = authorizer_context(&store, &tokens, Some(&header)).await;
-        assert_eq!(deferred.get(CONTEXT_DEFERRED), Some(&Value::from(true)));
-        assert!(
-            !deferred.contains_key(CONTEXT_TENANT_ID),
-            "no grant, and no denial"
-        );
+        assert!(deferred.deferred);
+        assert_eq!(deferred.to_value()["auth_deferred"], true);
+        assert_eq!(deferred.tenant_id, None, "no grant, and no denial");
     }
 
     #[test]

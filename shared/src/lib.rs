@@ -36,6 +36,7 @@ pub mod netguard;
 pub mod page;
 pub mod portal;
 pub mod queue;
+pub mod schemas;
 pub mod secrets;
 pub mod signing;
 pub mod smoke;

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::delivery::attempt::Attempts;
 use crate::delivery::client::{DeliveryClient, TargetPolicy, Transport};
 use crate::delivery::warm::Warm;
 use crate::queue::TaskQueue;
@@ -38,6 +39,8 @@ pub struct AppState {
     /// What a warm deliver instance remembers between batches: tenants' views, webhooks'
     /// health.
     pub warm: Arc<Warm>,
+    /// The event types' compiled schemas (the publish route and the deliver function).
+    pub schemas: Arc<crate::schemas::Schemas>,
     /// Whom the clients act as on the local emulator (`None`: its administrator, or in AWS
     /// the function's role). The local stack's pollers receive as it, as the function's
     /// event source mapping does with its role.
@@ -60,6 +63,17 @@ pub struct Connection {
 }
 
 impl AppState {
+    /// What the delivery attempts use of this state.
+    pub fn attempts(&self) -> Attempts<'_> {
+        Attempts {
+            transport: &*self.transport,
+            store: &*self.store,
+            breakers: &self.warm.breakers,
+            rates: &self.warm.rates,
+            schedule: &self.config.retry_schedule,
+        }
+    }
+
     pub async fn new(config: Config) -> Self {
         Self::connect(config, Connection::default()).await
     }
@@ -117,6 +131,7 @@ impl AppState {
             store: Arc::new(store),
             sealer: Arc::new(Sealer::new(keyring)),
             warm: Arc::default(),
+            schemas: Arc::default(),
             tokens: Arc::new(tokens),
             config,
             credentials,

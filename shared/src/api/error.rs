@@ -282,6 +282,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::auth::Unchecked> for ApiError {
+    fn from(e: crate::auth::Unchecked) -> ApiError {
+        match e {
+            crate::auth::Unchecked::Store(e) => e.into(),
+            crate::auth::Unchecked::Keys(e) => e.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -342,7 +342,7 @@ pub async fn dispatch(state: &AppState, route: &Route, req: Request) -> Response
                 // 503 with Retry-After (never a denial) while storage is still down.
                 let header = request::authorization(&req);
                 let context = crate::auth::authorize(&*state.store, &state.tokens, header).await?;
-                AuthContext::from_fields(&context)
+                AuthContext::from_context(&context)
                     .map_err(|_| ApiError::unauthorized_for(header))?
             } else {
                 AuthContext::from_request(&req)?

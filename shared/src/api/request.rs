@@ -1,27 +1,15 @@
 //! Reading a request: the authorizer's context, path and query parameters, and JSON bodies
 //! whose every field is checked by name, so errors can say which field is at fault.
-
-use std::collections::HashMap;
-
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
 
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::auth::AuthorizerContext;
 use crate::domain::api_key::Scope;
 
 /// Largest request body accepted (SPEC: 200 KiB).
 pub const MAX_BODY_BYTES: usize = 200 * 1024;
-
-/// Context keys the authorizer hands to every route.
-pub const CONTEXT_TENANT_ID: &str = "tenant_id";
-pub const CONTEXT_KEY_ID: &str = "key_id";
-pub const CONTEXT_SCOPES: &str = "scopes";
-/// An access token's expiry (Unix seconds): API Gateway may cache the authorizer's answer
-/// past it, so the route checks it too.
-pub const CONTEXT_EXPIRES_AT: &str = "expires_at";
-/// Set by the authorizer when it could not read storage: the route checks the key itself.
-pub const CONTEXT_DEFERRED: &str = "auth_deferred";
 
 /// Who is calling: the tenant and key the authorizer found, and the key's scopes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,9 +26,7 @@ impl AuthContext {
     /// Reads the authorizer's context from the request; 401 (naming the credential sent)
     /// when it found no valid one.
     pub fn from_request(req: &Request) -> ApiResult<Self> {
-        authorizer_fields(req)
-            .map(Self::from_fields)
-            .unwrap_or_else(|| Err(ApiError::unauthorized()))
+        Self::from_context(&authorizer_context(req))
             .map_err(|_| ApiError::unauthorized_for(authorization(req)))
     }
 
@@ -55,30 +41,21 @@ impl AuthContext {
         }
     }
 
-    /// Reads an authorizer context: the tenant, key id and scopes; 401 when absent.
-    pub fn from_fields(fields: &HashMap<String, Value>) -> ApiResult<Self> {
-        let text = |name: &str| {
-            fields
-                .get(name)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
+    /// The caller an authorizer context names: its tenant, key id and scopes, and an
+    /// expiry still to come; 401 when it names none.
+    pub fn from_context(context: &AuthorizerContext) -> ApiResult<Self> {
+        let present = |value: &Option<String>| value.clone().filter(|s| !s.is_empty());
+        let expires_at = match context.expires_at {
+            Some(exp) if exp <= chrono::Utc::now().timestamp() => {
+                return Err(ApiError::unauthorized());
+            }
+            expires_at => expires_at,
         };
-        // A number, or its text should a gateway pass context values as strings; an expiry
-        // that cannot be read is no grant.
-        let expires_at = fields.get(CONTEXT_EXPIRES_AT).map(|v| match v {
-            Value::String(text) => text.parse::<i64>().ok(),
-            other => other.as_i64(),
-        });
-        let expires_at = match expires_at {
-            None => None,
-            Some(Some(exp)) if exp > chrono::Utc::now().timestamp() => Some(exp),
-            Some(_) => return Err(ApiError::unauthorized()),
-        };
-        match (text(CONTEXT_TENANT_ID), text(CONTEXT_KEY_ID)) {
+        match (present(&context.tenant_id), present(&context.key_id)) {
             (Some(tenant_id), Some(key_id)) => Ok(AuthContext {
-                tenant_id: tenant_id.to_string(),
-                key_id: key_id.to_string(),
-                scopes: Scope::parse_list(text(CONTEXT_SCOPES).unwrap_or_default())
+                tenant_id,
+                key_id,
+                scopes: Scope::parse_list(context.scopes.as_deref().unwrap_or_default())
                     .map_err(|_| ApiError::unauthorized())?,
                 expires_at,
             }),
@@ -88,10 +65,7 @@ impl AuthContext {
 
     /// Whether the authorizer deferred the key's check to the route (storage was down).
     pub fn deferred(req: &Request) -> bool {
-        authorizer_fields(req)
-            .and_then(|f| f.get(CONTEXT_DEFERRED))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        authorizer_context(req).deferred
     }
 
     pub fn has(&self, scope: Scope) -> bool {
@@ -115,10 +89,15 @@ pub fn authorization(req: &Request) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-fn authorizer_fields(req: &Request) -> Option<&HashMap<String, Value>> {
+/// What the authorizer handed this request (nothing, outside API Gateway).
+fn authorizer_context(req: &Request) -> AuthorizerContext {
     match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().map(|a| &a.fields),
-        _ => None,
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .map(|a| AuthorizerContext::from_fields(&a.fields))
+            .unwrap_or_default(),
+        _ => AuthorizerContext::default(),
     }
 }
 

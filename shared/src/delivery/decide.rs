@@ -35,26 +35,21 @@ pub enum Verdict {
 }
 
 /// Who made an attempt: the pipeline follows a failure with the schedule's next attempt;
-/// an attempt made by hand is final either way.
+/// one made by hand (a retry, a recover) leaves the schedule where it was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attempted {
     Automatically,
     ByHand,
 }
 
-/// What follows attempt `number`, given how it went and a random share in `[0, 1)` for
-/// the jitter. A receiver's `Retry-After` is honoured up to the schedule's longest wait.
-pub fn after_attempt(
-    schedule: &RetrySchedule,
-    number: u32,
-    sent: &Sent,
-    random: f64,
-    by: Attempted,
-) -> Verdict {
+/// What follows the schedule's attempt `number`, given how it went and a random share in
+/// `[0, 1)` for the jitter. A receiver's `Retry-After` is honoured up to the schedule's
+/// longest wait.
+pub fn after_attempt(schedule: &RetrySchedule, number: u32, sent: &Sent, random: f64) -> Verdict {
     if sent.attempt.succeeded() {
         return Verdict::Succeeded;
     }
-    if sent.attempt.status_code == Some(410) || by == Attempted::ByHand {
+    if sent.attempt.status_code == Some(410) {
         return Verdict::Failed;
     }
     match schedule.next_wait(number, sent.retry_after, random) {
@@ -330,11 +325,11 @@ mod tests {
     fn a_2xx_succeeds_and_a_410_ends_the_retries() {
         let s = schedule();
         assert_eq!(
-            after_attempt(&s, 1, &sent(Some(204), None), 0.5, Attempted::Automatically),
+            after_attempt(&s, 1, &sent(Some(204), None), 0.5),
             Verdict::Succeeded
         );
         assert_eq!(
-            after_attempt(&s, 1, &sent(Some(410), None), 0.5, Attempted::Automatically),
+            after_attempt(&s, 1, &sent(Some(410), None), 0.5),
             Verdict::Failed
         );
     }
@@ -343,53 +338,27 @@ mod tests {
     fn a_failure_waits_the_schedule_with_jitter_then_is_exhausted() {
         let s = schedule();
         let failed = sent(Some(500), None);
-        let Verdict::RetryAt { at, wait } =
-            after_attempt(&s, 1, &failed, 1.0, Attempted::Automatically)
-        else {
+        let Verdict::RetryAt { at, wait } = after_attempt(&s, 1, &failed, 1.0) else {
             panic!("expected a retry")
         };
         assert_eq!(wait, Duration::from_secs(12));
         assert_eq!(at - failed.attempt.at, chrono::TimeDelta::seconds(12));
         assert!(matches!(
-            after_attempt(&s, 2, &failed, 0.0, Attempted::Automatically),
+            after_attempt(&s, 2, &failed, 0.0),
             Verdict::RetryAt { wait, .. } if wait == Duration::from_secs(60)
         ));
-        assert_eq!(
-            after_attempt(&s, 3, &failed, 0.0, Attempted::Automatically),
-            Verdict::Failed
-        );
+        assert_eq!(after_attempt(&s, 3, &failed, 0.0), Verdict::Failed);
     }
 
     #[test]
     fn retry_after_is_honoured_only_up_to_the_longest_wait() {
         let s = schedule();
-        let verdict = |secs| {
-            after_attempt(
-                &s,
-                1,
-                &sent(Some(503), Some(secs)),
-                0.0,
-                Attempted::Automatically,
-            )
-        };
+        let verdict = |secs| after_attempt(&s, 1, &sent(Some(503), Some(secs)), 0.0);
         assert!(
             matches!(verdict(30), Verdict::RetryAt { wait, .. } if wait == Duration::from_secs(30))
         );
         assert!(
             matches!(verdict(u64::MAX), Verdict::RetryAt { wait, .. } if wait == Duration::from_secs(60))
-        );
-    }
-
-    #[test]
-    fn an_attempt_by_hand_is_final() {
-        let s = schedule();
-        assert_eq!(
-            after_attempt(&s, 1, &sent(Some(500), None), 0.0, Attempted::ByHand),
-            Verdict::Failed
-        );
-        assert_eq!(
-            after_attempt(&s, 9, &sent(Some(200), None), 0.0, Attempted::ByHand),
-            Verdict::Succeeded
         );
     }
 
@@ -408,7 +377,7 @@ mod tests {
     fn recording_a_retry_verdict_keeps_the_delivery_pending_and_queues_the_next_attempt() {
         let mut d = delivery();
         let failed = sent(Some(500), None);
-        let verdict = after_attempt(&schedule(), 1, &failed, 0.0, Attempted::Automatically);
+        let verdict = after_attempt(&schedule(), 1, &failed, 0.0);
         let (task, delay) = record(&mut d, 1, failed, verdict, Attempted::Automatically).unwrap();
         assert_eq!(d.status, DeliveryStatus::Pending);
         assert_eq!(d.attempts, 1);
@@ -431,7 +400,7 @@ mod tests {
     fn a_failed_retry_by_hand_keeps_the_automatic_schedule_and_its_numbering() {
         let mut d = delivery();
         let failed = sent(Some(500), None);
-        let verdict = after_attempt(&schedule(), 1, &failed, 0.0, Attempted::Automatically);
+        let verdict = after_attempt(&schedule(), 1, &failed, 0.0);
         record(&mut d, 1, failed, verdict, Attempted::Automatically).unwrap();
         let scheduled = d.next_attempt_at;
         let again = sent(Some(500), None);

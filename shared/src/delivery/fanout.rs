@@ -19,13 +19,11 @@ use futures::StreamExt;
 use futures::future::join_all;
 use tracing::Instrument;
 
-use super::breaker::Gate;
+use super::attempt::Send;
 use super::client::{Target, parse_target};
 use super::decide::{self, Attempted, Route};
 use super::health::{self, Tried};
 use super::metrics::{self, Outcome};
-use super::rate;
-use super::send::{Attempting, send_attempt};
 use super::{Message, PipelineError, Views, random_share, reject};
 use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id};
 use crate::domain::event::Event;
@@ -191,8 +189,8 @@ async fn claim<'m>(
     // the batch's other work; its reason names a path and a rule, never the data.
     if let Some(sort_key) = view.schemas.get(&task.event_type)
         && let Some(schema) = state
-            .warm
-            .schema(&*state.store, &task.tenant_id, &task.event_type, sort_key)
+            .schemas
+            .get(&*state.store, &task.tenant_id, &task.event_type, sort_key)
             .await?
     {
         let data = serde_json::Value::Object(task.data.clone());
@@ -510,44 +508,25 @@ async fn dispatch<'a>(
         };
         (pending.webhook, None, done)
     };
-    let permit = match state
-        .warm
-        .breakers
-        .enter(&event.tenant_id, &pending.webhook.id)
-    {
-        Gate::Go(permit) => permit,
-        Gate::Defer(hold) => return held_back(delivery, hold),
+    let attempts = state.attempts();
+    let permit = match attempts.admit(pending.webhook).await {
+        Ok(permit) => permit,
+        Err(hold) => return held_back(delivery, hold),
     };
-    if let Some(hold) = rate::hold(state, pending.webhook).await {
-        drop(permit);
-        return held_back(delivery, hold);
+    let send = Send {
+        credentials: pending.credentials,
+        target: pending.target,
+        event_id: &event.id,
+        body: plan.body.clone(),
+    };
+    let made = attempts
+        .make(&mut delivery, Some(permit), send, Attempted::Automatically)
+        .await;
+    // The record's time is its first attempt's.
+    if let Some(first) = delivery.last_attempt() {
+        delivery.created_at = first.at;
     }
-    let sent = send_attempt(
-        &*state.transport,
-        Attempting {
-            credentials: pending.credentials,
-            target: pending.target,
-            event_id: &event.id,
-            event_type: &event.event_type,
-            body: plan.body.clone(),
-            number: 1,
-            test: false,
-        },
-    )
-    .await;
-    permit.report(sent.answered_in_time());
-    let tried = Tried::from(&sent.attempt);
-    delivery.created_at = sent.attempt.at;
-    let verdict = decide::after_attempt(
-        &state.config.retry_schedule,
-        1,
-        &sent,
-        random_share(),
-        Attempted::Automatically,
-    );
-    let retry = decide::record(&mut delivery, 1, sent, verdict, Attempted::Automatically);
-    metrics::attempted(&delivery);
-    crate::activity::attempted(&delivery);
+    let (tried, retry) = (made.tried, made.retry);
     let done = CompletedDispatch {
         plan: pending.plan,
         delivery,

@@ -6,8 +6,10 @@
 //!   (after delete) a page of a webhook's deliveries;
 //! - and, on a schedule, [`sweep`]: what the dead-letter queues hold, brought back.
 //!
-//! What follows an attempt, and every other decision, is [`decide`]'s (pure functions);
-//! [`send`] signs and sends, [`health`] keeps a webhook's health, [`breaker`] holds back
+//! One attempt, wherever it is made (the fan-out, a retry, a page, a retry by hand), is
+//! [`attempt`]'s: breaker, rate limit, send, decide, record, queue, save. What follows an
+//! attempt, and every other decision, is [`decide`]'s (pure functions); [`send`] signs and
+//! sends, [`health`] keeps a webhook's health, [`breaker`] holds back
 //! deliveries to a webhook that does not answer, [`client`] is the HTTP client, [`warm`]
 //! what an instance keeps between batches (tenants' views), [`metrics`] what operators
 //! watch. Every step is idempotent, so a repeated message (SQS delivers at
@@ -17,6 +19,7 @@
 //! - a retry task names its attempt number, and a task whose attempt was made is dropped;
 //! - next attempts are queued before the record that mentions them is written.
 
+pub mod attempt;
 pub mod breaker;
 pub mod client;
 pub mod decide;

@@ -5,14 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use super::breaker::Gate;
-use super::client::parse_target;
-use super::decide::{self, Attempted};
-use super::health::{self, Tried};
-use super::send::{Attempting, send_attempt};
-use super::{Handled, PipelineError, metrics, random_share};
+use super::attempt::{self, Endpoint};
+use super::decide::Attempted;
+use super::health;
+use super::{Handled, PipelineError};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::webhook::{Webhook, WebhookStatus};
 use crate::queue::{QueueName, RecoverTask, Task, TaskQueue, WebhookTask};
@@ -216,36 +212,29 @@ async fn send_in_order(
 ) -> Result<Worked, PipelineError> {
     page.sort_by(|a, b| a.id.cmp(&b.id));
     let store = &state.store;
-    let target = parse_target(&webhook.url);
-    let credentials = state.sealer.credentials(webhook).await?;
+    let endpoint = Endpoint::open(&state.sealer, webhook).await?;
     let mut tried = Vec::new();
     let mut worked = Worked {
         done_until: None,
         stop: None,
     };
+    let attempts = state.attempts();
     for mut delivery in page {
         if started.elapsed() >= RELEASE_BUDGET {
             worked.stop = Some(Stop::OutOfTime);
             break;
         }
-        // A webhook that does not answer keeps the rest waiting until its breaker lets
-        // an attempt through.
-        let permit = match state.warm.breakers.enter(&webhook.tenant_id, &webhook.id) {
-            Gate::Go(permit) => permit,
-            Gate::Defer(hold) => {
-                worked.stop = Some(Stop::Held(hold.wait));
+        // A webhook that does not answer, or is over its rate, keeps the rest waiting
+        // until there is room (SQS delays whole seconds: a shorter wait would come back at
+        // once).
+        let permit = match attempts.admit(webhook).await {
+            Ok(permit) => permit,
+            Err(hold) => {
+                worked.stop = Some(Stop::Held(hold.wait.max(Duration::from_secs(1))));
                 break;
             }
         };
-        // Over the webhook's rate: the rest of the page comes back when there is room.
-        if let Some(hold) = super::rate::hold(state, webhook).await {
-            drop(permit);
-            // SQS delays whole seconds: a shorter wait would come back at once.
-            worked.stop = Some(Stop::Held(hold.wait.max(Duration::from_secs(1))));
-            break;
-        }
         let from = delivery.status;
-        let number = delivery.attempts + 1;
         worked.done_until = Some(delivery.id.clone());
         let Some(event) = store
             .get_event(&webhook.tenant_id, &delivery.event_id)
@@ -253,46 +242,28 @@ async fn send_in_order(
         else {
             // Its event expired while it waited.
             if from != DeliveryStatus::Failed {
-                delivery.status = DeliveryStatus::Failed;
-                delivery.updated_at = crate::domain::now();
-                store
-                    .save_delivery(&delivery, number, from, state.expires_at())
-                    .await?;
+                attempt::close(
+                    &**store,
+                    delivery,
+                    DeliveryStatus::Failed,
+                    state.expires_at(),
+                )
+                .await?;
             }
             continue;
         };
-        let sent = send_attempt(
-            &*state.transport,
-            Attempting {
-                credentials: &credentials,
-                target: &target,
-                event_id: &event.id,
-                event_type: &event.event_type,
-                body: Bytes::from(event.payload()),
-                number,
-                test: false,
-            },
+        let send = endpoint.send(&event);
+        let made = attempts.make(&mut delivery, Some(permit), send, by).await;
+        tried.push(made.tried);
+        attempt::queue_then_save(
+            queues,
+            &**store,
+            &delivery,
+            made.retry,
+            from,
+            state.expires_at(),
         )
-        .await;
-        permit.report(sent.answered_in_time());
-        tried.push(Tried::from(&sent.attempt));
-        // The schedule counts only its own attempts.
-        let verdict = decide::after_attempt(
-            &state.config.retry_schedule,
-            delivery.automatic_attempts() + 1,
-            &sent,
-            random_share(),
-            by,
-        );
-        if let Some(next) = decide::record(&mut delivery, number, sent, verdict, by) {
-            queues.send(QueueName::Delivery, &[next]).await?;
-            metrics::retries_queued(1);
-        }
-        metrics::attempted(&delivery);
-        crate::activity::attempted(&delivery);
-        store
-            .save_delivery(&delivery, number, from, state.expires_at())
-            .await?;
+        .await?;
     }
     health::note(
         &*state.store,
@@ -329,9 +300,7 @@ pub(super) async fn cancel_page(
         full |= page.len() == PAGE;
         let now = crate::domain::now();
         for mut d in page {
-            d.status = DeliveryStatus::Cancelled;
-            d.next_attempt_at = None;
-            d.updated_at = now;
+            d.close(DeliveryStatus::Cancelled, now);
             store
                 .save_delivery(&d, u32::MAX, status, state.expires_at())
                 .await?;

@@ -99,31 +99,6 @@ pub async fn admit(
     Ok(Admit::Wait(wait_until(back_in, now)))
 }
 
-/// Whether an attempt to `webhook` must wait for its rate limit, and how long: `None` to
-/// go now. Storage that cannot answer holds the attempt a second (the limit is never
-/// passed because the counter could not be read).
-pub async fn hold(state: &crate::state::AppState, webhook: &Webhook) -> Option<Hold> {
-    let admitted = admit(
-        &*state.store,
-        &state.warm.rates,
-        webhook,
-        Utc::now(),
-        super::random_share(),
-    )
-    .await;
-    match admitted {
-        Ok(Admit::Go) => None,
-        Ok(Admit::Wait(hold)) => Some(hold),
-        Err(e) => {
-            tracing::warn!(error = %e, webhook_id = %webhook.id, "could not take a send slot; the attempt waits");
-            Some(Hold {
-                wait: Duration::from_secs(1),
-                spread: Duration::from_secs(1),
-            })
-        }
-    }
-}
-
 /// The hold that brings a delivery back within second `second`.
 fn wait_until(second: i64, now: DateTime<Utc>) -> Hold {
     let millis = (second * 1000 - now.timestamp_millis()).max(0) as u64;

@@ -2,12 +2,12 @@
 //! for later while its webhook's breaker holds it back, dropped when it is a duplicate,
 //! closed without an attempt when its webhook is gone, paused or disabled.
 
-use super::breaker::{Gate, Hold};
+use super::attempt::{self, Endpoint};
+use super::breaker::Hold;
 use super::decide::{self, Attempted, RetryStep};
-use super::health::{self, Tried};
-use super::send::send_event;
-use super::{Handled, Message, PipelineError, Views, metrics, random_share};
-use crate::domain::delivery::{Delivery, DeliveryStatus};
+use super::health;
+use super::{Handled, Message, PipelineError, Views, random_share};
+use crate::domain::delivery::DeliveryStatus;
 use crate::queue::{QueueName, RetryTask, TaskQueue};
 use crate::state::AppState;
 use crate::storage::StoreError;
@@ -26,14 +26,15 @@ pub(super) async fn retry(
     }
     // A webhook that does not answer holds its retries: asked before anything is read, so
     // a held-back delivery costs a message and no storage read each time it comes back.
+    let attempts = state.attempts();
     let mut early = None;
     if let Some(webhook_id) = &task.webhook_id {
-        match state.warm.breakers.enter(&task.tenant_id, webhook_id) {
-            Gate::Go(permit) => early = Some(permit),
-            Gate::Defer(hold) => return hold_back(queues, task, hold).await,
+        match attempts.enter(&task.tenant_id, webhook_id) {
+            Ok(permit) => early = Some(permit),
+            Err(hold) => return hold_back(queues, task, hold).await,
         }
     }
-    let Some(mut delivery) = store
+    let Some(delivery) = store
         .get_delivery(&task.tenant_id, &task.delivery_id)
         .await?
     else {
@@ -52,89 +53,55 @@ pub(super) async fn retry(
         .iter()
         .find(|wh| wh.id == delivery.webhook_id)
         .cloned();
-    let step = decide::retry_step(&delivery, task.attempt, webhook.as_ref());
-    // The task numbers the schedule's attempt; the attempt's own number counts those made
-    // by hand too.
-    let number = delivery.attempts + 1;
-    let webhook = match (step, webhook) {
+    let expires = state.expires_at();
+    let webhook = match (
+        decide::retry_step(&delivery, task.attempt, webhook.as_ref()),
+        webhook,
+    ) {
         (RetryStep::Attempt, Some(webhook)) => webhook,
         (RetryStep::Close(status), _) => {
-            close(&mut delivery, status);
-            save(state, &delivery, number).await?;
+            attempt::close(&**store, delivery, status, expires).await?;
             return Ok(Handled::Done);
         }
         (RetryStep::Drop | RetryStep::Attempt, _) => return Ok(Handled::Done),
     };
     let Some(event) = store.get_event(&task.tenant_id, &delivery.event_id).await? else {
-        close(&mut delivery, DeliveryStatus::Failed);
-        save(state, &delivery, number).await?;
+        attempt::close(&**store, delivery, DeliveryStatus::Failed, expires).await?;
         return Ok(Handled::Done);
     };
     let permit = match early {
         Some(permit) if task.webhook_id.as_deref() == Some(webhook.id.as_str()) => permit,
-        _ => match state.warm.breakers.enter(&task.tenant_id, &webhook.id) {
-            Gate::Go(permit) => permit,
-            Gate::Defer(hold) => return hold_back(queues, task, hold).await,
+        _ => match attempts.enter(&task.tenant_id, &webhook.id) {
+            Ok(permit) => permit,
+            Err(hold) => return hold_back(queues, task, hold).await,
         },
     };
     // Over the webhook's rate: the same attempt later, no attempt charged.
-    if let Some(hold) = super::rate::hold(state, &webhook).await {
+    if let Err(hold) = attempts.within_rate(&webhook).await {
         drop(permit);
         return hold_back(queues, task, hold).await;
     }
-    let sent = send_event(state, &webhook, &event, number).await?;
-    permit.report(sent.answered_in_time());
-    let tried = Tried::from(&sent.attempt);
-    let verdict = decide::after_attempt(
-        &state.config.retry_schedule,
-        task.attempt,
-        &sent,
-        random_share(),
-        Attempted::Automatically,
-    );
-    if let Some(next) = decide::record(
-        &mut delivery,
-        number,
-        sent,
-        verdict,
-        Attempted::Automatically,
-    ) {
-        queues.send(QueueName::Delivery, &[next]).await?;
-        metrics::retries_queued(1);
-    }
-    metrics::attempted(&delivery);
-    crate::activity::attempted(&delivery);
-    save(state, &delivery, number).await?;
+    let endpoint = Endpoint::open(&state.sealer, &webhook).await?;
+    let mut delivery = delivery;
+    let made = attempts
+        .make(
+            &mut delivery,
+            Some(permit),
+            endpoint.send(&event),
+            Attempted::Automatically,
+        )
+        .await;
+    let from = DeliveryStatus::Pending;
+    attempt::queue_then_save(queues, &**store, &delivery, made.retry, from, expires).await?;
     health::note(
         &*state.store,
         &state.warm.health,
         &webhook,
-        &[tried],
+        &[made.tried],
         state.config.auto_disable_after,
     )
     .await;
     Ok(Handled::Done)
-}
-
-fn close(delivery: &mut Delivery, status: DeliveryStatus) {
-    delivery.status = status;
-    delivery.next_attempt_at = None;
-    delivery.updated_at = crate::domain::now();
-}
-
-/// Saves a pending delivery's new state unless a later attempt or a close got there first
-/// (then there is nothing to do).
-async fn save(state: &AppState, delivery: &Delivery, attempt: u32) -> Result<(), PipelineError> {
-    state
-        .store
-        .save_delivery(
-            delivery,
-            attempt,
-            DeliveryStatus::Pending,
-            state.expires_at(),
-        )
-        .await?;
-    Ok(())
 }
 
 /// Holds a retry task back as its webhook's breaker says: the same attempt queued again as

@@ -4,10 +4,8 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::client::{Outgoing, Sent, Target, Transport, parse_target};
-use crate::domain::event::Event;
-use crate::domain::webhook::{Credentials, Webhook};
-use crate::secrets::KeyError;
+use super::client::{Outgoing, Sent, Target, Transport};
+use crate::domain::webhook::Credentials;
 use crate::signing::{hex_signature, standard_signature_header};
 
 /// The headers of one attempt of `event` at `now`, signed with a webhook's `credentials`:
@@ -92,47 +90,4 @@ pub async fn send_attempt(transport: &dyn Transport, attempt: Attempting<'_>) ->
                 .map(|(user, password)| (user.as_str(), password.as_str())),
         })
         .await
-}
-
-/// Opens a webhook's credentials, then signs and sends one attempt of a stored event to it.
-pub async fn send_event(
-    state: &crate::state::AppState,
-    webhook: &Webhook,
-    event: &Event,
-    number: u32,
-) -> Result<Sent, KeyError> {
-    open_and_send(state, webhook, event, number, false).await
-}
-
-/// As [`send_event`], a test event that is not stored, marked `X-Webhook-Test: true`.
-pub async fn send_test_event(
-    state: &crate::state::AppState,
-    webhook: &Webhook,
-    event: &Event,
-) -> Result<Sent, KeyError> {
-    open_and_send(state, webhook, event, 1, true).await
-}
-
-async fn open_and_send(
-    state: &crate::state::AppState,
-    webhook: &Webhook,
-    event: &Event,
-    number: u32,
-    test: bool,
-) -> Result<Sent, KeyError> {
-    let credentials = state.sealer.credentials(webhook).await?;
-    let target = parse_target(&webhook.url);
-    Ok(send_attempt(
-        &*state.transport,
-        Attempting {
-            credentials: &credentials,
-            target: &target,
-            event_id: &event.id,
-            event_type: &event.event_type,
-            body: Bytes::from(event.payload()),
-            number,
-            test,
-        },
-    )
-    .await)
 }

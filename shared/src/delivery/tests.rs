@@ -130,6 +130,7 @@ async fn world() -> World {
         transport: transport.clone(),
         sealer: Arc::new(Sealer::new(Arc::new(MemoryKeyring::new()))),
         warm: Arc::default(),
+        schemas: Arc::default(),
         tokens: Arc::new(crate::tokens::Tokens::new(
             crate::tokens::TokenSigner::Unset,
             "urn:test",

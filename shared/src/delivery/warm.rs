@@ -1,8 +1,8 @@
 //! What a warm deliver instance remembers between batches: each tenant's view (its
 //! webhooks and catalogue), kept while the tenant's version says it is current, each
 //! webhook's health as last recorded (see [`super::health`]), its circuit breaker (see
-//! [`super::breaker`]), and the event types' compiled schemas (the publish route keeps
-//! them too).
+//! [`super::breaker`]) and its rate queue (see [`super::rate`]). The event types' compiled
+//! schemas are [`crate::schemas`]'s, shared with the publish route.
 //!
 //! A batch checks the version of every tenant it has events or retries for: one small
 //! consistent read per tenant per batch, instead of reading the whole configuration. A
@@ -17,8 +17,7 @@ use futures::future::join_all;
 
 use super::breaker::Breakers;
 use super::health::HealthCache;
-use crate::domain::schema::{Schema, SchemaCache};
-use crate::storage::{CatalogStore, StoreResult, TenantView, WebhookStore};
+use crate::storage::{StoreResult, TenantView, WebhookStore};
 
 /// Most webhooks held in cached views, all tenants together: the least recently used views
 /// are forgotten beyond it (a Lambda instance's memory is small).
@@ -36,39 +35,9 @@ pub struct Warm {
     pub health: HealthCache,
     pub breakers: Breakers,
     pub rates: super::rate::RateQueue,
-    pub schemas: SchemaCache,
 }
 
 impl Warm {
-    /// The compiled schema of a tenant's event type, by the `sort_key` its catalogue entry
-    /// has: compiled once per instance, read from storage only the first time. A stored
-    /// schema that no longer compiles (it compiled when it was written) is logged and
-    /// treated as none, so no event is refused for it.
-    pub async fn schema(
-        &self,
-        store: &dyn CatalogStore,
-        tenant_id: &str,
-        name: &str,
-        sort_key: &str,
-    ) -> StoreResult<Option<Arc<Schema>>> {
-        if let Some(known) = self.schemas.get(tenant_id, name, sort_key) {
-            return Ok(known);
-        }
-        let compiled = match store.event_type_schema(tenant_id, name).await? {
-            None => None,
-            Some(value) => match Schema::compile(&value) {
-                Ok(schema) => Some(Arc::new(schema)),
-                Err(why) => {
-                    tracing::error!(event_type = name, %why, "a stored schema does not compile; events of its type are not checked");
-                    None
-                }
-            },
-        };
-        self.schemas
-            .put(tenant_id, name, sort_key, compiled.clone());
-        Ok(compiled)
-    }
-
     fn views(&self) -> MutexGuard<'_, HashMap<String, Cached>> {
         self.views.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -165,6 +165,13 @@ impl Delivery {
         self.attempt_log.drain(..excess);
     }
 
+    /// Ends the delivery as `status` at `now`, no attempt made and none to follow.
+    pub fn close(&mut self, status: DeliveryStatus, now: DateTime<Utc>) {
+        self.status = status;
+        self.next_attempt_at = None;
+        self.updated_at = now;
+    }
+
     /// The API's delivery object; `with_log` adds `attempt_log`.
     pub fn to_json(&self, with_log: bool) -> Value {
         let mut out = json!({

@@ -30,6 +30,7 @@ use super::functions::{Function, Functions};
 use super::settings::LocalSettings;
 use super::template::{AuthorizerSpec, DEFAULT_ROUTE, HttpRoute, Template, match_path};
 use shared::api::{self, AssetRoute, PublicRoute, Route};
+use shared::auth::AuthorizerContext;
 
 /// Lambda's limit on a synchronous invocation's payload, request and response alike.
 pub const MAX_LAMBDA_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -233,10 +234,10 @@ impl LocalApi {
         let context = match door {
             Door::Authorized(_) => match self.authorize(&parts).await {
                 Ok(context) => {
-                    *tenant = context
-                        .get(shared::api::request::CONTEXT_TENANT_ID)
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string);
+                    *tenant =
+                        serde_json::from_value::<AuthorizerContext>(Value::Object(context.clone()))
+                            .ok()
+                            .and_then(|c| c.tenant_id);
                     context
                 }
                 Err(answer) => return answer,

@@ -8,8 +8,7 @@ use crate::api::Reply;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::pagination::{CursorScope, page_json, page_request};
 use crate::api::request::Call;
-use crate::delivery::decide::{self, Attempted};
-use crate::delivery::send::{send_event, send_test_event};
+use crate::delivery::attempt::{Attempted, Endpoint};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::{Event, check_data};
 use crate::domain::format_time;
@@ -116,14 +115,17 @@ pub async fn retry_delivery(state: &AppState, call: Call) -> ApiResult<Reply> {
             )
         })?;
     let previous = delivery.status;
-    let attempt = delivery.attempts + 1;
-    let sent = send_event(state, &webhook, &event, attempt).await?;
-    let verdict = decide::after_manual_retry(previous, &sent);
-    decide::record(&mut delivery, attempt, sent, verdict, Attempted::ByHand);
-    crate::activity::attempted(&delivery);
+    let endpoint = Endpoint::open(&state.sealer, &webhook).await?;
+    let send = endpoint.send(&event);
+    // Sent now, whatever the breaker says: the tenant asked for this attempt. Nothing
+    // follows it to queue (a retry by hand leaves the schedule where it was).
+    let attempts = state.attempts();
+    attempts
+        .make(&mut delivery, None, send, Attempted::ByHand)
+        .await;
     match state
         .store
-        .save_delivery(&delivery, attempt, previous, state.expires_at())
+        .save_delivery(&delivery, delivery.attempts, previous, state.expires_at())
         .await?
     {
         Saved::Written => Ok(Reply::ok(delivery.to_json(true))),
@@ -161,7 +163,8 @@ pub async fn test_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         ));
     }
     let event = Event::new(call.tenant(), &event_type, data);
-    let sent = send_test_event(state, &webhook, &event).await?;
+    let endpoint = Endpoint::open(&state.sealer, &webhook).await?;
+    let sent = state.attempts().send_test(&endpoint, &event).await;
     let attempt = sent.attempt;
     let success = attempt.succeeded();
     let message = match (&attempt.status_code, &attempt.error) {

@@ -67,8 +67,8 @@ pub async fn publish_event(state: &AppState, call: Call) -> ApiResult<Reply> {
         .ok_or_else(unknown)?;
     if entry.has_schema
         && let Some(schema) = state
-            .warm
-            .schema(&*state.store, call.tenant(), &event_type, &entry.sort_key)
+            .schemas
+            .get(&*state.store, call.tenant(), &event_type, &entry.sort_key)
             .await?
     {
         // On a blocking thread, within the check's budget (see domain::schema).

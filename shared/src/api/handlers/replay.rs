@@ -9,7 +9,6 @@
 //! request.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -17,8 +16,7 @@ use super::webhooks::require_active;
 use crate::api::Reply;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::request::Call;
-use crate::delivery::breaker::Hold;
-use crate::delivery::decide::{self, Route};
+use crate::delivery::attempt;
 use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id, replay_delivery_id};
 use crate::domain::event::Event;
 use crate::domain::webhook::Webhook;
@@ -26,12 +24,6 @@ use crate::domain::{format_time, now};
 use crate::ids::IdKind;
 use crate::queue::QueueName;
 use crate::state::AppState;
-
-/// Due at once: the first attempt of a replayed delivery.
-const NOW: Hold = Hold {
-    wait: Duration::ZERO,
-    spread: Duration::ZERO,
-};
 
 pub async fn replay_event(state: &AppState, call: Call) -> ApiResult<Reply> {
     let id = call.path("id")?;
@@ -56,7 +48,7 @@ pub async fn replay_event(state: &AppState, call: Call) -> ApiResult<Reply> {
     };
     let tasks: Vec<_> = deliveries
         .iter_mut()
-        .map(|d| decide::defer(d, NOW, 0.0, at))
+        .map(|d| attempt::due_now(d, at))
         .collect();
     // The attempts are queued before the records that mention them are written (a task
     // that finds no record yet waits for it); a write that fails leaves tasks that find
@@ -112,8 +104,7 @@ async fn to_every_match(state: &AppState, tenant: &str, event: &Event) -> ApiRes
     let created = format_time(event.created_at);
     let matching: Vec<&Webhook> = webhooks
         .iter()
-        .filter(|wh| decide::route(wh, &event.event_type) == Some(Route::Send))
-        .filter(|wh| decide::admits(wh, event, &created))
+        .filter(|wh| attempt::sends_now(wh, event, &created))
         .collect();
     let ids: Vec<String> = matching
         .iter()
