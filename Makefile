@@ -13,7 +13,8 @@ run: emulator
 	cargo build -p tools --bin webhooks-local
 	./target/debug/webhooks-local
 
-## Every test: the docs' links (scripts/check-docs), the template as the SAM transform
+## Every test: the docs' links (scripts/check-docs), no import cycle in the library
+## (scripts/check-imports), the template as the SAM transform
 ## renders it (scripts/check-template), unit,
 ## handler and end-to-end (against the emulator on a free port, every binary of functions/
 ## invoked through a local Lambda Runtime API), the portal's in headless Chromium
@@ -23,6 +24,7 @@ run: emulator
 ## emulator's throughput (one Python process) with other tests on two cores.
 test: emulator browser $(SAM_VENV)/bin/sam
 	scripts/check-docs
+	scripts/check-imports
 	$(SAM_VENV)/bin/python scripts/check-template
 	cargo build --workspace --bins --tests
 	rm -f target/e2e-service.log target/e2e-secrets.txt

@@ -131,6 +131,11 @@ pub const DEFAULT_TOKEN_ISSUER: &str = "urn:webhooks";
 pub const DEFAULT_TOKEN_AUDIENCE: &str = "urn:webhooks:api";
 
 impl Config {
+    /// Unix seconds when an event or delivery written now expires (`RETENTION_DAYS`).
+    pub fn expires_at(&self) -> i64 {
+        chrono::Utc::now().timestamp() + i64::from(self.retention_days) * 86400
+    }
+
     /// Reads the process environment.
     pub fn from_env(mode: Mode) -> Result<Self, ConfigError> {
         let vars: HashMap<String, String> = std::env::vars().collect();

@@ -59,6 +59,11 @@ pub fn id_time(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp_millis(i64::try_from(millis).ok()?)
 }
 
+/// Whether a caller is a portal session (its key id is the session's `ps_` id).
+pub fn is_portal_session(key_id: &str) -> bool {
+    key_id.starts_with(IdKind::PortalSession.prefix())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

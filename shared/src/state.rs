@@ -5,10 +5,12 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedHttpClient, SharedInterceptor};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::delivery::Pipeline;
 use crate::delivery::attempt::Attempts;
 use crate::delivery::client::{DeliveryClient, TargetPolicy, Transport};
 use crate::delivery::warm::Warm;
@@ -46,7 +48,32 @@ pub struct AppState {
     /// event source mapping does with its role.
     pub credentials: Option<Credentials>,
     /// What this instance saw last of each tenant's API rate limit.
-    pub limit_hints: Arc<crate::api::limits::LimitHints>,
+    pub limit_hints: Arc<LimitHints>,
+}
+
+/// What an instance remembers of each tenant's API rate limit (its TAT, see
+/// `api::limits`): which conditional write to try first.
+#[derive(Default)]
+pub struct LimitHints {
+    tats: Mutex<HashMap<String, i64>>,
+}
+
+/// Tenants remembered before the hints start over.
+const HINTS: usize = 10_000;
+
+impl LimitHints {
+    pub fn get(&self, tenant_id: &str) -> Option<i64> {
+        let tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
+        tats.get(tenant_id).copied()
+    }
+
+    pub fn put(&self, tenant_id: &str, tat: i64) {
+        let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
+        if tats.len() >= HINTS {
+            tats.clear();
+        }
+        tats.insert(tenant_id.to_string(), tat);
+    }
 }
 
 /// How a state's AWS clients connect, besides the settings: whom they act as locally, and
@@ -62,16 +89,24 @@ pub struct Connection {
     pub interceptor: Option<SharedInterceptor>,
 }
 
+impl<'a> From<&'a AppState> for Pipeline<'a> {
+    fn from(state: &'a AppState) -> Self {
+        Pipeline {
+            config: &state.config,
+            store: &*state.store,
+            queues: state.queues.as_deref(),
+            transport: &*state.transport,
+            sealer: &state.sealer,
+            warm: &state.warm,
+            schemas: &state.schemas,
+        }
+    }
+}
+
 impl AppState {
     /// What the delivery attempts use of this state.
     pub fn attempts(&self) -> Attempts<'_> {
-        Attempts {
-            transport: &*self.transport,
-            store: &*self.store,
-            breakers: &self.warm.breakers,
-            rates: &self.warm.rates,
-            schedule: &self.config.retry_schedule,
-        }
+        Pipeline::from(self).attempts()
     }
 
     pub async fn new(config: Config) -> Self {
@@ -141,7 +176,7 @@ impl AppState {
 
     /// Unix seconds when an event or delivery written now expires (`RETENTION_DAYS`).
     pub fn expires_at(&self) -> i64 {
-        chrono::Utc::now().timestamp() + i64::from(self.config.retention_days) * 86400
+        self.config.expires_at()
     }
 
     /// The queues, if configured (logged as a misconfiguration where they are needed).

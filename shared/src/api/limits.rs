@@ -4,36 +4,9 @@
 //! it: 429 `RATE_LIMITED` with `Retry-After`. Storage trouble lets the request through
 //! (the limit protects the other tenants; it must not take the API down with it).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::domain::rate_limit::{Admission, RateLimit};
 use crate::state::AppState;
-
-/// What an instance remembers of each tenant's TAT: which conditional write to try first.
-#[derive(Default)]
-pub struct LimitHints {
-    tats: Mutex<HashMap<String, i64>>,
-}
-
-/// Tenants remembered before the hints start over.
-const HINTS: usize = 10_000;
-
-impl LimitHints {
-    fn get(&self, tenant_id: &str) -> Option<i64> {
-        let tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
-        tats.get(tenant_id).copied()
-    }
-
-    fn put(&self, tenant_id: &str, tat: i64) {
-        let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
-        if tats.len() >= HINTS {
-            tats.clear();
-        }
-        tats.insert(tenant_id.to_string(), tat);
-    }
-}
 
 /// Admits one request of `tenant_id`, or answers 429 with when to come back.
 pub async fn admit(state: &AppState, tenant_id: &str) -> ApiResult<()> {

@@ -32,7 +32,7 @@ impl AuthContext {
 
     /// What the caller authenticated with, as its messages name it.
     pub fn credential(&self) -> &'static str {
-        if crate::api::handlers::portal::is_portal_session(&self.key_id) {
+        if crate::ids::is_portal_session(&self.key_id) {
             "portal session"
         } else if self.expires_at.is_some() {
             "access token"

@@ -19,6 +19,7 @@ use futures::StreamExt;
 use futures::future::join_all;
 use tracing::Instrument;
 
+use super::Pipeline;
 use super::attempt::Send;
 use super::client::{Target, parse_target};
 use super::decide::{self, Attempted, Route};
@@ -29,7 +30,6 @@ use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id};
 use crate::domain::event::Event;
 use crate::domain::webhook::{Credentials, Webhook};
 use crate::queue::{EventTask, QueueName, Task, TaskQueue};
-use crate::state::AppState;
 use crate::storage::{RECORDS_PER_WRITE, Saved, StoreError, Stored, TenantView};
 
 /// Requests in flight at once in one invocation.
@@ -78,7 +78,7 @@ struct CompletedDispatch {
 
 /// Fans out the batch's events; returns the ids of messages to retry.
 pub(super) async fn fan_out(
-    state: &AppState,
+    state: &Pipeline<'_>,
     queues: &dyn TaskQueue,
     views: &Views,
     messages: Vec<(Message<EventTask>, tracing::Span)>,
@@ -120,7 +120,7 @@ pub(super) async fn fan_out(
     // Webhook health: last_triggered_at and the auto-disable clock.
     join_all(tried.into_values().map(|(webhook, attempts)| async move {
         health::note(
-            &*state.store,
+            state.store,
             &state.warm.health,
             webhook,
             &attempts,
@@ -145,7 +145,7 @@ fn view_of<'v>(views: &'v Views, tenant: &str) -> Result<&'v TenantView, Pipelin
 /// Stores the message's event once, or finds it. `Ok(None)`: nothing to do (rejected to
 /// the dead-letter queue, or an API event no longer stored).
 async fn claim<'m>(
-    state: &AppState,
+    state: &Pipeline<'_>,
     queues: &dyn TaskQueue,
     message: &'m Message<EventTask>,
     view: Result<&TenantView, PipelineError>,
@@ -190,7 +190,7 @@ async fn claim<'m>(
     if let Some(sort_key) = view.schemas.get(&task.event_type)
         && let Some(schema) = state
             .schemas
-            .get(&*state.store, &task.tenant_id, &task.event_type, sort_key)
+            .get(state.store, &task.tenant_id, &task.event_type, sort_key)
             .await?
     {
         let data = serde_json::Value::Object(task.data.clone());
@@ -262,7 +262,7 @@ async fn claim<'m>(
 /// Which webhooks of the tenant get the event, now or on unpause; a resumed fan-out skips
 /// those whose record exists.
 async fn plan<'a>(
-    state: &AppState,
+    state: &Pipeline<'_>,
     claimed: Claimed<'a>,
     view: Result<&'a TenantView, PipelineError>,
     span: tracing::Span,
@@ -327,7 +327,7 @@ type TriedByWebhook<'a> = HashMap<(&'a str, &'a str), (&'a Webhook, Vec<Tried>)>
 /// rest are still in flight, and the buffered records beside them. Returns the attempts per
 /// webhook, and which plans did not get all their records written.
 async fn dispatch_and_record<'a>(
-    state: &AppState,
+    state: &Pipeline<'_>,
     queues: &dyn TaskQueue,
     plans: &'a [Planned<'a>],
 ) -> (TriedByWebhook<'a>, Vec<bool>) {
@@ -484,7 +484,7 @@ fn interleave_by_tenant<'a, 't>(
 /// or its cap on requests in flight holds it back, records it pending with its retry task
 /// and no attempt.
 async fn dispatch<'a>(
-    state: &AppState,
+    state: &Pipeline<'_>,
     plans: &'a [Planned<'a>],
     pending: PendingDispatch<'a, '_>,
 ) -> (&'a Webhook, Option<Tried>, CompletedDispatch) {
@@ -538,7 +538,7 @@ async fn dispatch<'a>(
 /// Queues the chunk's next attempts, then writes its records (in that order, so a record
 /// never promises an attempt that was not queued). Returns the plans the chunk touched.
 async fn record_chunk(
-    state: &AppState,
+    state: &Pipeline<'_>,
     queues: &dyn TaskQueue,
     chunk: Vec<CompletedDispatch>,
     expires: i64,

@@ -40,9 +40,61 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use tracing::Instrument;
 
+use crate::config::Config;
 use crate::queue::{Origin, QueueError, QueueName, Task, TaskQueue, parse_ingest, parse_task};
-use crate::state::AppState;
+use crate::schemas::Schemas;
+use crate::secrets::Sealer;
+use crate::storage::Store;
 use crate::storage::{StoreError, StoreResult, TenantView};
+use attempt::Attempts;
+use client::Transport;
+use warm::Warm;
+
+/// What the pipeline uses of the process, built from its state (`From<&AppState>`): the
+/// pipeline never reaches back into the state, so its imports point down.
+#[derive(Clone, Copy)]
+pub struct Pipeline<'a> {
+    pub config: &'a Config,
+    pub store: &'a dyn Store,
+    /// The queues, when configured (every deployed function; the local stack).
+    pub queues: Option<&'a dyn TaskQueue>,
+    pub transport: &'a dyn Transport,
+    pub sealer: &'a Sealer,
+    pub warm: &'a Warm,
+    pub schemas: &'a Schemas,
+}
+
+impl<'a> From<&Pipeline<'a>> for Pipeline<'a> {
+    fn from(pipeline: &Pipeline<'a>) -> Self {
+        *pipeline
+    }
+}
+
+impl<'a> Pipeline<'a> {
+    /// What the delivery attempts use.
+    pub fn attempts(&self) -> Attempts<'a> {
+        Attempts {
+            transport: self.transport,
+            store: self.store,
+            breakers: &self.warm.breakers,
+            rates: &self.warm.rates,
+            schedule: &self.config.retry_schedule,
+        }
+    }
+
+    /// Unix seconds when a delivery written now expires.
+    pub fn expires_at(&self) -> i64 {
+        self.config.expires_at()
+    }
+
+    /// The queues, if configured (logged as a misconfiguration where they are needed).
+    pub fn queues(&self) -> Option<&'a dyn TaskQueue> {
+        if self.queues.is_none() {
+            tracing::error!("INGEST_QUEUE_URL, INGEST_DLQ_URL and DELIVERY_QUEUE_URL are not set");
+        }
+        self.queues
+    }
+}
 
 /// The current view of every tenant a batch has events or retries for.
 pub(crate) type Views = HashMap<String, StoreResult<Arc<TenantView>>>;
@@ -167,7 +219,11 @@ fn record_span(message_id: &str, task: Option<&Task>) -> tracing::Span {
 }
 
 /// The deliver function's handler: processes a batch and reports the messages to retry.
-pub async fn deliver_batch(state: &AppState, batch: SqsEvent) -> SqsBatchResponse {
+pub async fn deliver_batch<'a>(
+    state: impl Into<Pipeline<'a>>,
+    batch: SqsEvent,
+) -> SqsBatchResponse {
+    let state = &state.into();
     let mut response = SqsBatchResponse::default();
     let Some(queues) = state.queues() else {
         for record in &batch.records {
@@ -214,7 +270,7 @@ pub async fn deliver_batch(state: &AppState, batch: SqsEvent) -> SqsBatchRespons
         .iter()
         .map(|(m, _)| m.task.tenant_id.as_str())
         .chain(retries.iter().map(|(m, _)| m.task.tenant_id.as_str()));
-    let views = state.warm.current_views(&*state.store, tenants).await;
+    let views = state.warm.current_views(state.store, tenants).await;
     for (tenant, view) in &views {
         if let Err(e) = view {
             tracing::warn!(error = %e, tenant_id = tenant, "could not read the tenant's webhooks; its messages come back");

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::Pipeline;
 use super::attempt::{self, Endpoint};
 use super::decide::Attempted;
 use super::health;
@@ -12,7 +13,6 @@ use super::{Handled, PipelineError};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::webhook::{Webhook, WebhookStatus};
 use crate::queue::{QueueName, RecoverTask, Task, TaskQueue, WebhookTask};
-use crate::state::AppState;
 use crate::storage::{DeliveryStore, FailedRange};
 
 /// Open deliveries handled per release or cancel task.
@@ -34,7 +34,7 @@ pub const SETTLE_PASSES: u8 = 3;
 /// retry task and does not hold up the rest. What is left (a full page, or the rest of
 /// one when the time budget is spent) goes to the next release task.
 pub(super) async fn release_page(
-    state: &AppState,
+    state: &Pipeline<'_>,
     queues: &dyn TaskQueue,
     task: &WebhookTask,
 ) -> Result<Handled, PipelineError> {
@@ -53,6 +53,23 @@ pub(super) async fn release_page(
         .await?;
     let full = page.len() == PAGE;
     let found = !page.is_empty();
+    // The index may not show the last moment's buffered writes yet: a short page when the
+    // buffered count (a consistent read) says more are waiting. Sent now, those would go
+    // out behind later ones; so the page waits for the index first (at most
+    // SETTLE_PASSES times, then it goes as it is).
+    if !full && task.settle < SETTLE_PASSES {
+        let waiting = store
+            .buffered_count(&task.tenant_id, &task.webhook_id)
+            .await?;
+        if waiting > page.len() as u64 {
+            let next = WebhookTask {
+                settle: task.settle + 1,
+                ..task.clone()
+            };
+            next_page(queues, Task::Release(next), SETTLE_WAIT).await?;
+            return Ok(Handled::Done);
+        }
+    }
     let worked = send_in_order(
         state,
         queues,
@@ -104,7 +121,7 @@ pub(super) async fn release_page(
 /// its delivery failed (an attempt asked for, like a manual retry, is final). The next
 /// page starts after the last delivery this one reached.
 pub(super) async fn recover_page(
-    state: &AppState,
+    state: &Pipeline<'_>,
     queues: &dyn TaskQueue,
     task: &RecoverTask,
 ) -> Result<Handled, PipelineError> {
@@ -160,7 +177,7 @@ pub(super) async fn recover_page(
 
 /// The webhook of a page task, if it exists and is active.
 async fn active_webhook(
-    state: &AppState,
+    state: &Pipeline<'_>,
     tenant_id: &str,
     webhook_id: &str,
 ) -> Result<Option<Webhook>, PipelineError> {
@@ -203,7 +220,7 @@ impl Worked {
 /// page ends, the time budget is spent or the webhook's breaker or rate limit holds
 /// the rest back.
 async fn send_in_order(
-    state: &AppState,
+    state: &Pipeline<'_>,
     queues: &dyn TaskQueue,
     webhook: &Webhook,
     mut page: Vec<Delivery>,
@@ -212,7 +229,7 @@ async fn send_in_order(
 ) -> Result<Worked, PipelineError> {
     page.sort_by(|a, b| a.id.cmp(&b.id));
     let store = &state.store;
-    let endpoint = Endpoint::open(&state.sealer, webhook).await?;
+    let endpoint = Endpoint::open(state.sealer, webhook).await?;
     let mut tried = Vec::new();
     let mut worked = Worked {
         done_until: None,
@@ -242,13 +259,8 @@ async fn send_in_order(
         else {
             // Its event expired while it waited.
             if from != DeliveryStatus::Failed {
-                attempt::close(
-                    &**store,
-                    delivery,
-                    DeliveryStatus::Failed,
-                    state.expires_at(),
-                )
-                .await?;
+                attempt::close(*store, delivery, DeliveryStatus::Failed, state.expires_at())
+                    .await?;
             }
             continue;
         };
@@ -257,7 +269,7 @@ async fn send_in_order(
         tried.push(made.tried);
         attempt::queue_then_save(
             queues,
-            &**store,
+            *store,
             &delivery,
             made.retry,
             from,
@@ -266,7 +278,7 @@ async fn send_in_order(
         .await?;
     }
     health::note(
-        &*state.store,
+        state.store,
         &state.warm.health,
         webhook,
         &tried,
@@ -279,11 +291,11 @@ async fn send_in_order(
 /// Cancels a page of a deleted webhook's open deliveries (nothing if it still exists: the
 /// delete did not happen).
 pub(super) async fn cancel_page(
-    state: &AppState,
+    state: &Pipeline<'_>,
     queues: &dyn TaskQueue,
     task: &WebhookTask,
 ) -> Result<Handled, PipelineError> {
-    let store: &dyn DeliveryStore = &*state.store;
+    let store: &dyn DeliveryStore = state.store;
     if state
         .store
         .get_webhook(&task.tenant_id, &task.webhook_id)

@@ -2,6 +2,7 @@
 //! for later while its webhook's breaker holds it back, dropped when it is a duplicate,
 //! closed without an attempt when its webhook is gone, paused or disabled.
 
+use super::Pipeline;
 use super::attempt::{self, Endpoint};
 use super::breaker::Hold;
 use super::decide::{self, Attempted, RetryStep};
@@ -9,12 +10,11 @@ use super::health;
 use super::{Handled, Message, PipelineError, Views, random_share};
 use crate::domain::delivery::DeliveryStatus;
 use crate::queue::{QueueName, RetryTask, TaskQueue};
-use crate::state::AppState;
 use crate::storage::StoreError;
 
 /// Handles one retry task; its webhook comes from the batch's view of its tenant.
 pub(super) async fn retry(
-    state: &AppState,
+    state: &Pipeline<'_>,
     queues: &dyn TaskQueue,
     views: &Views,
     message: &Message<RetryTask>,
@@ -60,13 +60,13 @@ pub(super) async fn retry(
     ) {
         (RetryStep::Attempt, Some(webhook)) => webhook,
         (RetryStep::Close(status), _) => {
-            attempt::close(&**store, delivery, status, expires).await?;
+            attempt::close(*store, delivery, status, expires).await?;
             return Ok(Handled::Done);
         }
         (RetryStep::Drop | RetryStep::Attempt, _) => return Ok(Handled::Done),
     };
     let Some(event) = store.get_event(&task.tenant_id, &delivery.event_id).await? else {
-        attempt::close(&**store, delivery, DeliveryStatus::Failed, expires).await?;
+        attempt::close(*store, delivery, DeliveryStatus::Failed, expires).await?;
         return Ok(Handled::Done);
     };
     let permit = match early {
@@ -81,7 +81,7 @@ pub(super) async fn retry(
         drop(permit);
         return hold_back(queues, task, hold).await;
     }
-    let endpoint = Endpoint::open(&state.sealer, &webhook).await?;
+    let endpoint = Endpoint::open(state.sealer, &webhook).await?;
     let mut delivery = delivery;
     let made = attempts
         .make(
@@ -92,9 +92,9 @@ pub(super) async fn retry(
         )
         .await;
     let from = DeliveryStatus::Pending;
-    attempt::queue_then_save(queues, &**store, &delivery, made.retry, from, expires).await?;
+    attempt::queue_then_save(queues, *store, &delivery, made.retry, from, expires).await?;
     health::note(
-        &*state.store,
+        state.store,
         &state.warm.health,
         &webhook,
         &[made.tried],

@@ -14,10 +14,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Pipeline;
 use super::PipelineError;
 use crate::queue::redrive::Options;
 use crate::queue::{QueueError, QueueName};
-use crate::state::AppState;
 
 /// Messages looked at per dead-letter queue per sweep; the next sweep continues.
 pub const SWEEP_LIMIT: usize = 1000;
@@ -64,7 +64,11 @@ pub const REDRIVE_LIMIT: usize = 2000;
 
 /// The sweeper function's handler: a redrive by hand when the event asks for one, else the
 /// scheduled sweep (whatever the schedule's event holds).
-pub async fn handle(state: &AppState, event: &Value) -> Result<Value, PipelineError> {
+pub async fn handle<'a>(
+    state: impl Into<Pipeline<'a>>,
+    event: &Value,
+) -> Result<Value, PipelineError> {
+    let state = &state.into();
     let answer = match event.get("redrive") {
         Some(asked) => {
             let request: RedriveRequest = serde_json::from_value(asked.clone()).unwrap_or_default();
@@ -78,10 +82,11 @@ pub async fn handle(state: &AppState, event: &Value) -> Result<Value, PipelineEr
 /// Brings back the dead-letter queues' messages however often the sweeper already did
 /// (`webhooks-admin redrive`), up to [`REDRIVE_LIMIT`] per queue, as tasks on the delivery
 /// queue; only the service's roles may send there.
-pub async fn redrive_by_hand(
-    state: &AppState,
+pub async fn redrive_by_hand<'a>(
+    state: impl Into<Pipeline<'a>>,
     request: &RedriveRequest,
 ) -> Result<RedrivenByHand, PipelineError> {
+    let state = state.into();
     let queues = state
         .queues()
         .ok_or_else(|| QueueError("the queues are not configured".into()))?;
@@ -109,7 +114,8 @@ pub async fn redrive_by_hand(
 }
 
 /// Brings back what the dead-letter queues hold.
-pub async fn sweep(state: &AppState) -> Result<Swept, PipelineError> {
+pub async fn sweep<'a>(state: impl Into<Pipeline<'a>>) -> Result<Swept, PipelineError> {
+    let state = state.into();
     let queues = state
         .queues()
         .ok_or_else(|| QueueError("the queues are not configured".into()))?;

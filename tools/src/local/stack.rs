@@ -391,7 +391,7 @@ async fn sweep_every(
             _ = stop.changed() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = shared::delivery::sweep::sweep(&state).await {
+        if let Err(e) = shared::delivery::sweep::sweep(&*state).await {
             tracing::warn!(error = %e, "local sweeper: the sweep will run again");
         }
     }

@@ -39,11 +39,6 @@ pub fn session_scopes(read_only: bool) -> Vec<Scope> {
     }
 }
 
-/// Whether a caller is a portal session (its key id is the session's `ps_` id).
-pub fn is_portal_session(key_id: &str) -> bool {
-    key_id.starts_with(IdKind::PortalSession.prefix())
-}
-
 /// A session's token: a fresh `ps_` subject with `scopes`, for `lifetime` seconds.
 pub async fn open_session(
     tokens: &Tokens,
@@ -66,7 +61,7 @@ pub fn session_url(portal: &str, token: &str) -> String {
 }
 
 pub async fn create_portal_session(state: &AppState, call: Call) -> ApiResult<Reply> {
-    if is_portal_session(&call.auth.key_id) {
+    if crate::ids::is_portal_session(&call.auth.key_id) {
         // Otherwise a session link could renew itself for ever.
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -186,8 +181,10 @@ mod tests {
 
     #[test]
     fn sessions_are_known_by_their_id() {
-        assert!(is_portal_session(&IdKind::PortalSession.generate()));
-        assert!(!is_portal_session(&IdKind::Client.generate()));
-        assert!(!is_portal_session("key_01J"));
+        assert!(crate::ids::is_portal_session(
+            &IdKind::PortalSession.generate()
+        ));
+        assert!(!crate::ids::is_portal_session(&IdKind::Client.generate()));
+        assert!(!crate::ids::is_portal_session("key_01J"));
     }
 }
