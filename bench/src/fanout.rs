@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use shared::config::{Config, Mode, QueueUrls};
 use shared::delivery::PARALLEL_RECORD_WRITES;
-use shared::delivery::client::{
+use shared::delivery::http::{
     DeliveryClient, Outgoing, Target, TargetPolicy, Transport, parse_target,
 };
 use shared::delivery::send::signed_headers;

@@ -193,7 +193,7 @@ mod tests {
         assert!(warn.would_enable("shared::api", &Level::WARN));
 
         let mixed = log_filter(Some("shared::delivery=debug,info"));
-        assert!(mixed.would_enable("shared::delivery::client", &Level::DEBUG));
+        assert!(mixed.would_enable("shared::delivery::http", &Level::DEBUG));
         assert!(!mixed.would_enable("shared::api", &Level::DEBUG));
         assert!(mixed.would_enable("shared::api", &Level::INFO));
     }

@@ -34,7 +34,7 @@ pub mod json;
 pub mod lambda;
 pub mod netguard;
 pub mod page;
-pub mod portal;
+pub mod portal_files;
 pub mod queue;
 pub mod schemas;
 pub mod secrets;

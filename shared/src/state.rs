@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::delivery::Pipeline;
 use crate::delivery::attempt::Attempts;
-use crate::delivery::client::{DeliveryClient, TargetPolicy, Transport};
+use crate::delivery::http::{DeliveryClient, TargetPolicy, Transport};
 use crate::delivery::warm::Warm;
 use crate::queue::TaskQueue;
 use crate::queue::sqs::SqsQueues;

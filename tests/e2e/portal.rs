@@ -776,7 +776,8 @@ async fn the_portal_is_served_with_its_policy_and_no_secret_in_its_html() {
         ("/portal", "text/html"),
         ("/portal/", "text/html"),
         ("/portal/webhooks/wh_01J", "text/html"),
-        ("/portal/assets/app.js", "text/javascript"),
+        ("/portal/assets/main.js", "text/javascript"),
+        ("/portal/assets/dom.js", "text/javascript"),
         ("/portal/assets/app.css", "text/css"),
     ] {
         let response = http

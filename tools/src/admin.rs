@@ -2,7 +2,7 @@
 //! key use.
 
 use shared::domain::api_key::{ApiKey, Scope, generate_key, record_for_key, validate_tenant_id};
-use shared::domain::client::{OAuthClient, generate_client};
+use shared::domain::oauth_client::{OAuthClient, generate_client};
 use shared::storage::{Store, StoreError};
 
 /// Creates a key for a tenant; returns the key (shown once) and its record.

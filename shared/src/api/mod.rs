@@ -85,7 +85,9 @@ macro_rules! route {
 /// handler alone needs, such as the JSON Schema validator, stays out of the rest).
 pub mod routes {
     use super::Route;
-    use super::handlers::{deliveries, event_types, events, me, portal, recover, replay, webhooks};
+    use super::handlers::{
+        deliveries, event_types, events, me, portal_sessions, recover, replay, webhooks,
+    };
     use crate::domain::api_key::Scope::*;
 
     pub static GET_ME: Route = route!("get_me", None, me::get_me);
@@ -184,7 +186,7 @@ pub mod routes {
     pub static CREATE_PORTAL_SESSION: Route = route!(
         "create_portal_session",
         Some(WebhooksWrite),
-        portal::create_portal_session
+        portal_sessions::create_portal_session
     );
 }
 
@@ -278,7 +280,7 @@ pub mod asset_routes {
 
     pub static PORTAL: AssetRoute = AssetRoute {
         function: "portal",
-        handler: crate::portal::serve,
+        handler: crate::portal_files::serve,
     };
 
     /// The `$default` route: whatever no other route matches is a 404 in the API's error

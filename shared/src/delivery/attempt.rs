@@ -16,10 +16,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::breaker::{Breakers, Gate, Hold, Permit};
-use super::client::{Sent, Target, Transport, parse_target};
 use super::decide;
 pub use super::decide::Attempted;
 use super::health::Tried;
+use super::http::{Sent, Target, Transport, parse_target};
 use super::rate::RateQueue;
 use super::send::{Attempting, send_attempt};
 use super::{PipelineError, metrics, random_share};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::breaker::Hold;
-use super::client::Sent;
+use super::http::Sent;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::subscription_matches;

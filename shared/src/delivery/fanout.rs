@@ -21,9 +21,9 @@ use tracing::Instrument;
 
 use super::Pipeline;
 use super::attempt::Send;
-use super::client::{Target, parse_target};
 use super::decide::{self, Attempted, Route};
 use super::health::{self, Tried};
+use super::http::{Target, parse_target};
 use super::metrics::{self, Outcome};
 use super::{Message, PipelineError, Views, random_share, reject};
 use crate::domain::delivery::{Delivery, DeliveryStatus, delivery_id};

@@ -10,7 +10,7 @@
 //! [`attempt`]'s: breaker, rate limit, send, decide, record, queue, save. What follows an
 //! attempt, and every other decision, is [`decide`]'s (pure functions); [`send`] signs and
 //! sends, [`health`] keeps a webhook's health, [`breaker`] holds back
-//! deliveries to a webhook that does not answer, [`client`] is the HTTP client, [`warm`]
+//! deliveries to a webhook that does not answer, [`http`] is the HTTP client, [`warm`]
 //! what an instance keeps between batches (tenants' views), [`metrics`] what operators
 //! watch. Every step is idempotent, so a repeated message (SQS delivers at
 //! least once, and a failed batch item comes back) never makes a second delivery record:
@@ -21,10 +21,10 @@
 
 pub mod attempt;
 pub mod breaker;
-pub mod client;
 pub mod decide;
 mod fanout;
 pub mod health;
+pub mod http;
 pub mod metrics;
 mod pages;
 pub mod rate;
@@ -47,7 +47,7 @@ use crate::secrets::Sealer;
 use crate::storage::Store;
 use crate::storage::{StoreError, StoreResult, TenantView};
 use attempt::Attempts;
-use client::Transport;
+use http::Transport;
 use warm::Warm;
 
 /// What the pipeline uses of the process, built from its state (`From<&AppState>`): the

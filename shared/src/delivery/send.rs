@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::client::{Outgoing, Sent, Target, Transport};
+use super::http::{Outgoing, Sent, Target, Transport};
 use crate::domain::webhook::Credentials;
 use crate::signing::{hex_signature, standard_signature_header};
 

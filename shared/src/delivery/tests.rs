@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use serde_json::json;
 
-use super::client::{Outgoing, Sent, Transport};
 use super::deliver_batch;
+use super::http::{Outgoing, Sent, Transport};
 use super::pages::PAGE;
 use crate::config::{Config, Mode};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};

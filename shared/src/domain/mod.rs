@@ -1,13 +1,13 @@
 //! The domain: API keys and scopes, OAuth2 clients, event types, webhooks, and the validation rules of SPEC §3.
 
 pub mod api_key;
-pub mod client;
 pub mod delivery;
 pub mod event;
 pub mod event_type;
 pub mod filter;
 pub mod headers;
 pub mod invalid;
+pub mod oauth_client;
 pub mod rate_limit;
 pub mod retry;
 pub mod schema;

@@ -15,10 +15,10 @@ use super::{
     LimitStore, Saved, StoreError, StoreResult, Stored, TenantView, WebhookStore,
 };
 use crate::domain::api_key::{ApiKey, KeyGrant};
-use crate::domain::client::OAuthClient;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
+use crate::domain::oauth_client::OAuthClient;
 use crate::domain::rate_limit::{Admission, RateLimit, admit};
 use crate::domain::webhook::Webhook;
 use crate::page::{Page, PageRequest, paginate};

@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::domain::api_key::{ApiKey, KeyGrant};
-use crate::domain::client::OAuthClient;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
+use crate::domain::oauth_client::OAuthClient;
 use crate::domain::rate_limit::{Admission, RateLimit};
 use crate::domain::webhook::Webhook;
 use crate::page::{Page, PageRequest};

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use shared::api::handlers::portal;
+use shared::api::handlers::portal_sessions as portal;
 use shared::config::{Config, Mode};
 use shared::domain::api_key::generate_key;
 use tools::local::settings::LocalSettings;

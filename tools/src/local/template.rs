@@ -481,8 +481,8 @@ mod tests {
         assert_eq!(match_path("/v1/webhooks/{id}", "/v1/webhooks/a/b"), None);
         assert_eq!(match_path("/v1/me", "/v1/you"), None);
         assert_eq!(
-            match_path("/portal/{proxy+}", "/portal/assets/app.js"),
-            Some(vec![("proxy".into(), "assets/app.js".into())])
+            match_path("/portal/{proxy+}", "/portal/assets/main.js"),
+            Some(vec![("proxy".into(), "assets/main.js".into())])
         );
         assert_eq!(match_path("/portal/{proxy+}", "/portal"), None);
         assert_eq!(match_path("/portal/{proxy+}", "/portal/"), None);

@@ -5,7 +5,7 @@ pub mod event_types;
 pub mod events;
 pub mod me;
 pub mod oauth;
-pub mod portal;
+pub mod portal_sessions;
 pub mod recover;
 pub mod replay;
 pub mod webhooks;

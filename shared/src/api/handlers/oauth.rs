@@ -17,7 +17,7 @@ use crate::api::error::ApiError;
 use crate::api::request::MAX_BODY_BYTES;
 use crate::api::{error_response, json_response};
 use crate::domain::api_key::Scope;
-use crate::domain::client::OAuthClient;
+use crate::domain::oauth_client::OAuthClient;
 use crate::ids::IdKind;
 use crate::secrets::KeyError;
 use crate::state::AppState;
@@ -329,7 +329,7 @@ pub async fn get_jwks(state: &AppState, _req: Request) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::client::generate_client;
+    use crate::domain::oauth_client::generate_client;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();

@@ -7,12 +7,12 @@ use serde_json::{Map, Value};
 
 use super::layout::*;
 use crate::domain::api_key::{ApiKey, KeyGrant, Scope};
-use crate::domain::client::OAuthClient;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::event_type::EventType;
 use crate::domain::filter::Filter;
 use crate::domain::headers::HeaderList;
+use crate::domain::oauth_client::OAuthClient;
 use crate::domain::webhook::{BasicAuth, Confidential, Webhook, WebhookStatus};
 use crate::domain::{format_time, parse_time};
 use crate::storage::{CatalogEntry, Health};
@@ -732,7 +732,7 @@ mod tests {
     #[test]
     fn clients_are_stored_by_id_without_their_secret_and_listed_by_tenant() {
         let (secret, mut client) =
-            crate::domain::client::generate_client("acme", vec![Scope::EventsWrite]);
+            crate::domain::oauth_client::generate_client("acme", vec![Scope::EventsWrite]);
         let item = Item::from(&client);
         assert_eq!(item[PK], s(format!("CLIENT#{}", client.client_id)));
         assert_eq!(item[GSI1_PK], s("T#acme#CLIENTS"));

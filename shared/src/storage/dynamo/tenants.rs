@@ -24,8 +24,8 @@ use super::layout::{
 };
 use super::{DynamoStore, Transaction, WriteError, classify};
 use crate::domain::api_key::{ApiKey, KeyGrant};
-use crate::domain::client::OAuthClient;
 use crate::domain::event_type::EventType;
+use crate::domain::oauth_client::OAuthClient;
 use crate::domain::webhook::Webhook;
 use crate::storage::{
     CatalogEntry, CatalogStore, ChangeWebhookError, CreateEventTypeError, CreateWebhookError,

@@ -2,8 +2,8 @@
 //! and `GET /portal/{proxy+}`.
 //!
 //! The portal is a page and a small script in the browser that calls the API with the
-//! session's token; this function only hands out its three files, compiled into the
-//! binary from `portal/`. It reads no storage and holds no permission. Every answer
+//! session's token; this function only hands out its files (the page, its style and its
+//! script's ES modules), compiled into the binary from `portal/`. It reads no storage and holds no permission. Every answer
 //! carries a content security policy that allows scripts, styles and API calls from this
 //! origin only: no inline script, no other host, no framing.
 
@@ -32,12 +32,31 @@ const INDEX: Asset = Asset {
     body: include_str!("../../portal/index.html"),
 };
 
+/// One of the script's ES modules: `portal/<name>`, served as `assets/<name>`.
+macro_rules! module {
+    ($name:literal) => {
+        Asset {
+            path: concat!("assets/", $name),
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!(concat!("../../portal/", $name)),
+        }
+    };
+}
+
+/// The page's files: its style and its script's modules (`main.js` first, the one the
+/// page loads; each imports the ones below it).
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "assets/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../portal/app.js"),
-    },
+    module!("main.js"),
+    module!("router.js"),
+    module!("webhooks.js"),
+    module!("webhook.js"),
+    module!("forms.js"),
+    module!("deliveries.js"),
+    module!("events.js"),
+    module!("nav.js"),
+    module!("api.js"),
+    module!("session.js"),
+    module!("dom.js"),
     Asset {
         path: "assets/app.css",
         content_type: "text/css; charset=utf-8",
@@ -214,7 +233,7 @@ mod tests {
             CONTENT_SECURITY_POLICY
         );
         assert!(text(&page).contains(r#"<base href="/portal/">"#));
-        let script = get("/portal/assets/app.js", Some("assets/app.js"), None);
+        let script = get("/portal/assets/main.js", Some("assets/main.js"), None);
         assert_eq!(
             script.headers()["content-type"],
             "text/javascript; charset=utf-8"
@@ -240,8 +259,26 @@ mod tests {
             assert!(!INDEX.body.contains(banned), "index.html has {banned:?}");
         }
         // Text from the API is set as text, never parsed as HTML.
-        assert!(!ASSETS[0].body.contains("innerHTML"));
-        assert!(!ASSETS[0].body.contains("insertAdjacentHTML"));
+        for asset in ASSETS {
+            assert!(!asset.body.contains("innerHTML"), "{}", asset.path);
+            assert!(!asset.body.contains("insertAdjacentHTML"), "{}", asset.path);
+        }
+    }
+
+    #[test]
+    fn every_module_a_module_imports_is_served() {
+        for asset in ASSETS {
+            for line in asset.body.lines().filter(|l| l.starts_with("import ")) {
+                let (_, from) = line.rsplit_once("'./").expect("a relative import");
+                let name = from.trim_end_matches("';");
+                let path = format!("assets/{name}");
+                assert!(
+                    ASSETS.iter().any(|a| a.path == path),
+                    "{} imports {name}, which is not served",
+                    asset.path
+                );
+            }
+        }
     }
 
     #[test]

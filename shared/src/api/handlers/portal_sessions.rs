@@ -153,7 +153,7 @@ fn portal_address(state: &AppState, call: &Call) -> ApiResult<String> {
         Some("http") => "http",
         _ => "https",
     };
-    let base = crate::portal::base_path(crate::portal::stage(&call.req));
+    let base = crate::portal_files::base_path(crate::portal_files::stage(&call.req));
     Ok(format!("{scheme}://{host}{}", base.trim_end_matches('/')))
 }
 
