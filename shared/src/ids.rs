@@ -1,7 +1,6 @@
 //! Typed, prefixed identifiers: a prefix plus a ULID, so ids sort by creation time.
 
-use std::sync::Mutex;
-
+use parking_lot::Mutex;
 use ulid::{Generator, Ulid};
 
 /// ULIDs from one process increase strictly, even within a millisecond, so records created
@@ -10,9 +9,7 @@ static GENERATOR: Mutex<Generator> = Mutex::new(Generator::new());
 
 /// A fresh ULID, greater than every earlier one from this process.
 pub fn new_ulid() -> Ulid {
-    let mut generator = GENERATOR
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut generator = GENERATOR.lock();
     // Overflow needs 2^80 ids in one millisecond; fall back to a random one if it happens.
     generator.generate().unwrap_or_else(|_| Ulid::new())
 }

@@ -12,12 +12,13 @@
 //! in steady state. Only the functions that need a clear value may decrypt.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use parking_lot::Mutex;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
 use crate::domain::headers::AUTHORIZATION;
@@ -126,7 +127,7 @@ impl Sealer {
 
     async fn sealing_key(&self) -> Result<DataKey, KeyError> {
         {
-            let mut current = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+            let mut current = self.sealing.lock();
             if let Some(k) = current.as_mut()
                 && k.made.elapsed() < SEALING_KEY_LIFE
                 && k.uses < SEALING_KEY_USES
@@ -137,7 +138,7 @@ impl Sealer {
         }
         let key = self.keyring.generate().await?;
         self.remember(&key.wrapped, key.clear);
-        *self.sealing.lock().unwrap_or_else(|p| p.into_inner()) = Some(SealingKey {
+        *self.sealing.lock() = Some(SealingKey {
             key: key.clone(),
             made: Instant::now(),
             uses: 1,
@@ -146,7 +147,7 @@ impl Sealer {
     }
 
     fn remember(&self, wrapped: &[u8], clear: [u8; 32]) {
-        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        let mut opened = self.opened.lock();
         if opened.len() >= OPENED_KEYS {
             opened.clear();
         }
@@ -154,12 +155,7 @@ impl Sealer {
     }
 
     async fn opening_key(&self, wrapped: &[u8]) -> Result<[u8; 32], KeyError> {
-        if let Some(clear) = self
-            .opened
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(wrapped)
-        {
+        if let Some(clear) = self.opened.lock().get(wrapped) {
             return Ok(*clear);
         }
         let clear = self.keyring.unwrap(wrapped).await?;

@@ -4,9 +4,10 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedHttpClient, SharedInterceptor};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use parking_lot::Mutex;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::config::Config;
@@ -63,12 +64,12 @@ const HINTS: usize = 10_000;
 
 impl LimitHints {
     pub fn get(&self, tenant_id: &str) -> Option<i64> {
-        let tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
+        let tats = self.tats.lock();
         tats.get(tenant_id).copied()
     }
 
     pub fn put(&self, tenant_id: &str, tat: i64) {
-        let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tats = self.tats.lock();
         if tats.len() >= HINTS {
             tats.clear();
         }

@@ -16,8 +16,9 @@
 //! webhook at a time.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 /// Attempts in a row without an answer that open a webhook's breaker.
 pub const TRIP_AFTER: u32 = 3;
@@ -191,7 +192,7 @@ pub enum Gate<'b> {
 
 impl Breakers {
     fn states(&self) -> MutexGuard<'_, HashMap<Key, State>> {
-        self.states.lock().unwrap_or_else(|p| p.into_inner())
+        self.states.lock()
     }
 
     /// Asks to make one attempt to a webhook now.

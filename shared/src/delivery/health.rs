@@ -6,10 +6,10 @@
 //! minute has passed ([`TRIGGER_REFRESH`]). The decisions are pure functions.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use parking_lot::Mutex;
 
 use crate::domain::delivery::Attempt;
 use crate::domain::format_time;
@@ -112,14 +112,14 @@ const MAX_KNOWN: usize = 50_000;
 
 impl HealthCache {
     fn get(&self, webhook: &Webhook) -> Option<Health> {
-        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let known = self.known.lock();
         known
             .get(&(webhook.tenant_id.clone(), webhook.id.clone()))
             .copied()
     }
 
     fn set(&self, webhook: &Webhook, health: Health) {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self.known.lock();
         if known.len() >= MAX_KNOWN {
             known.clear();
         }
@@ -127,7 +127,7 @@ impl HealthCache {
     }
 
     fn forget(&self, webhook: &Webhook) {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self.known.lock();
         known.remove(&(webhook.tenant_id.clone(), webhook.id.clone()));
     }
 }

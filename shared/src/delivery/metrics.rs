@@ -19,10 +19,10 @@
 //! | `DroppedTasks` | Count | delivery-queue tasks dropped as untrustworthy (an event task whose event is not stored) |
 //! | `DeadLettersBroughtBack` / `DeadLettersWaiting` | Count | the sweeper's work, and what waits for the operator |
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
+use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
 /// A delivery's outcome, the one dimension.
@@ -96,7 +96,7 @@ pub fn delivery(outcome: Outcome) {
 }
 
 pub fn attempt_latency(millis: u64) {
-    let mut latencies = COUNTERS.latencies.lock().unwrap_or_else(|p| p.into_inner());
+    let mut latencies = COUNTERS.latencies.lock();
     if latencies.len() < MAX_LATENCIES {
         latencies.push(millis);
     }
@@ -159,8 +159,7 @@ pub fn flush(breakers_open: usize) {
     if breakers_open > 0 {
         plain.insert("BreakersOpen".into(), json!(breakers_open));
     }
-    let latencies =
-        std::mem::take(&mut *COUNTERS.latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    let latencies = std::mem::take(&mut *COUNTERS.latencies.lock());
     let mut chunks = latencies.chunks(100);
     if let Some(first) = chunks.next() {
         plain.insert("AttemptLatency".into(), json!(first));

@@ -100,6 +100,7 @@ impl<'a> Pipeline<'a> {
 pub(crate) type Views = HashMap<String, StoreResult<Arc<TenantView>>>;
 
 pub use fanout::{MAX_IN_FLIGHT, PARALLEL_RECORD_WRITES};
+pub use pages::SETTLE_WAIT;
 
 /// Why a message's work could not be done now: it comes back and is tried again.
 #[derive(Debug, thiserror::Error)]

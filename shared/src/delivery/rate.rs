@@ -14,10 +14,10 @@
 //! webhook without a limit costs nothing here: no read, no write.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use parking_lot::{Mutex, MutexGuard};
 
 use super::breaker::Hold;
 use crate::domain::webhook::Webhook;
@@ -53,7 +53,7 @@ pub struct RateQueue {
 
 impl RateQueue {
     fn next(&self) -> MutexGuard<'_, HashMap<(String, String), (i64, u32)>> {
-        self.next.lock().unwrap_or_else(|p| p.into_inner())
+        self.next.lock()
     }
 
     /// The second a delivery refused in `second` should come back in: the next one, or a

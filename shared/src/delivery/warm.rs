@@ -10,10 +10,11 @@
 //! the batch that carries the event sees the change and reads the view again.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::join_all;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::breaker::Breakers;
 use super::health::HealthCache;
@@ -39,7 +40,7 @@ pub struct Warm {
 
 impl Warm {
     fn views(&self) -> MutexGuard<'_, HashMap<String, Cached>> {
-        self.views.lock().unwrap_or_else(|p| p.into_inner())
+        self.views.lock()
     }
 
     /// The current view of each tenant: the cached one if the tenant's version is still

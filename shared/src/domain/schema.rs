@@ -7,9 +7,10 @@
 //! makes the service read a file or call a host.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use boon::{Compiler, Draft, InstanceToken, SchemaIndex, Schemas, UrlLoader, ValidationError};
+use parking_lot::Mutex;
 use serde_json::Value;
 
 /// The only draft accepted (a `$schema` naming another is refused).
@@ -246,14 +247,14 @@ pub const CACHED_SCHEMAS: usize = 512;
 
 impl SchemaCache {
     pub fn get(&self, tenant_id: &str, name: &str, key: &str) -> Option<Option<Arc<Schema>>> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entries = self.entries.lock();
         entries
             .get(&(tenant_id.to_string(), name.to_string(), key.to_string()))
             .cloned()
     }
 
     pub fn put(&self, tenant_id: &str, name: &str, key: &str, schema: Option<Arc<Schema>>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         if entries.len() >= CACHED_SCHEMAS {
             entries.clear();
         }

@@ -1,10 +1,10 @@
 //! The queues in memory, for unit tests: every task sent, deferral and rejection is kept
 //! for the test to read and to hand back to the pipeline.
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::redrive::{self, DeadLetter, Decision};
 use super::{QueueError, QueueName, Task, TaskQueue};
@@ -36,11 +36,11 @@ impl MemoryQueue {
 
     /// The next `n` sends fail.
     pub fn fail_next(&self, n: u32) {
-        *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = n;
+        *self.failures.lock() = n;
     }
 
     pub fn sent(&self) -> MutexGuard<'_, Sent> {
-        self.sent.lock().unwrap_or_else(|p| p.into_inner())
+        self.sent.lock()
     }
 
     /// Takes the tasks sent so far to `queue`, oldest first.
@@ -54,7 +54,7 @@ impl MemoryQueue {
     }
 
     fn check(&self) -> Result<(), QueueError> {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.failures.lock();
         if *failures > 0 {
             *failures -= 1;
             return Err(QueueError("unavailable (in-memory test)".into()));

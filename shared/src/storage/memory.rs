@@ -3,10 +3,10 @@
 //! deployment, the local stack or the end-to-end tests.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
 
 use super::{
@@ -88,21 +88,21 @@ impl MemoryStore {
 
     /// The next `n` calls fail with [`StoreError::Unavailable`].
     pub fn fail_next(&self, n: u32) {
-        *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = n;
+        *self.failures.lock() = n;
     }
 
     fn tables(&self) -> StoreResult<MutexGuard<'_, Tables>> {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.failures.lock();
         if *failures > 0 {
             *failures -= 1;
             return Err(StoreError::Unavailable("throttled (in-memory test)".into()));
         }
-        Ok(self.tables.lock().unwrap_or_else(|p| p.into_inner()))
+        Ok(self.tables.lock())
     }
 
     /// Every delivery stored, in id order (for tests' assertions).
     pub fn all_deliveries(&self) -> Vec<Delivery> {
-        let tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let tables = self.tables.lock();
         tables.deliveries.values().cloned().collect()
     }
 }

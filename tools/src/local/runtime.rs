@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -84,13 +85,7 @@ impl RuntimeApi {
         self.invocations
             .send(Invocation { id, event, answer })
             .map_err(|_| "the runtime API is gone".to_string())?;
-        let init_error = || {
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .init_error
-                .clone()
-        };
+        let init_error = || self.pending.lock().init_error.clone();
         match tokio::time::timeout(within, answered).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err("the invocation was dropped".into()),
@@ -124,7 +119,7 @@ async fn serve(
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&body).into_owned();
-    let lock = || pending.lock().unwrap_or_else(|e| e.into_inner());
+    let lock = || pending.lock();
     if rest == "invocation/next" {
         // Long-polls, as Lambda's does, until there is an invocation.
         let Some(invocation) = queued.lock().await.recv().await else {

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -23,6 +23,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -61,7 +62,7 @@ type Matched<'a> = (&'a HttpRoute, Door, Vec<(String, String)>);
 
 impl AuthorizerCache {
     fn get(&self, identity: &str) -> Option<Context> {
-        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let answers = self.answers.lock();
         let (at, context) = answers.get(identity)?;
         (at.elapsed() < self.ttl).then(|| context.clone())
     }
@@ -70,7 +71,7 @@ impl AuthorizerCache {
         if self.ttl.is_zero() {
             return;
         }
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut answers = self.answers.lock();
         answers.retain(|_, (at, _)| at.elapsed() < self.ttl);
         answers.insert(identity.to_string(), (Instant::now(), context.clone()));
     }

@@ -4,9 +4,6 @@
 //! webhook's failed deliveries created in `[since, until)` a page at a time, oldest first,
 //! one after another, each as one more attempt on its record (breakers and rate limits
 //! applied). However many there are, the request does the same bounded work.
-
-use std::time::Duration;
-
 use serde_json::json;
 
 use super::events::time_field;
@@ -44,8 +41,10 @@ pub async fn recover_webhook(state: &AppState, call: Call) -> ApiResult<Reply> {
         requested_at: Some(crate::domain::now().timestamp_millis()),
         settle: 0,
     });
+    // The first page is read once the index shows every delivery that failed before this
+    // request (the index lags the table), so the page's order is the order they happened.
     crate::api::queues(state)?
-        .send(QueueName::Delivery, &[(task, Duration::ZERO)])
+        .send(QueueName::Delivery, &[(task, crate::delivery::SETTLE_WAIT)])
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "could not queue a recover; answering 503");
